@@ -1,0 +1,185 @@
+"""The ``dagsmith`` command. Each command imports what it needs when it runs.
+
+Start-up cost matters (``dagsmith --help`` must answer in well under half a
+second), so this module imports only Typer; engines, data libraries and the
+server load inside the commands that use them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(
+    name="dagsmith",
+    help="dagsmith: a fast, dependable orchestrator for data pipelines (runs Mage projects unchanged).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+pipelines_app = typer.Typer(help="List and inspect pipelines.", no_args_is_help=True)
+app.add_typer(pipelines_app, name="pipelines")
+
+
+def _fail(exc: BaseException, code: int = 2) -> None:
+    """Print a dagsmith error the way a person can act on it, then exit."""
+    from rich.console import Console
+
+    err = Console(stderr=True, highlight=False)
+    msg = getattr(exc, "message", None) or str(exc)
+    err.print(f"[bold red]error:[/] {msg}", markup=True, soft_wrap=True)
+    hint = getattr(exc, "hint", None)
+    if hint:
+        err.print(f"[yellow]hint:[/] {hint}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def init(path: str = typer.Argument(..., help="Folder to create (its name is the project name).")) -> None:
+    """Create a project in Mage's layout, with an example pipeline that runs offline."""
+    from dagsmith.errors import DagsmithError
+    from dagsmith.project.scaffold import EXAMPLE_PIPELINE, init_project
+
+    try:
+        root = init_project(path)
+    except DagsmithError as exc:
+        _fail(exc)
+    typer.echo(f"Created project {root}")
+    typer.echo(f"Run the example pipeline with:  dagsmith run {path} {EXAMPLE_PIPELINE}")
+
+
+def _parse_vars(runtime_vars: Optional[str], pairs: Optional[List[str]]) -> dict:
+    from dagsmith.errors import DagsmithError
+
+    out: dict = {}
+    if runtime_vars:
+        try:
+            loaded = json.loads(runtime_vars)
+        except json.JSONDecodeError as exc:
+            raise DagsmithError(
+                f"--runtime-vars is not valid JSON: {exc.msg} at character {exc.pos}",
+                hint='example: --runtime-vars \'{"year": 2021, "month": 1}\'',
+            ) from None
+        if not isinstance(loaded, dict):
+            raise DagsmithError("--runtime-vars must be a JSON object of name: value")
+        out.update(loaded)
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise DagsmithError(f"-v expects key=value, got {pair!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+@app.command()
+def run(
+    project: str = typer.Argument(..., help="Project folder."),
+    pipeline: str = typer.Argument(..., help="Pipeline uuid."),
+    runtime_vars: Optional[str] = typer.Option(None, "--runtime-vars", help="Run variables as a JSON object."),
+    var: Optional[List[str]] = typer.Option(None, "-v", "--var", help="A run variable as key=value (repeatable)."),
+    execution_date: Optional[str] = typer.Option(None, "--execution-date", help="ISO date-time; default now (UTC)."),
+    block: Optional[List[str]] = typer.Option(None, "--block", "--block-uuid", help="Run only this block (repeatable), with stored upstream outputs."),
+    with_upstream: bool = typer.Option(False, "--with-upstream", help="With --block: also run its upstream blocks."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Resume a failed run: re-run its failed and unfinished blocks."),
+    no_tests: bool = typer.Option(False, "--no-tests", help="Skip the blocks' @test functions."),
+    sequential: bool = typer.Option(False, "--sequential", help="Run one block at a time."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run result as JSON."),
+) -> None:
+    """Run a pipeline in this process and show each block's progress."""
+    from dagsmith.cli.running import run_command
+
+    code = run_command(
+        project=project,
+        pipeline=pipeline,
+        runtime_vars=runtime_vars,
+        var=var,
+        execution_date=execution_date,
+        blocks=block,
+        with_upstream=with_upstream,
+        resume=resume,
+        run_tests=not no_tests,
+        parallel=not sequential,
+        as_json=as_json,
+        parse_vars=_parse_vars,
+        fail=_fail,
+    )
+    raise typer.Exit(code)
+
+
+@app.command("test")
+def test_cmd(
+    project: str = typer.Argument(..., help="Project folder."),
+    pipeline: Optional[str] = typer.Argument(None, help="Pipeline uuid (default: every pipeline)."),
+    as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
+) -> None:
+    """Run pipelines with their @test functions and report the test results."""
+    from dagsmith.cli.running import test_command
+
+    raise typer.Exit(test_command(project, pipeline, as_json=as_json, fail=_fail))
+
+
+@app.command()
+def validate(
+    project: str = typer.Argument(..., help="Project folder."),
+    pipeline: Optional[str] = typer.Argument(None, help="Pipeline uuid (default: every pipeline)."),
+    as_json: bool = typer.Option(False, "--json", help="Print problems as JSON."),
+) -> None:
+    """Check pipelines without running anything: graph, files, block code."""
+    from dagsmith.cli.running import validate_command
+
+    raise typer.Exit(validate_command(project, pipeline, as_json=as_json, fail=_fail))
+
+
+@pipelines_app.command("list")
+def pipelines_list(
+    project: str = typer.Argument(..., help="Project folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """List the project's pipelines with their blocks."""
+    from dagsmith.cli.running import list_command
+
+    raise typer.Exit(list_command(project, as_json=as_json, fail=_fail))
+
+
+def _register_optional() -> None:
+    """Command groups owned by other packages; each module imports only Typer at load."""
+    import importlib
+
+    for module, name, kind in (
+        ("dagsmith.cli.blocks", "blocks", "group"),
+        ("dagsmith.cli.start", "start", "command"),
+        ("dagsmith.cli.backfill", "backfill", "command"),
+        ("dagsmith.cli.trigger", "trigger", "group"),
+    ):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        target = getattr(mod, "app", None) if kind == "group" else getattr(mod, "command", None)
+        if target is None:
+            continue
+        if kind == "group":
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
+
+
+_register_optional()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,356 @@
+"""The work behind ``dagsmith run``, ``test``, ``validate`` and ``pipelines list``.
+
+Draws a live table of block states while a run goes (Rich, only on a
+terminal), prints block output lines as they come, and ends with a summary
+table; on failure it prints the failed block's error and the command that
+resumes the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+from rich.console import Console
+from rich.table import Table
+
+STYLE = {
+    "completed": "green",
+    "failed": "bold red",
+    "running": "cyan",
+    "initial": "dim",
+    "queued": "dim",
+    "upstream_failed": "yellow",
+    "condition_failed": "yellow",
+    "cancelled": "magenta",
+}
+
+
+class LiveView:
+    """A RunObserver that keeps a Rich live table of block states and prints block output."""
+
+    def __init__(self, console: Console, live: Any | None, echo_logs: bool) -> None:
+        self.console = console
+        self.live = live
+        self.echo_logs = echo_logs
+        self.state: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+
+    def table(self) -> Table:
+        t = Table(show_edge=False, pad_edge=False)
+        t.add_column("block")
+        t.add_column("status")
+        for uid, st in self.state.items():
+            status = st["status"]
+            t.add_row(uid, f"[{STYLE.get(status, '')}]{status}[/]")
+        return t
+
+    def _refresh(self) -> None:
+        if self.live is not None:
+            self.live.update(self.table())
+
+    def on_run_start(self, *, blocks: list[str], **kw: Any) -> None:
+        with self.lock:
+            for b in blocks:
+                self.state[b] = {"status": "initial"}
+            self._refresh()
+
+    def on_block_start(self, *, block_uuid: str, attempt: int, **kw: Any) -> None:
+        with self.lock:
+            self.state.setdefault(block_uuid, {})["status"] = "running"
+            self._refresh()
+        if self.live is None and self.echo_logs:
+            suffix = f" (attempt {attempt})" if attempt > 1 else ""
+            self.console.print(f"[cyan]▶[/] {block_uuid}{suffix}", highlight=False)
+
+    def on_block_log(self, *, block_uuid: str, record: dict, **kw: Any) -> None:
+        if not self.echo_logs:
+            return
+        level = record.get("level", "info")
+        colour = "red" if level in ("error", "critical") else ("yellow" if level == "warning" else "dim")
+        self.console.print(f"[{colour}]{block_uuid} |[/] {record.get('message', '')}", highlight=False, markup=True, soft_wrap=True)
+
+    def on_block_end(self, *, block_uuid: str, status: str, result: Any, **kw: Any) -> None:
+        with self.lock:
+            self.state.setdefault(block_uuid, {})["status"] = status
+            self._refresh()
+        if self.live is None and self.echo_logs:
+            self.console.print(f"[{STYLE.get(status, '')}]■ {block_uuid} {status}[/]", highlight=False)
+
+    def on_run_end(self, **kw: Any) -> None:
+        pass
+
+
+def summary_table(result: Any) -> Table:
+    t = Table(title=f"run {result.run_id} — {result.pipeline_uuid}", title_justify="left")
+    t.add_column("block")
+    t.add_column("status")
+    t.add_column("rows", justify="right")
+    t.add_column("time", justify="right")
+    t.add_column("tests", justify="right")
+    for uid, b in result.blocks.items():
+        secs = b.seconds
+        t.add_row(
+            uid,
+            f"[{STYLE.get(b.status, '')}]{b.status}[/]",
+            "" if b.rows is None else f"{b.rows:,}",
+            "" if secs is None else f"{secs:.3f}s",
+            f"{b.tests_passed}/{b.tests_total}" if b.tests_total else "",
+        )
+    return t
+
+
+def run_command(
+    *,
+    project: str,
+    pipeline: str,
+    runtime_vars: Optional[str],
+    var: Optional[List[str]],
+    execution_date: Optional[str],
+    blocks: Optional[List[str]],
+    with_upstream: bool,
+    resume: Optional[str],
+    run_tests: bool,
+    parallel: bool,
+    as_json: bool,
+    parse_vars: Callable[..., dict],
+    fail: Callable[..., None],
+) -> int:
+    from dagsmith.errors import DagsmithError, ValidationError
+
+    console = Console(highlight=False)
+    try:
+        variables = parse_vars(runtime_vars, var)
+        completed = _resume_state(project, pipeline, resume) if resume else None
+        if execution_date is not None:
+            from dagsmith.engine.variables import as_aware
+
+            try:
+                execution_date = as_aware(execution_date)  # type: ignore[assignment]
+            except ValueError:
+                raise DagsmithError(
+                    f"--execution-date {execution_date!r} is not an ISO date-time",
+                    hint="example: --execution-date 2021-01-01T05:00:00Z",
+                ) from None
+    except DagsmithError as exc:
+        fail(exc)
+        return 2
+    result = None
+    try:
+        result = _run(
+            project,
+            pipeline,
+            console,
+            as_json=as_json,
+            variables=variables,
+            execution_date=execution_date,
+            block_uuids=blocks,
+            with_upstream=with_upstream,
+            completed=completed,
+            run_tests=run_tests,
+            parallel=parallel,
+        )
+    except ValidationError as exc:
+        fail(exc)
+    except DagsmithError as exc:
+        fail(exc)
+    assert result is not None
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+    else:
+        _report(console, result, project, pipeline, blocks)
+    code = 0 if result.ok else 1
+    if result.abandoned_threads:
+        # a timed-out block may still be sleeping in C code; do not wait for it to exit
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _run(project: str, pipeline: str, console: Console, *, as_json: bool, **kw: Any) -> Any:
+    from dagsmith.engine.runner import run_pipeline
+
+    observers: list[Any] = []
+    recorder = _history_observer(project, pipeline)
+    if recorder is not None:
+        observers.append(recorder)
+    if as_json:
+        view = None
+    elif console.is_terminal:
+        from rich.live import Live
+
+        with Live(console=console, refresh_per_second=8, transient=True) as live:
+            view = LiveView(console, live, echo_logs=True)
+            return run_pipeline(project, pipeline, observer=_combine([view, *observers]), **kw)
+    else:
+        view = LiveView(console, None, echo_logs=True)
+    return run_pipeline(project, pipeline, observer=_combine([view, *observers]), **kw)
+
+
+def _combine(observers: list[Any]) -> Any:
+    from dagsmith.engine.observer import Fanout
+
+    return Fanout([o for o in observers if o is not None])
+
+
+def _history_observer(project: str, pipeline: str) -> Any:
+    """Record CLI runs in the metadata DB when the orchestration layer provides a recorder."""
+    if os.environ.get("DAGSMITH_NO_HISTORY"):
+        return None
+    try:
+        from dagsmith.orchestration.cli_history import history_observer
+    except ImportError:
+        return None
+    try:
+        return history_observer(project, pipeline)
+    except Exception as exc:  # history is a convenience; the run must not depend on it
+        Console(stderr=True).print(f"[yellow]warning:[/] run history not recorded: {exc}")
+        return None
+
+
+def _resume_state(project: str, pipeline: str, run_id: str) -> dict[str, str]:
+    from dagsmith.data.store import VariableStore
+    from dagsmith.errors import DagsmithError
+    from dagsmith.project.layout import data_dir
+
+    store = VariableStore(data_dir(Path(project).resolve()))
+    manifest = store.read_manifest(pipeline, run_id)
+    if manifest is None:
+        raise DagsmithError(
+            f"no record of run '{run_id}' of pipeline '{pipeline}' in {store.variables_dir(pipeline)}",
+            hint="the run id is printed at the end of each run",
+        )
+    return {
+        uid: info.get("partition", run_id)
+        for uid, info in manifest.get("blocks", {}).items()
+        if info.get("status") == "completed"
+    }
+
+
+def _report(console: Console, result: Any, project: str, pipeline: str, blocks: Optional[List[str]]) -> None:
+    console.print(summary_table(result))
+    passed, total = result.tests
+    if total:
+        console.print(f"{passed}/{total} tests passed.")
+    if result.ok:
+        secs = (result.ended_at - result.started_at).total_seconds()
+        console.print(f"[green]✔ run {result.run_id} completed[/] in {secs:.2f}s")
+        return
+    err = Console(stderr=True, highlight=False)
+    for uid, b in result.blocks.items():
+        if b.status != "failed":
+            continue
+        err.print(f"[bold red]✘ block {uid} failed:[/] {b.error}", soft_wrap=True)
+        if b.traceback:
+            err.print(b.traceback.rstrip(), markup=False, soft_wrap=True)
+    if result.status == "cancelled":
+        err.print(f"[magenta]run {result.run_id} was cancelled[/]")
+    else:
+        err.print(f"[bold red]run {result.run_id} failed[/]")
+    err.print(f"resume with:  dagsmith run {project} {pipeline} --resume {result.run_id}", markup=False)
+
+
+def test_command(project: str, pipeline: Optional[str], *, as_json: bool, fail: Callable[..., None]) -> int:
+    from dagsmith.engine.runner import run_pipeline
+    from dagsmith.errors import DagsmithError
+    from dagsmith.project.pipelines import list_pipelines
+
+    console = Console(highlight=False)
+    names = [pipeline] if pipeline else list_pipelines(project)
+    report, code = {}, 0
+    for name in names:
+        try:
+            result = run_pipeline(project, name, run_tests=True, persist=False)
+        except DagsmithError as exc:
+            report[name] = {"status": "invalid", "error": str(exc)}
+            code = 1
+            if not as_json:
+                console.print(f"[bold red]{name}: invalid[/] {exc}", soft_wrap=True)
+            continue
+        passed, total = result.tests
+        failures = {u: b.test_failures or ([b.error] if b.error else []) for u, b in result.blocks.items() if b.status == "failed"}
+        report[name] = {"status": result.status, "tests_passed": passed, "tests_total": total, "failures": failures}
+        if not result.ok:
+            code = 1
+        if not as_json:
+            colour = "green" if result.ok else "bold red"
+            console.print(f"[{colour}]{name}: {passed}/{total} tests passed ({result.status})[/]")
+            for uid, msgs in failures.items():
+                for m in msgs:
+                    console.print(f"  [red]{uid}:[/] {m}", soft_wrap=True)
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    return code
+
+
+def validate_command(project: str, pipeline: Optional[str], *, as_json: bool, fail: Callable[..., None]) -> int:
+    from dagsmith.engine.validation import pipeline_problems
+    from dagsmith.errors import DagsmithError, ValidationError
+    from dagsmith.project.pipelines import list_pipelines, load_pipeline, load_project
+
+    console = Console(highlight=False)
+    try:
+        root = load_project(project).root
+    except DagsmithError as exc:
+        fail(exc)
+        return 2
+    names = [pipeline] if pipeline else list_pipelines(root)
+    report: dict[str, list[str]] = {}
+    for name in names:
+        try:
+            spec = load_pipeline(root, name)
+            report[name] = pipeline_problems(root, spec)
+        except ValidationError as exc:
+            report[name] = exc.problems or [str(exc)]
+        except DagsmithError as exc:
+            report[name] = [str(exc)]
+    bad = {k: v for k, v in report.items() if v}
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        for name, problems in report.items():
+            if problems:
+                console.print(f"[bold red]✘ {name}[/]")
+                for p in problems:
+                    console.print(f"  - {p}", markup=False, soft_wrap=True)
+            else:
+                console.print(f"[green]✔ {name}[/]")
+    return 1 if bad else 0
+
+
+def list_command(project: str, *, as_json: bool, fail: Callable[..., None]) -> int:
+    from dagsmith.errors import DagsmithError
+    from dagsmith.project.pipelines import list_pipelines, load_project, read_pipeline_raw
+
+    try:
+        root = load_project(project).root
+    except DagsmithError as exc:
+        fail(exc)
+        return 2
+    rows = []
+    for uid in list_pipelines(root):
+        try:
+            raw = read_pipeline_raw(root, uid)
+            blocks = [b.get("uuid") for b in raw.get("blocks") or [] if isinstance(b, dict)]
+            rows.append({"uuid": uid, "name": raw.get("name") or uid, "type": raw.get("type") or "python", "blocks": blocks})
+        except DagsmithError as exc:
+            rows.append({"uuid": uid, "error": str(exc)})
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return 0
+    t = Table()
+    t.add_column("pipeline")
+    t.add_column("type")
+    t.add_column("blocks", justify="right")
+    for r in rows:
+        if "error" in r:
+            t.add_row(r["uuid"], "[red]invalid[/]", "")
+        else:
+            t.add_row(r["uuid"], r["type"], str(len(r["blocks"])))
+    Console().print(t)
+    return 0

@@ -1,0 +1,121 @@
+"""``dagsmith start PROJECT``: the web server, the scheduler and a worker in one process.
+
+``--role`` picks parts (repeat it, or give a comma list): ``server``, ``scheduler``,
+``worker``; the default is all three. The metadata DB is migrated first. SIGTERM or
+Ctrl-C stops cleanly: the scheduler stops ticking, the worker stops claiming, runs
+still going after the grace period go back to the queue and resume on the next start.
+Only Typer is imported at module load (``dagsmith --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+ROLES = ("server", "scheduler", "worker")
+
+
+def _roles(values: Optional[List[str]]) -> tuple[str, ...]:
+    if not values:
+        return ROLES
+    out: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip().lower()
+            if part == "all":
+                return ROLES
+            if part not in ROLES:
+                raise typer.BadParameter(f"unknown role {part!r}; use server, scheduler or worker", param_hint="--role")
+            if part not in out:
+                out.append(part)
+    return tuple(out)
+
+
+def _free_port(host: str, port: int) -> int:
+    import socket
+
+    for candidate in range(port, port + 101):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, candidate))
+            except OSError:
+                continue
+            return candidate
+    raise OSError(f"ports {port}-{port + 100} on {host} are all in use")
+
+
+def command(
+    project: str = typer.Argument(".", help="Project folder (default: the current folder)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 exposes the server to the network)."),
+    port: int = typer.Option(6789, "--port", help="Port of the web server (the next free one is used if it is busy)."),
+    role: Optional[List[str]] = typer.Option(None, "--role", help="server, scheduler, worker (repeatable or comma list; default all)."),
+    workers: Optional[int] = typer.Option(None, "--concurrency", help="Runs this process executes at the same time."),
+    grace: float = typer.Option(10.0, "--grace", help="Seconds to let running runs finish on shutdown before handing them back."),
+    log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+) -> None:
+    """Start the server, the scheduler and a worker (migrates the metadata DB first)."""
+    import logging
+    import signal
+    import threading
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from dagsmith.errors import DagsmithError
+
+    console = Console(stderr=True, highlight=False)
+    roles = _roles(role)
+    root = Path(project).resolve()
+    if not (root / "pipelines").is_dir():
+        console.print(f"[bold red]error:[/] {root} is not a project (it has no pipelines/ folder)")
+        console.print(f"[yellow]hint:[/] create one with:  dagsmith init {project}")
+        raise typer.Exit(2)
+    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        from dagsmith.orchestration.runtime import Runtime
+        from dagsmith.orchestration.settings import OrchestrationSettings
+        from dagsmith.project.env import load_project_env
+
+        load_project_env(root)
+        overrides = {"shutdown_grace": grace}
+        if workers:
+            overrides["worker_concurrency"] = workers
+        settings = OrchestrationSettings.from_env(root, **overrides)
+        runtime = Runtime(settings, roles=roles)
+        runtime.db.migrate()
+    except DagsmithError as exc:
+        console.print(f"[bold red]error:[/] {exc.message}")
+        if exc.hint:
+            console.print(f"[yellow]hint:[/] {exc.hint}")
+        raise typer.Exit(2)
+    where = "PostgreSQL" if runtime.db.is_postgres else f"SQLite {settings.data_dir / 'dagsmith.db'}"
+    console.print(f"dagsmith: project {root.name} — roles {', '.join(roles)} — metadata DB {where}")
+    runtime.start()
+    try:
+        if "server" in roles:
+            import uvicorn
+
+            from dagsmith.server.app import create_app
+
+            chosen = _free_port(host, port)
+            if chosen != port:
+                console.print(f"[yellow]port {port} is busy; using {chosen}[/]")
+            app = create_app(root, settings, runtime=runtime, migrate=False)
+            console.print(f"dagsmith: serving http://{host}:{chosen}  (API docs: http://{host}:{chosen}/api/docs)")
+            config = uvicorn.Config(app, host=host, port=chosen, log_level=log_level.lower(), access_log=False, timeout_graceful_shutdown=5)
+            uvicorn.Server(config).run()  # returns on SIGTERM / Ctrl-C
+        else:
+            stop = threading.Event()
+
+            def _stop(signum, frame):  # noqa: ARG001
+                stop.set()
+
+            signal.signal(signal.SIGTERM, _stop)
+            signal.signal(signal.SIGINT, _stop)
+            while not stop.wait(1.0):
+                pass
+    finally:
+        console.print("dagsmith: stopping (in-flight runs finish or go back to the queue)…")
+        runtime.stop()
+        console.print("dagsmith: stopped")

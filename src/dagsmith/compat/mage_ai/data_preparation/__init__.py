@@ -1,0 +1,1 @@
+"""Mage import names under mage_ai.data_preparation; re-exports only."""

@@ -1,0 +1,5 @@
+"""``mage_ai.io.file``: re-exports only."""
+
+from dagsmith.io.files import FileIO
+
+__all__ = ["FileIO"]

@@ -1,0 +1,1 @@
+"""Mage import names under mage_ai.settings; re-exports only."""

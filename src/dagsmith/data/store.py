@@ -1,0 +1,157 @@
+"""The variables store: block outputs on disk, per pipeline and partition.
+
+Layout (Mage's, under dagsmith's data folder)::
+
+    <data_dir>/pipelines/<pipeline>/.variables/<partition>/<block_uuid>/
+        _meta.json            {"count": n, "multi": bool}
+        output_0/ output_1/   one folder per output (see dagsmith.data.serde)
+    <data_dir>/pipelines/<pipeline>/.variables/<partition>/_run.json   run manifest
+    <data_dir>/pipelines/<pipeline>/.variables/latest.json             block -> newest partition
+
+A block's outputs are written to a temporary folder and renamed into place, so
+readers see all of a block's outputs or none. Values, not files, cross the
+API: ``write_outputs`` takes the list of outputs; ``read_block_value`` returns
+what a downstream block receives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Iterable
+
+from dagsmith.data.serde import read_value, write_value
+
+_latest_lock = threading.Lock()
+
+
+class OutputsMissing(LookupError):
+    """No stored outputs for a block in the asked partition."""
+
+
+class VariableStore:
+    """Block outputs under ``<data_dir>/pipelines``; safe for concurrent writers of different blocks."""
+
+    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+        self.root = Path(data_dir) / "pipelines"
+
+    # ------------------------------------------------------------ paths
+    def variables_dir(self, pipeline: str) -> Path:
+        return self.root / pipeline / ".variables"
+
+    def block_dir(self, pipeline: str, partition: str, block_uuid: str) -> Path:
+        return self.variables_dir(pipeline) / partition / block_uuid
+
+    # ------------------------------------------------------------ writing
+    def write_outputs(
+        self, pipeline: str, partition: str, block_uuid: str, outputs: list[Any], *, multi: bool
+    ) -> Path:
+        """Store a block's outputs atomically and point ``latest`` at this partition."""
+        final = self.block_dir(pipeline, partition, block_uuid)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name.replace('/', '_')}.", dir=final.parent))
+        try:
+            packed = multi and not any(_is_frame(v) for v in outputs)
+            if packed:  # a long list of plain values is one file, not one folder per item
+                write_value(list(outputs), tmp / "output_0")
+            else:
+                for i, value in enumerate(outputs):
+                    write_value(value, tmp / f"output_{i}")
+            meta = {"count": 1 if packed else len(outputs), "multi": multi, "packed": packed}
+            (tmp / "_meta.json").write_text(json.dumps(meta))
+            if final.exists():
+                trash = final.with_name(f".{final.name}.old.{os.getpid()}.{threading.get_ident()}")
+                os.replace(final, trash)
+                os.replace(tmp, final)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self._set_latest(pipeline, {block_uuid: partition})
+        return final
+
+    def _set_latest(self, pipeline: str, entries: dict[str, str]) -> None:
+        path = self.variables_dir(pipeline) / "latest.json"
+        with _latest_lock:
+            current = _read_json(path) or {}
+            current.update(entries)
+            _write_json_atomic(path, current)
+
+    def write_manifest(self, pipeline: str, partition: str, manifest: dict[str, Any]) -> None:
+        _write_json_atomic(self.variables_dir(pipeline) / partition / "_run.json", manifest)
+
+    # ------------------------------------------------------------ reading
+    def read_manifest(self, pipeline: str, partition: str) -> dict[str, Any] | None:
+        return _read_json(self.variables_dir(pipeline) / partition / "_run.json")
+
+    def latest_partition(self, pipeline: str, block_uuid: str) -> str | None:
+        latest = _read_json(self.variables_dir(pipeline) / "latest.json") or {}
+        return latest.get(block_uuid)
+
+    def has_outputs(self, pipeline: str, partition: str, block_uuid: str) -> bool:
+        return (self.block_dir(pipeline, partition, block_uuid) / "_meta.json").is_file()
+
+    def read_outputs(self, pipeline: str, partition: str, block_uuid: str) -> tuple[list[Any], bool]:
+        folder = self.block_dir(pipeline, partition, block_uuid)
+        meta = _read_json(folder / "_meta.json")
+        if meta is None:
+            raise OutputsMissing(f"no stored output of block '{block_uuid}' in {folder}")
+        values = [read_value(folder / f"output_{i}") for i in range(int(meta["count"]))]
+        if meta.get("packed"):
+            values = list(values[0])
+        return values, bool(meta.get("multi"))
+
+    def read_block_value(self, pipeline: str, partition: str, block_uuid: str) -> Any:
+        """What a downstream block receives: the single output, or the list of outputs."""
+        values, multi = self.read_outputs(pipeline, partition, block_uuid)
+        return as_input(values, multi)
+
+    def partitions(self, pipeline: str) -> list[str]:
+        base = self.variables_dir(pipeline)
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def delete_partitions(self, pipeline: str, partitions: Iterable[str]) -> int:
+        removed = 0
+        for part in partitions:
+            folder = self.variables_dir(pipeline) / part
+            if folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        return removed
+
+
+def _is_frame(value: Any) -> bool:
+    return type(value).__module__.split(".", 1)[0] in ("pandas", "polars", "pyarrow")
+
+
+def as_input(values: list[Any], multi: bool) -> Any:
+    """Mage's hand-off rule: one output is passed as itself, several as a list."""
+    if multi:
+        return list(values)
+    return values[0] if values else None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (ValueError, OSError):
+        return None
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, default=str)
+    os.replace(tmp, path)

@@ -1,0 +1,83 @@
+"""What a run produced: per-block and whole-run results (plain, picklable data)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass
+class BlockResult:
+    block_uuid: str
+    status: str = "initial"
+    attempts: int = 0
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    rows: int | None = None
+    error: str | None = None
+    error_location: str | None = None
+    traceback: str | None = None
+    tests_passed: int = 0
+    tests_total: int = 0
+    test_failures: list[str] = field(default_factory=list)
+    stdout: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started_at and self.ended_at:
+            return (self.ended_at - self.started_at).total_seconds()
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("started_at", "ended_at"):
+            if data[key] is not None:
+                data[key] = data[key].isoformat()
+        data["seconds"] = self.seconds
+        return data
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    pipeline_uuid: str
+    partition: str
+    status: str = "running"
+    blocks: dict[str, BlockResult] = field(default_factory=dict)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    execution_date: datetime | None = None
+    abandoned_threads: bool = False
+    """True when a timed-out or cancelled block's thread may still be running."""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "completed"
+
+    @property
+    def failed_blocks(self) -> list[str]:
+        return [u for u, b in self.blocks.items() if b.status == "failed"]
+
+    @property
+    def tests(self) -> tuple[int, int]:
+        return (
+            sum(b.tests_passed for b in self.blocks.values()),
+            sum(b.tests_total for b in self.blocks.values()),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        passed, total = self.tests
+        return {
+            "run_id": self.run_id,
+            "pipeline_uuid": self.pipeline_uuid,
+            "partition": self.partition,
+            "status": self.status,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
+            "execution_date": self.execution_date.isoformat() if self.execution_date else None,
+            "tests_passed": passed,
+            "tests_total": total,
+            "blocks": {u: b.to_dict() for u, b in self.blocks.items()},
+        }

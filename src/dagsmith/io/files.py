@@ -1,0 +1,511 @@
+"""Files: reading and writing csv, csv.gz, parquet, json and xlsx, locally and for the object stores.
+
+Owns the format layer every file-like connector shares (FileIO here, GCS, S3 and
+HTTP reuse the ``read_*``/``write_*`` helpers):
+
+- CSV goes through pyarrow's multi-threaded reader, with pandas-style ``dtype=``
+  and ``parse_dates=`` mapped onto Arrow column types; a ragged or non-UTF-8 file
+  fails with an error naming the line;
+- writes are atomic for local files (temporary file in the same folder, then rename);
+- :class:`FileIO` is Mage's ``mage_ai.io.file.FileIO``: ``load(filepath, format)``,
+  ``export(df, filepath, format)``, relative paths resolved against the project.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from dagsmith.errors import ConfigError, TerminalConnectorError
+from dagsmith.io.base import (
+    QUERY_ROW_LIMIT,
+    Capabilities,
+    Connector,
+    arrow_to_pandas,
+    detect_format,
+    to_arrow,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import pyarrow as pa
+
+__all__ = [
+    "FileIO",
+    "arrow_schema_for_dtypes",
+    "read_csv_arrow",
+    "read_table",
+    "read_frame",
+    "write_table",
+    "table_to_bytes",
+]
+
+
+# --------------------------------------------------------------------------- dtype mapping
+
+
+def _arrow_type_for(dtype: Any) -> tuple[Any, Any]:
+    """(arrow type, pandas dtype to restore or None) for one pandas-style dtype spec."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    if isinstance(dtype, pa.DataType):
+        return dtype, None
+    if dtype is str or dtype == "str" or dtype == "string" or dtype is object or dtype == "object":
+        return pa.string(), None
+    if dtype is float:
+        return pa.float64(), None
+    if dtype is int:
+        return pa.int64(), None
+    if dtype is bool:
+        return pa.bool_(), None
+    if isinstance(dtype, pd.api.extensions.ExtensionDtype) and not isinstance(dtype, pd.ArrowDtype):
+        name = getattr(dtype, "name", str(dtype))
+        if isinstance(dtype, pd.CategoricalDtype) or name == "category":
+            return pa.dictionary(pa.int32(), pa.string()), None
+        if isinstance(dtype, pd.StringDtype):
+            return pa.string(), None
+        if name == "boolean":
+            return pa.bool_(), dtype
+        try:
+            np_type = np.dtype(name.lower())
+            return pa.from_numpy_dtype(np_type), dtype
+        except TypeError:
+            return pa.string(), None
+    if isinstance(dtype, pd.ArrowDtype):
+        return dtype.pyarrow_dtype, dtype
+    if isinstance(dtype, str):
+        if dtype in ("category",):
+            return pa.dictionary(pa.int32(), pa.string()), None
+        try:
+            ext = pd.api.types.pandas_dtype(dtype)
+        except TypeError:
+            raise ConfigError(f"unknown dtype {dtype!r}") from None
+        return _arrow_type_for(ext)
+    try:
+        np_type = np.dtype(dtype)
+    except TypeError:
+        raise ConfigError(f"unknown dtype {dtype!r}") from None
+    if np_type.kind == "M":
+        return pa.timestamp("us"), None
+    return pa.from_numpy_dtype(np_type), None
+
+
+def arrow_schema_for_dtypes(
+    dtype: Mapping[str, Any] | None, parse_dates: Iterable[str] | None = None
+) -> tuple[dict[str, Any], dict[Any, Any]]:
+    """Arrow column types for pandas ``dtype=``/``parse_dates=``, and the pandas dtypes to restore."""
+    import pyarrow as pa
+
+    column_types: dict[str, Any] = {}
+    restore: dict[str, Any] = {}
+    for name, spec in (dtype or {}).items():
+        arrow_type, pandas_dtype = _arrow_type_for(spec)
+        column_types[name] = arrow_type
+        if pandas_dtype is not None:
+            restore[name] = pandas_dtype
+    for name in parse_dates or ():
+        column_types[name] = pa.timestamp("us")
+    return column_types, restore
+
+
+# --------------------------------------------------------------------------- CSV
+
+
+def _open_input(source: Any, compression: str | None):
+    import pyarrow as pa
+
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        stream = pa.BufferReader(source)
+        if compression:
+            stream = pa.CompressedInputStream(stream, compression)
+        return stream
+    return pa.input_stream(source, compression=compression or None)
+
+
+def _compression_for(name: str, compression: str | None) -> str | None:
+    if compression == "infer" or compression is None:
+        lower = name.lower()
+        if lower.endswith(".gz") or lower.endswith(".gzip"):
+            return "gzip"
+        if lower.endswith(".bz2"):
+            return "bz2"
+        if lower.endswith(".zst"):
+            return "zstd"
+        return None
+    return None if compression in ("", "none") else compression
+
+
+def read_csv_arrow(
+    source: Any,
+    *,
+    name: str,
+    dtype: Mapping[str, Any] | None = None,
+    parse_dates: Iterable[str] | None = None,
+    compression: str | None = "infer",
+    sep: str = ",",
+    usecols: Iterable[str] | None = None,
+    encoding: str = "utf-8",
+    nrows: int | None = None,
+) -> "pa.Table":
+    """Parse CSV (path, bytes or file) with pyarrow's multi-threaded reader.
+
+    ``name`` is what errors call the file (a path or URL). A ragged row or bytes
+    that are not UTF-8 raise :class:`TerminalConnectorError` naming the line.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    column_types, _ = arrow_schema_for_dtypes(dtype, parse_dates)
+    comp = _compression_for(name if not isinstance(source, str) else source, compression)
+    read_options = pacsv.ReadOptions(block_size=8 << 20, encoding=encoding)
+    parse_options = pacsv.ParseOptions(delimiter=sep, newlines_in_values=False)
+    convert_options = pacsv.ConvertOptions(
+        column_types=column_types,
+        include_columns=list(usecols) if usecols else None,
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+        timestamp_parsers=[pacsv.ISO8601, "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y"],
+    )
+    try:
+        if nrows is not None:
+            reader = pacsv.open_csv(
+                _open_input(source, comp), read_options=read_options,
+                parse_options=parse_options, convert_options=convert_options,
+            )
+            batches, count = [], 0
+            for batch in reader:
+                batches.append(batch)
+                count += batch.num_rows
+                if count >= nrows:
+                    break
+            table = pa.Table.from_batches(batches, schema=reader.schema).slice(0, nrows)
+            return _settle_inferred(table, column_types, source, name, comp, sep, encoding)
+        table = pacsv.read_csv(
+            _open_input(source, comp),
+            read_options=read_options,
+            parse_options=parse_options,
+            convert_options=convert_options,
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as exc:
+        raise _csv_error(source, name, comp, sep, encoding, exc) from None
+    return _settle_inferred(table, column_types, source, name, comp, sep, encoding)
+
+
+def _settle_inferred(table, column_types, source, name, comp, sep, encoding):
+    """Inferred binary columns mean bytes that are not text: fail naming the line. All-empty
+    columns (null type) become float64, as pandas reads them."""
+    import pyarrow as pa
+
+    for i, field in enumerate(table.schema):
+        if field.name in column_types:
+            continue
+        if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
+            raise _csv_error(source, name, comp, sep, encoding, ValueError(f"column {field.name!r} is not {encoding} text"))
+        if pa.types.is_null(field.type):
+            table = table.set_column(i, field.name, pa.nulls(table.num_rows, pa.float64()))
+    return table
+
+
+def _csv_error(source: Any, name: str, comp: str | None, sep: str, encoding: str, exc: Exception):
+    """Find the first bad line (only on the error path) and build a message naming it."""
+    import csv
+
+    text = str(exc).replace("\n", " ")[:300]
+    line_no: int | None = None
+    reason = text
+    try:
+        stream = _open_input(source, comp)
+        raw = stream.read()
+        lines = raw.split(b"\n")
+        for i, line in enumerate(lines, start=1):
+            try:
+                line.decode(encoding)
+            except UnicodeDecodeError as err:
+                line_no, reason = i, f"bytes that are not {encoding} ({err.reason} at byte {err.start} of the line)"
+                break
+        if line_no is None:
+            reader = csv.reader(io.StringIO(raw.decode(encoding, errors="replace")), delimiter=sep)
+            width = None
+            for row in reader:
+                if width is None:
+                    width = len(row)
+                    continue
+                if row and len(row) != width:
+                    line_no = reader.line_num
+                    reason = f"{len(row)} fields where the header has {width}"
+                    break
+    except Exception:  # the diagnosis is best effort; the original message still says what failed
+        pass
+    where = f"{name}, line {line_no}" if line_no else name
+    if line_no is not None and "conversion" in text.lower() and "utf8" not in text.lower():
+        reason = text
+    return TerminalConnectorError(
+        f"cannot read CSV {where}: {reason}",
+        hint="fix the file, or pass the right sep=/encoding=/dtype= for it",
+    )
+
+
+# --------------------------------------------------------------------------- generic read/write
+
+
+def read_table(
+    source: Any,
+    fmt: str,
+    *,
+    name: str,
+    filesystem: Any = None,
+    dtype: Mapping[str, Any] | None = None,
+    parse_dates: Iterable[str] | None = None,
+    limit: int | None = None,
+    **kwargs: Any,
+) -> "pa.Table":
+    """Read ``source`` (a path, on ``filesystem`` if given, or bytes) in format ``fmt`` as Arrow."""
+    import pyarrow as pa
+
+    if fmt in ("csv", "csv.gz", "tsv"):
+        if filesystem is not None and isinstance(source, str):
+            with filesystem.open_input_stream(source) as fh:
+                source = fh.read()
+        sep = kwargs.pop("sep", kwargs.pop("delimiter", "\t" if fmt == "tsv" else ","))
+        compression = "gzip" if fmt == "csv.gz" else kwargs.pop("compression", "infer")
+        return read_csv_arrow(
+            source, name=name, dtype=dtype, parse_dates=parse_dates, sep=sep,
+            compression=compression, nrows=limit if limit and limit < QUERY_ROW_LIMIT else None,
+            usecols=kwargs.pop("usecols", None),
+        )
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            if isinstance(source, (bytes, bytearray, memoryview)):
+                table = pq.read_table(pa.BufferReader(source), columns=kwargs.get("columns"))
+            else:
+                table = pq.read_table(source, filesystem=filesystem, columns=kwargs.get("columns"))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise TerminalConnectorError(f"cannot read Parquet {name}: {exc}") from None
+        if limit and table.num_rows > limit:
+            table = table.slice(0, limit)
+        return table
+    return to_arrow(read_frame(source, fmt, name=name, filesystem=filesystem, limit=limit, **kwargs))
+
+
+def read_frame(
+    source: Any,
+    fmt: str,
+    *,
+    name: str,
+    filesystem: Any = None,
+    dtype: Mapping[str, Any] | None = None,
+    parse_dates: Iterable[str] | None = None,
+    limit: int | None = None,
+    **kwargs: Any,
+) -> "pd.DataFrame":
+    """Read ``source`` in format ``fmt`` as a pandas DataFrame (dtypes as requested)."""
+    import pandas as pd
+
+    if fmt in ("csv", "csv.gz", "tsv", "parquet"):
+        table = read_table(
+            source, fmt, name=name, filesystem=filesystem, dtype=dtype,
+            parse_dates=parse_dates, limit=limit, **kwargs,
+        )
+        frame = arrow_to_pandas(table)
+        _, restore = arrow_schema_for_dtypes(dtype, None)
+        for column, pandas_dtype in restore.items():
+            if column in frame.columns and frame[column].dtype != pandas_dtype:
+                frame[column] = frame[column].astype(pandas_dtype)
+        return frame
+    if filesystem is not None and isinstance(source, str):
+        with filesystem.open_input_stream(source) as fh:
+            source = fh.read()
+    buffer = io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else source
+    try:
+        if fmt in ("json", "jsonl"):
+            frame = pd.read_json(buffer, lines=(fmt == "jsonl") or kwargs.pop("lines", False), dtype=dtype, **kwargs)
+        elif fmt == "xlsx":
+            from dagsmith.errors import require
+
+            require("openpyxl", feature="reading xlsx files", extra="excel")
+            frame = pd.read_excel(buffer, dtype=dtype, **kwargs)
+        else:
+            raise ConfigError(f"{name}: format {fmt!r} is not supported", hint="use csv, csv.gz, parquet, json or xlsx")
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise TerminalConnectorError(f"cannot read {fmt} {name}: {exc}") from None
+    if parse_dates:
+        for column in parse_dates:
+            frame[column] = pd.to_datetime(frame[column])
+    if limit and len(frame) > limit:
+        frame = frame.head(limit)
+    return frame
+
+
+def table_to_bytes(data: Any, fmt: str, *, index: bool = False) -> bytes:
+    """Serialize a frame/table into the bytes of one file in format ``fmt``."""
+    sink = io.BytesIO()
+    _write(data, fmt, sink, index=index)
+    return sink.getvalue()
+
+
+def _write(data: Any, fmt: str, sink: Any, *, index: bool = False) -> None:
+    import pyarrow as pa
+
+    if fmt in ("csv", "csv.gz", "tsv"):
+        import pyarrow.csv as pacsv
+
+        table = _csv_ready(to_arrow(data, index=index))
+        options = pacsv.WriteOptions(delimiter="\t" if fmt == "tsv" else ",", quoting_style="needed")
+        if fmt == "csv.gz":
+            import gzip
+
+            # GzipFile leaves ``sink`` open (the caller owns it)
+            with gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=6) as gz:
+                pacsv.write_csv(table, pa.PythonFile(gz, mode="w"), write_options=options)
+        else:
+            pacsv.write_csv(table, pa.PythonFile(sink, mode="w"), write_options=options)
+    elif fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        pq.write_table(to_arrow(data, index=index), pa.PythonFile(sink, mode="w"), compression="snappy")
+    elif fmt in ("json", "jsonl"):
+        frame = _as_pandas(data)
+        text = frame.to_json(orient="records", lines=(fmt == "jsonl"), date_format="iso", index=index or None)
+        sink.write(text.encode("utf-8"))
+    elif fmt == "xlsx":
+        from dagsmith.errors import require
+
+        require("openpyxl", feature="writing xlsx files", extra="excel")
+        frame = _as_pandas(data)
+        for column in frame.columns:  # Excel cannot store time zones
+            if hasattr(frame[column].dtype, "tz") and frame[column].dt.tz is not None:
+                frame[column] = frame[column].dt.tz_localize(None)
+        frame.to_excel(sink, index=index)
+    else:
+        raise ConfigError(f"format {fmt!r} is not supported for export", hint="use csv, csv.gz, parquet, json or xlsx")
+
+
+def _csv_ready(table: "pa.Table") -> "pa.Table":
+    """Dictionary columns are written as their values (the CSV writer refuses dictionaries)."""
+    import pyarrow as pa
+
+    for i, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(field.type.value_type))
+    return table
+
+
+def _as_pandas(data: Any) -> "pd.DataFrame":
+    from dagsmith.io.base import _is_pandas
+
+    if _is_pandas(data):
+        return data
+    return arrow_to_pandas(to_arrow(data))
+
+
+def write_table(data: Any, path: str | os.PathLike[str], fmt: str, *, index: bool = False) -> Path:
+    """Write ``data`` to a local ``path`` atomically (temporary file beside it, then rename)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            _write(data, fmt, fh, index=index)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target
+
+
+# --------------------------------------------------------------------------- FileIO
+
+
+class FileIO(Connector):
+    """Local files (Mage's ``FileIO``): csv, csv.gz, parquet, json, xlsx; paths relative to the project."""
+
+    name = "file"
+    capabilities = Capabilities(objects=True)
+
+    def __init__(self, root: str | os.PathLike[str] | None = None, verbose: bool = True, **kwargs: Any) -> None:
+        self._root = Path(root) if root else None
+        self.verbose = verbose
+
+    @classmethod
+    def with_config(cls, config: Any = None, **kwargs: Any) -> "FileIO":
+        return cls(**kwargs)
+
+    @property
+    def root(self) -> Path:
+        if self._root is None:
+            from dagsmith.project.layout import get_repo_path
+
+            return Path(get_repo_path())
+        return self._root
+
+    def resolve(self, filepath: str | os.PathLike[str]) -> Path:
+        """An absolute path for ``filepath``: relative paths are inside the project."""
+        path = Path(os.path.expanduser(str(filepath)))
+        return path if path.is_absolute() else self.root / path
+
+    def load(
+        self,
+        filepath: str | os.PathLike[str],
+        format: str | None = None,
+        limit: int = QUERY_ROW_LIMIT,
+        file_directories: list[str] | None = None,
+        **kwargs: Any,
+    ) -> "pd.DataFrame":
+        """Read one file (or the first match among ``file_directories``) as a DataFrame."""
+        path = self.resolve(filepath)
+        if not path.exists() and file_directories:
+            for folder in file_directories:
+                candidate = self.resolve(Path(folder) / str(filepath))
+                if candidate.exists():
+                    path = candidate
+                    break
+        if not path.exists():
+            raise TerminalConnectorError(
+                f"file not found: {path}", hint="paths are relative to the project folder; check the name"
+            )
+        fmt = detect_format(str(path), format)
+        return read_frame(str(path), fmt, name=str(path), limit=limit, **kwargs)
+
+    def export(
+        self, df: Any, filepath: str | os.PathLike[str], format: str | None = None, index: bool = False, **kwargs: Any
+    ) -> Path:
+        """Write ``df`` to ``filepath`` (atomically); returns the absolute path written."""
+        path = self.resolve(filepath)
+        fmt = detect_format(str(path), format)
+        return write_table(df, path, fmt, index=index)
+
+    def exists(self, filepath: str | os.PathLike[str]) -> bool:
+        return self.resolve(filepath).exists()
+
+    def export_partitioned(
+        self,
+        df: Any,
+        path: str | os.PathLike[str],
+        partition_cols: list[str],
+        existing_data_behavior: str = "overwrite_or_ignore",
+        **kwargs: Any,
+    ) -> Path:
+        """Write a hive-partitioned Parquet dataset (``col=value/`` folders) under ``path``."""
+        import pyarrow.parquet as pq
+
+        table = to_arrow(df)
+        missing = [c for c in partition_cols if c not in table.column_names]
+        if missing:
+            raise ConfigError(f"partition_cols {missing} are not columns of the frame ({table.column_names})")
+        root = self.resolve(path)
+        pq.write_to_dataset(
+            table, root_path=str(root), partition_cols=list(partition_cols),
+            existing_data_behavior=existing_data_behavior, **kwargs,
+        )
+        return root
+
+    def _public_settings(self) -> dict[str, Any]:
+        return {"root": str(self.root)}

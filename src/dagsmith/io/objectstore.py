@@ -1,0 +1,192 @@
+"""What the object-store connectors (GCS, S3) share: bucket/key load and export, partitioned Parquet.
+
+Subclasses supply four primitives — ``_get_bytes``, ``_put_bytes``, ``_object_exists``,
+``_bucket_exists`` — and a pyarrow filesystem (``filesystem()``); this class turns
+them into Mage's interface (``load(bucket_name, object_key, format)``,
+``export(df, bucket_name, object_key, format)``, ``exists``) plus
+``export_partitioned(df, bucket, prefix, partition_cols)``, a hive-style Parquet
+dataset written with ``pyarrow.parquet.write_to_dataset``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from dagsmith.errors import ConfigError, TerminalConnectorError
+from dagsmith.io.base import QUERY_ROW_LIMIT, Capabilities, Connector, detect_format, to_arrow
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+_CONTENT_TYPES = {
+    "csv": "text/csv",
+    "csv.gz": "application/gzip",
+    "parquet": "application/vnd.apache.parquet",
+    "json": "application/json",
+    "jsonl": "application/x-ndjson",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+
+
+class ObjectStore(Connector):
+    """Base for bucket/key stores."""
+
+    capabilities = Capabilities(objects=True, partitioned=True)
+    scheme = "obj"
+
+    # -- primitives (subclasses) -------------------------------------------------
+    def _get_bytes(self, bucket: str, key: str) -> bytes:
+        raise NotImplementedError
+
+    def _put_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        raise NotImplementedError
+
+    def _object_exists(self, bucket: str, key: str) -> bool:
+        raise NotImplementedError
+
+    def _bucket_exists(self, bucket: str) -> bool:
+        raise NotImplementedError
+
+    def _list(self, bucket: str, prefix: str) -> list[str]:
+        raise NotImplementedError
+
+    def filesystem(self) -> Any:
+        """A ``pyarrow.fs.FileSystem`` for this store (paths are ``bucket/key``)."""
+        raise NotImplementedError
+
+    # -- errors ------------------------------------------------------------------
+    def _url(self, bucket: str, key: str = "") -> str:
+        return f"{self.scheme}://{bucket}/{key}" if key else f"{self.scheme}://{bucket}"
+
+    def _missing(self, bucket: str, key: str | None = None) -> TerminalConnectorError:
+        if not self._bucket_exists(bucket):
+            return TerminalConnectorError(
+                f"bucket {bucket!r} not found ({self._url(bucket)}, {self.source})",
+                hint="check the bucket name, or create the bucket first",
+            )
+        return TerminalConnectorError(
+            f"object {self._url(bucket, key or '')} not found ({self.source})",
+            hint="check the object key (keys are case-sensitive; no leading '/')",
+        )
+
+    # -- Mage interface ----------------------------------------------------------
+    def load(
+        self,
+        bucket_name: str,
+        object_key: str,
+        format: str | None = None,
+        limit: int = QUERY_ROW_LIMIT,
+        dtype: Any = None,
+        parse_dates: Iterable[str] | None = None,
+        **kwargs: Any,
+    ) -> "pd.DataFrame":
+        """Read one object (csv, csv.gz, parquet, json, xlsx) as a DataFrame.
+
+        A key that names a folder of Parquet files (a partitioned dataset) is read as one table.
+        """
+        from dagsmith.io.files import read_frame
+
+        fmt = self._format(object_key, format, strict=False)
+        if fmt is None:  # no extension: a folder holding a (partitioned) Parquet dataset?
+            if self._list(bucket_name, object_key.rstrip("/") + "/"):
+                return self.load_partitioned(bucket_name, object_key)
+            fmt = self._format(object_key, format)
+        if fmt == "parquet" and not self._object_exists(bucket_name, object_key):
+            if self._list(bucket_name, object_key.rstrip("/") + "/"):
+                return self.load_partitioned(bucket_name, object_key)
+        data = self._get_bytes(bucket_name, object_key)
+        return read_frame(
+            data, fmt, name=self._url(bucket_name, object_key), limit=limit,
+            dtype=dtype, parse_dates=parse_dates, **kwargs,
+        )
+
+    def export(
+        self,
+        df: Any,
+        bucket_name: str,
+        object_key: str,
+        format: str | None = None,
+        index: bool = False,
+        **kwargs: Any,
+    ) -> str:
+        """Write a frame (or upload a local file given by path) to ``bucket_name/object_key``; returns its URL."""
+        from dagsmith.io.files import table_to_bytes
+
+        if isinstance(df, (str, os.PathLike)) and Path(df).is_file():
+            data = Path(df).read_bytes()
+            fmt = self._format(object_key, format, strict=False) or "bin"
+        else:
+            fmt = self._format(object_key, format)
+            data = table_to_bytes(df, fmt, index=index)
+        self._put_bytes(bucket_name, object_key, data, _CONTENT_TYPES.get(fmt, "application/octet-stream"))
+        return self._url(bucket_name, object_key)
+
+    def exists(self, bucket_name: str, prefix: str = "") -> bool:
+        """True when an object named ``prefix`` exists, or any object starts with it."""
+        if not prefix:
+            return self._bucket_exists(bucket_name)
+        return self._object_exists(bucket_name, prefix) or bool(self._list(bucket_name, prefix))
+
+    def list_objects(self, bucket_name: str, prefix: str = "") -> list[str]:
+        """Keys under ``prefix``."""
+        return self._list(bucket_name, prefix)
+
+    def export_partitioned(
+        self,
+        df: Any,
+        bucket_name: str,
+        prefix: str,
+        partition_cols: list[str],
+        existing_data_behavior: str = "overwrite_or_ignore",
+        basename_template: str | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Write a hive-partitioned Parquet dataset under ``bucket_name/prefix``; returns its URL.
+
+        ``existing_data_behavior='delete_matching'`` replaces the partitions being written.
+        """
+        import pyarrow.parquet as pq
+
+        table = to_arrow(df)
+        missing = [c for c in partition_cols if c not in table.column_names]
+        if missing:
+            raise ConfigError(f"partition_cols {missing} are not columns of the frame ({table.column_names})")
+        if not self._bucket_exists(bucket_name):
+            raise self._missing(bucket_name)
+        root = f"{bucket_name}/{prefix.strip('/')}"
+        try:
+            pq.write_to_dataset(
+                table,
+                root_path=root,
+                partition_cols=list(partition_cols),
+                filesystem=self.filesystem(),
+                existing_data_behavior=existing_data_behavior,
+                basename_template=basename_template,
+                **kwargs,
+            )
+        except OSError as exc:
+            raise TerminalConnectorError(f"writing the dataset {self._url(root)} failed: {exc}") from None
+        return self._url(bucket_name, prefix.strip("/"))
+
+    def load_partitioned(self, bucket_name: str, prefix: str, filters: Any = None) -> "pd.DataFrame":
+        """Read a (hive-partitioned) Parquet dataset under ``bucket_name/prefix`` into one DataFrame."""
+        import pyarrow.parquet as pq
+
+        from dagsmith.io.base import arrow_to_pandas
+
+        root = f"{bucket_name}/{prefix.strip('/')}"
+        try:
+            table = pq.read_table(root, filesystem=self.filesystem(), filters=filters, partitioning="hive")
+        except (OSError, FileNotFoundError) as exc:
+            raise TerminalConnectorError(f"reading the dataset {self._url(root)} failed: {exc}") from None
+        return arrow_to_pandas(table)
+
+    def _format(self, key: str, fmt: str | None, strict: bool = True) -> str | None:
+        try:
+            return detect_format(key, fmt)
+        except ConfigError:
+            if strict:
+                raise
+            return None

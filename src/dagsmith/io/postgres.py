@@ -1,0 +1,692 @@
+"""PostgreSQL connector: queries into pandas, frames into tables through ADBC ingest (binary COPY).
+
+Owns ``Postgres`` (also importable as ``mage_ai.io.postgres.Postgres``):
+
+- ``load(query)`` runs the query through the ADBC PostgreSQL driver and builds the
+  frame from Arrow (no per-row Python);
+- ``export(df, schema_name, table_name, if_exists=…)`` creates the schema, and the
+  table with types taken from the frame (nullable ints stay integers, datetimes
+  stay timestamps, tz-aware ones become ``timestamptz``), and writes with ADBC
+  ingest, which streams Arrow through ``COPY … FROM STDIN (FORMAT binary)``;
+- ``replace`` is atomic: rows go into a fresh table in the same schema and, in
+  the same transaction, the old table is dropped and the new one renamed — readers
+  see the old rows or the new ones, never an empty table, and a failure leaves the
+  old table untouched;
+- ``append`` checks the frame against the existing table before writing anything;
+- ``unique_constraints`` + ``unique_conflict_method`` (UPDATE | IGNORE) upsert
+  through a staging table and ``INSERT … ON CONFLICT``.
+
+Connection errors name host, port, database, user and profile; the password never
+appears in messages or reprs. Importing this module is cheap: drivers, pyarrow and
+pandas are imported when first needed.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from dagsmith.errors import (
+    ConfigError,
+    TerminalConnectorError,
+    TransientConnectorError,
+)
+from dagsmith.io.base import (
+    QUERY_ROW_LIMIT,
+    Capabilities,
+    Connector,
+    ExportWritePolicy,
+    arrow_to_pandas,
+    config_source,
+    config_value,
+    rename_columns,
+    to_arrow,
+    write_policy,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    import pyarrow as pa
+
+__all__ = ["Postgres", "quote_ident", "postgres_type"]
+
+DEFAULT_CONNECT_TIMEOUT = 10
+
+
+def quote_ident(name: str) -> str:
+    """A PostgreSQL identifier, always double-quoted (embedded quotes doubled)."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def _quote_literal(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def postgres_type(arrow_type: "pa.DataType") -> str:
+    """The PostgreSQL column type dagsmith creates for an Arrow type."""
+    import pyarrow as pa
+
+    t = arrow_type
+    if pa.types.is_dictionary(t):
+        return postgres_type(t.value_type)
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_int8(t) or pa.types.is_int16(t) or pa.types.is_uint8(t):
+        return "smallint"
+    if pa.types.is_int32(t) or pa.types.is_uint16(t):
+        return "integer"
+    if pa.types.is_int64(t) or pa.types.is_uint32(t):
+        return "bigint"
+    if pa.types.is_uint64(t):
+        return "numeric(20,0)"
+    if pa.types.is_float16(t) or pa.types.is_float32(t):
+        return "real"
+    if pa.types.is_float64(t):
+        return "double precision"
+    if pa.types.is_decimal(t):
+        return f"numeric({t.precision},{t.scale})"
+    if pa.types.is_timestamp(t):
+        return "timestamp with time zone" if t.tz else "timestamp without time zone"
+    if pa.types.is_date(t):
+        return "date"
+    if pa.types.is_time(t):
+        return "time without time zone"
+    if pa.types.is_duration(t):
+        return "interval"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return "bytea"
+    return "text"  # strings, nulls, and nested values (written as JSON text)
+
+
+def _ingestable(table: "pa.Table") -> "pa.Table":
+    """Cast columns the ADBC driver cannot write directly into types it can."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns, changed = [], False
+    for field, column in zip(table.schema, table.columns):
+        t = field.type
+        target = None
+        if pa.types.is_dictionary(t):
+            column = column.cast(t.value_type)
+            t = t.value_type
+            changed = True
+        if pa.types.is_null(t):
+            target = pa.string()
+        elif pa.types.is_large_string(t) or pa.types.is_string_view(t):
+            target = pa.string()
+        elif pa.types.is_uint8(t):
+            target = pa.int16()
+        elif pa.types.is_uint16(t):
+            target = pa.int32()
+        elif pa.types.is_uint32(t):
+            target = pa.int64()
+        elif pa.types.is_uint64(t):
+            target = pa.decimal128(20, 0)
+        elif pa.types.is_float16(t):
+            target = pa.float32()
+        elif pa.types.is_timestamp(t) and t.unit == "s":
+            target = pa.timestamp("us", t.tz)
+        elif pa.types.is_date64(t):
+            target = pa.date32()
+        elif pa.types.is_nested(t):
+            values = [None if v is None else json.dumps(v, default=str) for v in column.to_pylist()]
+            column = pa.chunked_array([pa.array(values, pa.string())])
+            changed = True
+        elif pa.types.is_large_binary(t):
+            target = pa.binary()
+        if target is not None:
+            column = pc.cast(column, target)
+            changed = True
+        columns.append(column)
+    if not changed:
+        return table
+    return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+def _normalize_pg_type(data_type: str) -> str:
+    return {
+        "character varying": "text",
+        "timestamp": "timestamp without time zone",
+        "timestamptz": "timestamp with time zone",
+    }.get(data_type, data_type)
+
+
+class Postgres(Connector):
+    """A PostgreSQL database (Mage's ``mage_ai.io.postgres.Postgres`` interface)."""
+
+    name = "postgres"
+    capabilities = Capabilities(sql=True, upsert=True, transactional_replace=True)
+
+    def __init__(
+        self,
+        dbname: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        host: str | None = None,
+        port: int | str | None = None,
+        schema: str | None = None,
+        connect_timeout: int | float | str | None = None,
+        verbose: bool = True,
+        source: str = "given config",
+        **kwargs: Any,
+    ) -> None:
+        self.dbname = dbname or "postgres"
+        self.user = user or "postgres"
+        self._password = None if password in (None, "") else str(password)
+        self.host = host or "localhost"
+        try:
+            self.port = int(port) if port not in (None, "") else 5432
+        except (TypeError, ValueError):
+            raise ConfigError(f"{source}: POSTGRES_PORT={port!r} is not a number") from None
+        self.schema = schema or "public"
+        try:
+            self.connect_timeout = (
+                int(float(connect_timeout)) if connect_timeout not in (None, "") else DEFAULT_CONNECT_TIMEOUT
+            )
+        except (TypeError, ValueError):
+            raise ConfigError(f"{source}: POSTGRES_CONNECT_TIMEOUT={connect_timeout!r} is not a number") from None
+        self.verbose = verbose
+        self.source = source
+        self._secrets = [self._password] if self._password else []
+        self._conn = None
+
+    @classmethod
+    def with_config(cls, config: Any, **kwargs: Any) -> "Postgres":
+        """Build from a profile's ``POSTGRES_*`` keys (``ConfigFileLoader`` or mapping)."""
+        method = config_value(config, "POSTGRES_CONNECTION_METHOD", "direct")
+        if str(method).lower() not in ("direct", "none"):
+            raise ConfigError(
+                f"{config_source(config)}: POSTGRES_CONNECTION_METHOD={method!r} is not supported yet",
+                hint="connect directly (open an SSH tunnel yourself and point POSTGRES_HOST/PORT at it)",
+            )
+        settings = dict(
+            dbname=config_value(config, "POSTGRES_DBNAME"),
+            user=config_value(config, "POSTGRES_USER"),
+            password=config_value(config, "POSTGRES_PASSWORD"),
+            host=config_value(config, "POSTGRES_HOST"),
+            port=config_value(config, "POSTGRES_PORT"),
+            schema=config_value(config, "POSTGRES_SCHEMA"),
+            connect_timeout=config_value(config, "POSTGRES_CONNECT_TIMEOUT"),
+            source=config_source(config),
+        )
+        settings.update(kwargs)
+        return cls(**settings)
+
+    # ------------------------------------------------------------------ connection
+
+    def _where(self) -> str:
+        return f"PostgreSQL {self.user}@{self.host}:{self.port}/{self.dbname} ({self.source})"
+
+    def _uri(self) -> str:
+        from urllib.parse import quote
+
+        auth = quote(self.user, safe="")
+        if self._password:
+            auth += ":" + quote(self._password, safe="")
+        host = self.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return (
+            f"postgresql://{auth}@{host}:{self.port}/{quote(self.dbname, safe='')}"
+            f"?connect_timeout={max(1, self.connect_timeout)}&application_name=dagsmith"
+        )
+
+    def open(self) -> None:
+        """Connect now (otherwise the first query connects)."""
+        self._connection()
+
+    def _connection(self):
+        if self._conn is not None:
+            return self._conn
+        from dagsmith.errors import require
+
+        dbapi = require("adbc_driver_postgresql.dbapi", feature="the PostgreSQL connector", extra="postgres")
+        try:
+            self._conn = dbapi.connect(self._uri())
+        except Exception as exc:
+            raise self._connect_error(exc) from None
+        return self._conn
+
+    def _connect_error(self, exc: Exception) -> Exception:
+        text = self._scrub(str(exc)).replace("\n", " ").strip()
+        text = re.sub(r"^\w+: \[libpq\] ", "", text)
+        lowered = text.lower()
+        terminal = any(
+            word in lowered
+            for word in ("password", "authentication", "does not exist", "permission denied", "no pg_hba", "role")
+        )
+        cls = TerminalConnectorError if terminal else TransientConnectorError
+        hint = (
+            "check POSTGRES_USER / POSTGRES_PASSWORD / POSTGRES_DBNAME in io_config.yaml"
+            if terminal
+            else f"is the server running and reachable on {self.host}:{self.port}? "
+            f"(connect timeout {self.connect_timeout}s, POSTGRES_CONNECT_TIMEOUT)"
+        )
+        return cls(f"cannot connect to {self._where()}: {text}", hint=hint)
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.rollback()
+            except Exception:
+                pass
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+    def _query_error(self, exc: Exception, what: str) -> Exception:
+        text = self._scrub(str(exc)).strip()
+        text = re.sub(r"^\w+: ", "", text)
+        return TerminalConnectorError(f"{what} failed on {self._where()}: {text}")
+
+    def _rollback(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.rollback()
+            except Exception:
+                self.close()
+
+    # ------------------------------------------------------------------ reading
+
+    def load(
+        self,
+        query_string: str,
+        limit: int = QUERY_ROW_LIMIT,
+        display_query: str | None = None,
+        verbose: bool = True,
+        **kwargs: Any,
+    ) -> "pd.DataFrame":
+        """Run a query and return its rows as a DataFrame (at most ``limit`` rows for SELECTs)."""
+        table = self.load_arrow(query_string, limit=limit, **kwargs)
+        return arrow_to_pandas(table) if table is not None else _empty_frame()
+
+    def load_arrow(self, query_string: str, limit: int = QUERY_ROW_LIMIT, **kwargs: Any) -> "pa.Table | None":
+        """Run a query and return its rows as an Arrow table (None when it returns no rows)."""
+        query = query_string.strip().rstrip(";")
+        if limit and _is_select(query):
+            query = f"SELECT * FROM ({query}) AS _dagsmith_q LIMIT {int(limit)}"
+        conn = self._connection()
+        cur = conn.cursor()
+        try:
+            cur.execute(query)
+            if cur.description is None:
+                conn.commit()
+                return None
+            table = cur.fetch_arrow_table()
+            conn.commit()
+        except Exception as exc:
+            self._rollback()
+            raise self._query_error(exc, "query") from None
+        finally:
+            cur.close()
+        return _plain_arrow(table)
+
+    def execute(self, query_string: str, **kwargs: Any) -> None:
+        """Run one statement (or several separated by ``;``) and commit."""
+        self.execute_queries([query_string])
+
+    def execute_queries(self, query_strings: Sequence[str], **kwargs: Any) -> list[Any]:
+        """Run statements in one transaction; returns each one's rows (or None)."""
+        conn = self._connection()
+        cur = conn.cursor()
+        results: list[Any] = []
+        try:
+            for query in query_strings:
+                cur.execute(query)
+                results.append(cur.fetchall() if cur.description is not None else None)
+            conn.commit()
+        except Exception as exc:
+            self._rollback()
+            raise self._query_error(exc, "statement") from None
+        finally:
+            cur.close()
+        return results
+
+    def table_exists(self, schema_name: str, table_name: str) -> bool:
+        """True when ``schema_name.table_name`` exists (tables, views and materialized views)."""
+        rows = self._fetch(
+            "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            f" WHERE n.nspname = {_quote_literal(schema_name)} AND c.relname = {_quote_literal(table_name)}"
+            " AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+        )
+        return bool(rows)
+
+    def sample(self, schema: str, table: str, size: int = 10_000, **kwargs: Any) -> "pd.DataFrame":
+        """Up to ``size`` rows of a table."""
+        return self.load(f"SELECT * FROM {quote_ident(schema)}.{quote_ident(table)} LIMIT {int(size)}", limit=0)
+
+    def _fetch(self, query: str) -> list[tuple]:
+        conn = self._connection()
+        cur = conn.cursor()
+        try:
+            cur.execute(query)
+            rows = cur.fetchall()
+            conn.commit()
+            return rows
+        except Exception as exc:
+            self._rollback()
+            raise self._query_error(exc, "query") from None
+        finally:
+            cur.close()
+
+    # ------------------------------------------------------------------ writing
+
+    def export(
+        self,
+        df: Any,
+        schema_name: str | None = None,
+        table_name: str | None = None,
+        if_exists: str | ExportWritePolicy = ExportWritePolicy.REPLACE,
+        index: bool = False,
+        verbose: bool = True,
+        query_string: str | None = None,
+        drop_table_on_replace: bool = False,
+        cascade_on_drop: bool = False,
+        allow_reserved_words: bool = False,
+        auto_clean_name: bool = True,
+        case_sensitive: bool = False,
+        unique_conflict_method: str | None = None,
+        unique_constraints: Iterable[str] | None = None,
+        overwrite_types: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> int:
+        """Write ``df`` to ``schema_name.table_name``; returns the number of rows written.
+
+        ``if_exists``: ``replace`` (atomic swap), ``append`` (columns checked first) or
+        ``fail`` (error if the table exists). ``query_string`` exports the result of a
+        query instead of a frame. ``overwrite_types`` forces column types
+        (``{"col": "varchar(10)"}``).
+        """
+        if table_name is None:
+            raise ConfigError("export needs table_name", hint="export(df, schema_name, table_name, if_exists=…)")
+        schema_name = schema_name or self.schema
+        policy = write_policy(if_exists)
+        keys = [str(k) for k in (unique_constraints or [])]
+        if keys:
+            keys = [
+                k if not auto_clean_name else _clean_key(k, case_sensitive) for k in keys
+            ]
+        method = (unique_conflict_method or "UPDATE").upper() if keys else None
+        if method not in (None, "UPDATE", "IGNORE"):
+            raise ConfigError(f"unique_conflict_method={unique_conflict_method!r}", hint="use 'UPDATE' or 'IGNORE'")
+
+        if query_string is not None:
+            return self._export_query(query_string, schema_name, table_name, policy, cascade_on_drop)
+
+        table = rename_columns(to_arrow(df, index=index), auto_clean_name=auto_clean_name, case_sensitive=case_sensitive)
+        table = _ingestable(table)
+        missing = [k for k in keys if k not in table.column_names]
+        if missing:
+            raise ConfigError(
+                f"unique_constraints {missing} are not columns of the frame (columns: {table.column_names})"
+            )
+        if keys:
+            table = _dedupe_last(table, keys)
+        types = {name: postgres_type(field.type) for name, field in zip(table.column_names, table.schema)}
+        for column, sql_type in (overwrite_types or {}).items():
+            if column in types:
+                types[column] = sql_type
+        return self._write(table, types, schema_name, table_name, policy, keys, method, cascade_on_drop)
+
+    def _write(
+        self,
+        table: "pa.Table",
+        types: dict[str, str],
+        schema: str,
+        name: str,
+        policy: ExportWritePolicy,
+        keys: list[str],
+        method: str | None,
+        cascade: bool,
+    ) -> int:
+        conn = self._connection()
+        cur = conn.cursor()
+        target = f"{quote_ident(schema)}.{quote_ident(name)}"
+        try:
+            existing = self._columns(cur, schema, name)
+            if existing and policy is ExportWritePolicy.FAIL:
+                raise TerminalConnectorError(
+                    f"table {schema}.{name} already exists on {self._where()} and if_exists='fail'",
+                    hint="use if_exists='replace' or 'append', or drop the table first",
+                )
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+            if existing is None or policy is ExportWritePolicy.REPLACE:
+                fresh = f"{name[:40]}__dagsmith_{uuid.uuid4().hex[:8]}" if existing is not None else name
+                cur.execute(_create_sql(schema, fresh, types))
+                if table.num_rows:
+                    cur.adbc_ingest(fresh, table, mode="append", db_schema_name=schema)
+                if existing is not None:  # atomic swap, in this same transaction
+                    cur.execute(f"DROP TABLE {target}{' CASCADE' if cascade else ''}")
+                    cur.execute(f"ALTER TABLE {quote_ident(schema)}.{quote_ident(fresh)} RENAME TO {quote_ident(name)}")
+                if keys:
+                    cur.execute(_unique_index_sql(schema, name, keys))
+            else:
+                self._check_fits(table, types, existing, schema, name)
+                if keys:
+                    cur.execute(_unique_index_sql(schema, name, keys))
+                    self._upsert(cur, table, types, schema, name, keys, method or "UPDATE")
+                elif table.num_rows and _same_layout(table, types, existing):
+                    cur.adbc_ingest(name, table, mode="append", db_schema_name=schema)
+                elif table.num_rows:
+                    staging = self._stage(cur, table, types)
+                    cols = ", ".join(quote_ident(c) for c in table.column_names)
+                    cur.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {quote_ident(staging)}")
+            conn.commit()
+        except (TerminalConnectorError, ConfigError):
+            self._rollback()
+            raise
+        except Exception as exc:
+            self._rollback()
+            raise self._query_error(exc, f"export to {schema}.{name}") from None
+        finally:
+            cur.close()
+        return table.num_rows
+
+    def _columns(self, cur: Any, schema: str, name: str) -> dict[str, str] | None:
+        """Column name → type of an existing table, or None when there is no such table."""
+        cur.execute(
+            "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), c.relkind"
+            " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+            f" WHERE n.nspname = {_quote_literal(schema)} AND c.relname = {_quote_literal(name)}"
+            " AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY a.attnum"
+        )
+        rows = cur.fetchall()
+        if not rows:
+            return None
+        return {r[0]: _normalize_pg_type(r[1]) for r in rows if r[0] is not None}
+
+    def _check_fits(
+        self, table: "pa.Table", types: dict[str, str], existing: dict[str, str], schema: str, name: str
+    ) -> None:
+        unknown = [c for c in table.column_names if c not in existing]
+        if unknown:
+            raise TerminalConnectorError(
+                f"cannot append to {schema}.{name}: the frame has columns the table does not: {unknown}"
+                f" (table columns: {list(existing)}); nothing was written",
+                hint="rename or drop those columns, or use if_exists='replace' to recreate the table",
+            )
+        clashes = []
+        for column in table.column_names:
+            ours, theirs = types[column], existing[column]
+            if ours != theirs and not _assignable(ours, theirs):
+                clashes.append(f"{column}: frame {ours} vs table {theirs}")
+        if clashes:
+            raise TerminalConnectorError(
+                f"cannot append to {schema}.{name}: column types do not fit ({'; '.join(clashes)}); nothing was written",
+                hint="cast those columns in the block before exporting, or use if_exists='replace'",
+            )
+
+    def _stage(self, cur: Any, table: "pa.Table", types: dict[str, str]) -> str:
+        staging = f"_dagsmith_stage_{uuid.uuid4().hex[:12]}"
+        cols = ", ".join(f"{quote_ident(c)} {types[c]}" for c in table.column_names)
+        cur.execute(f"CREATE TEMPORARY TABLE {quote_ident(staging)} ({cols}) ON COMMIT DROP")
+        cur.adbc_ingest(staging, table, mode="append", temporary=True)
+        return staging
+
+    def _upsert(
+        self, cur: Any, table: "pa.Table", types: dict[str, str], schema: str, name: str, keys: list[str], method: str
+    ) -> None:
+        if not table.num_rows:
+            return
+        staging = self._stage(cur, table, types)
+        cols = ", ".join(quote_ident(c) for c in table.column_names)
+        conflict = ", ".join(quote_ident(k) for k in keys)
+        updates = [c for c in table.column_names if c not in keys]
+        if method == "IGNORE" or not updates:
+            action = "DO NOTHING"
+        else:
+            action = "DO UPDATE SET " + ", ".join(f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in updates)
+        cur.execute(
+            f"INSERT INTO {quote_ident(schema)}.{quote_ident(name)} ({cols}) SELECT {cols} FROM {quote_ident(staging)}"
+            f" ON CONFLICT ({conflict}) {action}"
+        )
+
+    def _export_query(
+        self, query: str, schema: str, name: str, policy: ExportWritePolicy, cascade: bool
+    ) -> int:
+        conn = self._connection()
+        cur = conn.cursor()
+        target = f"{quote_ident(schema)}.{quote_ident(name)}"
+        try:
+            existing = self._columns(cur, schema, name)
+            if existing is not None and policy is ExportWritePolicy.FAIL:
+                raise TerminalConnectorError(f"table {schema}.{name} already exists on {self._where()} and if_exists='fail'")
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+            body = query.strip().rstrip(";")
+            if existing is None:
+                cur.execute(f"CREATE TABLE {target} AS {body}")
+            elif policy is ExportWritePolicy.REPLACE:
+                fresh = f"{name[:40]}__dagsmith_{uuid.uuid4().hex[:8]}"
+                cur.execute(f"CREATE TABLE {quote_ident(schema)}.{quote_ident(fresh)} AS {body}")
+                cur.execute(f"DROP TABLE {target}{' CASCADE' if cascade else ''}")
+                cur.execute(f"ALTER TABLE {quote_ident(schema)}.{quote_ident(fresh)} RENAME TO {quote_ident(name)}")
+            else:
+                cur.execute(f"INSERT INTO {target} {body}")
+            count = cur.rowcount
+            conn.commit()
+        except TerminalConnectorError:
+            self._rollback()
+            raise
+        except Exception as exc:
+            self._rollback()
+            raise self._query_error(exc, f"export to {schema}.{name}") from None
+        finally:
+            cur.close()
+        return int(count or 0) if count and count > 0 else 0
+
+    def _public_settings(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "port": self.port,
+            "dbname": self.dbname,
+            "user": self.user,
+            "schema": self.schema,
+            "password": "***" if self._password else None,
+        }
+
+
+# --------------------------------------------------------------------------- helpers
+
+_SELECT_RE = re.compile(r"^\s*(?:--[^\n]*\n\s*|/\*.*?\*/\s*)*(select|with|values|table)\b", re.I | re.S)
+
+
+def _is_select(query: str) -> bool:
+    return bool(_SELECT_RE.match(query)) and ";" not in query
+
+
+def _empty_frame():
+    import pandas as pd
+
+    return pd.DataFrame()
+
+
+def _plain_arrow(table: "pa.Table") -> "pa.Table":
+    """Strip driver extension types (numeric, json) so pandas gets plain columns."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns, fields, changed = [], [], False
+    for field, column in zip(table.schema, table.columns):
+        t = field.type
+        if isinstance(t, pa.BaseExtensionType):
+            storage = column.cast(t.storage_type) if False else pa.chunked_array(
+                [chunk.storage for chunk in column.chunks], type=t.storage_type
+            )
+            meta = field.metadata or {}
+            if meta.get(b"POSTGRESQL:type") == b"numeric":
+                typmod = int(meta.get(b"POSTGRESQL:typmod", b"-1"))
+                if typmod >= 4:
+                    precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
+                    target = pa.decimal128(precision, scale) if precision <= 38 else pa.float64()
+                else:
+                    target = pa.float64()
+                try:
+                    storage = pc.cast(storage, target)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    pass
+            column = storage
+            t = storage.type
+            changed = True
+        columns.append(column)
+        fields.append(pa.field(field.name, t))
+    if not changed:
+        return table
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+
+def _create_sql(schema: str, name: str, types: dict[str, str]) -> str:
+    cols = ", ".join(f"{quote_ident(c)} {t}" for c, t in types.items())
+    return f"CREATE TABLE {quote_ident(schema)}.{quote_ident(name)} ({cols})"
+
+
+def _unique_index_sql(schema: str, name: str, keys: list[str]) -> str:
+    index = f"{name[:40]}_{'_'.join(keys)[:15]}_uniq"
+    cols = ", ".join(quote_ident(k) for k in keys)
+    return f"CREATE UNIQUE INDEX IF NOT EXISTS {quote_ident(index)} ON {quote_ident(schema)}.{quote_ident(name)} ({cols})"
+
+
+def _clean_key(key: str, case_sensitive: bool) -> str:
+    from dagsmith.io.base import clean_column_name
+
+    return clean_column_name(key, case_sensitive=case_sensitive)
+
+
+def _same_layout(table: "pa.Table", types: dict[str, str], existing: dict[str, str]) -> bool:
+    return list(existing) == list(table.column_names) and all(types[c] == existing[c] for c in table.column_names)
+
+
+_NUMERIC = ("smallint", "integer", "bigint", "real", "double precision")
+
+
+def _assignable(ours: str, theirs: str) -> bool:
+    """Whether PostgreSQL accepts a value of our type into their column on INSERT … SELECT."""
+    base_ours, base_theirs = ours.split("(")[0], theirs.split("(")[0]
+    if base_ours == "text":  # all-null or string columns: text casts to anything textual
+        return base_theirs in ("text", "character varying", "character", "json", "jsonb", "uuid")
+    if base_ours in _NUMERIC or base_ours == "numeric":
+        return base_theirs in _NUMERIC or base_theirs == "numeric"
+    if base_ours.startswith("timestamp") or base_ours == "date":
+        return base_theirs.startswith("timestamp") or base_theirs == "date"
+    return base_ours == base_theirs
+
+
+def _dedupe_last(table: "pa.Table", keys: list[str]) -> "pa.Table":
+    """Keep the last row for each key (an upsert cannot touch one row twice)."""
+    import pyarrow as pa
+
+    if table.num_rows < 2:
+        return table
+    indexed = table.select(keys).append_column("__row", pa.array(range(table.num_rows), pa.int64()))
+    last = indexed.group_by(keys, use_threads=False).aggregate([("__row", "max")]).column("__row_max")
+    if len(last) == table.num_rows:
+        return table
+    import pyarrow.compute as pc
+
+    return table.take(pc.sort_indices(last))

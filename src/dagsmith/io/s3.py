@@ -1,0 +1,191 @@
+"""Amazon S3 (and S3-compatible stores: MinIO, moto, R2…) connector.
+
+Owns ``S3`` (also ``mage_ai.io.s3.S3``): the object-store contract of
+:mod:`dagsmith.io.objectstore` over boto3 for objects and
+``pyarrow.fs.S3FileSystem`` for partitioned Parquet datasets. Settings come from
+the profile's ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
+``AWS_REGION`` and ``AWS_ENDPOINT`` (honoured by both clients); missing keys fall
+back to boto3's usual chain (environment, ``~/.aws``, instance role).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlparse
+
+from dagsmith.errors import ConfigError, TerminalConnectorError, TransientConnectorError
+from dagsmith.io.base import config_source, config_value
+from dagsmith.io.objectstore import ObjectStore
+
+__all__ = ["S3"]
+
+
+class S3(ObjectStore):
+    """S3 buckets: csv/parquet/json/xlsx objects and partitioned Parquet datasets."""
+
+    name = "s3"
+    scheme = "s3"
+
+    def __init__(
+        self,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | None = None,
+        aws_session_token: str | None = None,
+        region_name: str | None = None,
+        endpoint_url: str | None = None,
+        verbose: bool = True,
+        source: str = "given config",
+        **kwargs: Any,
+    ) -> None:
+        self.aws_access_key_id = aws_access_key_id
+        self._secret_key = aws_secret_access_key
+        self._session_token = aws_session_token
+        self.region_name = region_name
+        self.endpoint_url = endpoint_url
+        self.verbose = verbose
+        self.source = source
+        self._secrets = [s for s in (aws_secret_access_key, aws_session_token) if s]
+        self._client = None
+        self._fs = None
+
+    @classmethod
+    def with_config(cls, config: Any, **kwargs: Any) -> "S3":
+        settings = dict(
+            aws_access_key_id=config_value(config, "AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=config_value(config, "AWS_SECRET_ACCESS_KEY"),
+            aws_session_token=config_value(config, "AWS_SESSION_TOKEN"),
+            region_name=config_value(config, "AWS_REGION"),
+            endpoint_url=config_value(config, "AWS_ENDPOINT"),
+            source=config_source(config),
+        )
+        settings.update(kwargs)
+        return cls(**settings)
+
+    @property
+    def client(self):
+        if self._client is None:
+            from dagsmith.errors import require
+
+            boto3 = require("boto3", feature="the S3 connector", extra="aws")
+            from botocore.config import Config
+
+            self._client = boto3.client(
+                "s3",
+                aws_access_key_id=self.aws_access_key_id,
+                aws_secret_access_key=self._secret_key,
+                aws_session_token=self._session_token,
+                region_name=self.region_name,
+                endpoint_url=self.endpoint_url,
+                config=Config(connect_timeout=10, read_timeout=60, retries={"max_attempts": 5, "mode": "standard"}),
+            )
+        return self._client
+
+    def open(self) -> None:
+        _ = self.client
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                pass
+
+    def _error(self, exc: Exception, what: str) -> Exception:
+        from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+        if isinstance(exc, NoCredentialsError):
+            return ConfigError(
+                f"{self.source}: no AWS credentials for {what}",
+                hint="set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in io_config.yaml or the environment",
+            )
+        if isinstance(exc, EndpointConnectionError):
+            return TransientConnectorError(f"{what}: cannot reach {self.endpoint_url or 'S3'} ({self.source}): {exc}")
+        if isinstance(exc, ClientError):
+            code = exc.response.get("Error", {}).get("Code", "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            cls = TransientConnectorError if status >= 500 or code in ("SlowDown", "Throttling") else TerminalConnectorError
+            return cls(self._scrub(f"{what} failed ({self.source}): {code} {exc}"))
+        return TransientConnectorError(self._scrub(f"{what} failed ({self.source}): {type(exc).__name__}: {exc}"))
+
+    @staticmethod
+    def _not_found(exc: Exception) -> bool:
+        from botocore.exceptions import ClientError
+
+        if not isinstance(exc, ClientError):
+            return False
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        return code in ("NoSuchKey", "NoSuchBucket", "404", "NotFound")
+
+    def _get_bytes(self, bucket: str, key: str) -> bytes:
+        try:
+            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except Exception as exc:
+            if self._not_found(exc):
+                raise self._missing(bucket, key) from None
+            raise self._error(exc, f"reading {self._url(bucket, key)}") from None
+
+    def _put_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        try:
+            self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+        except Exception as exc:
+            if self._not_found(exc):
+                raise self._missing(bucket) from None
+            raise self._error(exc, f"writing {self._url(bucket, key)}") from None
+
+    def _object_exists(self, bucket: str, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=bucket, Key=key)
+            return True
+        except Exception as exc:
+            if self._not_found(exc):
+                return False
+            raise self._error(exc, f"checking {self._url(bucket, key)}") from None
+
+    def _bucket_exists(self, bucket: str) -> bool:
+        try:
+            self.client.head_bucket(Bucket=bucket)
+            return True
+        except Exception as exc:
+            if self._not_found(exc):
+                return False
+            raise self._error(exc, f"checking {self._url(bucket)}") from None
+
+    def _list(self, bucket: str, prefix: str) -> list[str]:
+        keys: list[str] = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                keys.extend(obj["Key"] for obj in page.get("Contents", []))
+        except Exception as exc:
+            if self._not_found(exc):
+                raise self._missing(bucket) from None
+            raise self._error(exc, f"listing {self._url(bucket, prefix)}") from None
+        return keys
+
+    def filesystem(self):
+        """``pyarrow.fs.S3FileSystem`` with the same keys, region and endpoint."""
+        if self._fs is None:
+            from pyarrow import fs as pafs
+
+            options: dict[str, Any] = {}
+            if self.aws_access_key_id and self._secret_key:
+                options.update(access_key=self.aws_access_key_id, secret_key=self._secret_key)
+                if self._session_token:
+                    options["session_token"] = self._session_token
+            if self.region_name:
+                options["region"] = self.region_name
+            if self.endpoint_url:
+                parsed = urlparse(self.endpoint_url if "://" in self.endpoint_url else f"https://{self.endpoint_url}")
+                options.update(endpoint_override=parsed.netloc, scheme=parsed.scheme or "https")
+                options.setdefault("region", "us-east-1")
+                options["allow_bucket_creation"] = False
+            self._fs = pafs.S3FileSystem(**options)
+        return self._fs
+
+    def _public_settings(self) -> dict[str, Any]:
+        return {
+            "access_key_id": self.aws_access_key_id,
+            "secret_access_key": "***" if self._secret_key else None,
+            "region": self.region_name,
+            "endpoint": self.endpoint_url,
+        }

@@ -1,0 +1,148 @@
+"""Connecting to the metadata database and migrating it.
+
+SQLite (default, ``<data dir>/dagsmith.db``) runs in WAL mode with a busy timeout,
+and every write transaction starts with ``BEGIN IMMEDIATE`` so a reader never has to
+upgrade its lock mid-transaction (the cause of "database is locked" under several
+processes). PostgreSQL is used when ``DAGSMITH_DATABASE_URL`` is set. Migrations
+(Alembic, ``store/migrations``) run on ``Database.migrate()``; concurrent starts are
+serialised by a PostgreSQL advisory lock or SQLite's write lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from dagsmith.errors import ConfigError
+from dagsmith.orchestration.settings import OrchestrationSettings
+
+MIGRATIONS_DIR = Path(__file__).parent / "store" / "migrations"
+_MIGRATION_LOCK_KEY = 7_351_218_044  # arbitrary, stable advisory-lock key
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(
+        url,
+        connect_args={"timeout": 30, "check_same_thread": False},
+        pool_size=20,
+        max_overflow=40,
+        pool_timeout=60,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # pragma: no cover - exercised through every test
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # pragma: no cover - exercised through every test
+        if conn.get_execution_options().get("readonly"):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Database:
+    """An engine, a session factory and the migration entry point for one metadata DB."""
+
+    def __init__(self, settings: OrchestrationSettings) -> None:
+        self.settings = settings
+        self.url = settings.url
+        self.dialect = self.url.split(":", 1)[0].split("+", 1)[0]
+        if self.dialect == "sqlite":
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            self.engine = _sqlite_engine(self.url)
+        elif self.dialect in ("postgresql", "postgres"):
+            self.dialect = "postgresql"
+            try:
+                import psycopg  # noqa: F401
+            except ImportError as exc:  # pragma: no cover
+                from dagsmith.errors import MissingDependencyError
+
+                raise MissingDependencyError("A PostgreSQL metadata database", "postgres", "psycopg") from exc
+            self.engine = create_engine(self.url, pool_size=20, max_overflow=40, pool_pre_ping=True)
+        else:
+            raise ConfigError(
+                f"metadata database URL {self.url.split('@')[-1]!r} uses an unsupported database",
+                hint="set DAGSMITH_DATABASE_URL to postgresql://user@host:port/db, or unset it for SQLite",
+            )
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self.engine.execution_options(readonly=True), expire_on_commit=False)
+        self._migrated = False
+        self._lock = threading.Lock()
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """A write session: committed when the block ends, rolled back on error."""
+        with self._sessions() as session:
+            with session.begin():
+                yield session
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only session (no write lock on SQLite)."""
+        with self._read_sessions() as session:
+            with session.begin():
+                yield session
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (idempotent, safe to run concurrently)."""
+        with self._lock:
+            if self._migrated:
+                return
+            from alembic import command
+            from alembic.config import Config
+
+            cfg = Config()
+            cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+            cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+            with self.engine.connect() as conn:
+                if self.is_postgres:
+                    conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+                    conn.commit()
+                try:
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
+                    conn.commit()
+                finally:
+                    if self.is_postgres:
+                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+                        conn.commit()
+            self._migrated = True
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+_cache: dict[tuple[str, str], Database] = {}
+_cache_lock = threading.Lock()
+
+
+def get_database(settings: OrchestrationSettings, *, migrate: bool = True) -> Database:
+    """One shared ``Database`` per (URL, project) in this process, migrated on first use."""
+    key = (settings.url, str(settings.project_root))
+    with _cache_lock:
+        db = _cache.get(key)
+        if db is None:
+            db = Database(settings)
+            _cache[key] = db
+    if migrate:
+        db.migrate()
+    return db

@@ -1,0 +1,140 @@
+"""Run logs: structured JSON lines per run and per block under the data folder, and retention.
+
+Layout: ``<data dir>/logs/<pipeline_uuid>/<run_id>/pipeline.jsonl`` (every record of the
+run) and ``<block_uuid>.jsonl`` (that block's records). A record is one JSON object
+per line: ``timestamp`` (ISO 8601, UTC), ``level``, ``message``, ``block_uuid`` and
+``pipeline_run_id``, plus whatever the engine added. Known secret values are masked
+before anything is written. ``purge_expired_logs`` deletes the folders of runs that
+finished longer ago than the retention period.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+MASK = "******"
+
+
+def run_log_dir(logs_root: Path, pipeline_uuid: str, run_id: int | str) -> Path:
+    return Path(logs_root) / pipeline_uuid / str(run_id)
+
+
+def _safe_name(block_uuid: str) -> str:
+    return block_uuid.replace("/", "__").replace("\\", "__").replace("..", "_")
+
+
+class RunLogWriter:
+    """Appends JSON-line records for one run; safe to call from several threads."""
+
+    def __init__(self, directory: Path, run_id: int | str, *, secrets: Iterable[str] = ()) -> None:
+        self.directory = Path(directory)
+        self.run_id = run_id
+        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self._handles: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def block_path(self, block_uuid: str | None) -> Path:
+        return self.directory / (f"{_safe_name(block_uuid)}.jsonl" if block_uuid else "pipeline.jsonl")
+
+    def _mask(self, text: str) -> str:
+        for value in self._secrets:
+            if value in text:
+                text = text.replace(value, MASK)
+        return text
+
+    def write(self, block_uuid: str | None, record: dict[str, Any]) -> None:
+        rec = dict(record)
+        ts = rec.get("timestamp")
+        if isinstance(ts, datetime):
+            rec["timestamp"] = ts.astimezone(timezone.utc).isoformat()
+        elif not ts:
+            rec["timestamp"] = datetime.now(timezone.utc).isoformat()
+        rec.setdefault("level", "INFO")
+        rec.setdefault("message", "")
+        rec["block_uuid"] = block_uuid
+        rec["pipeline_run_id"] = self.run_id
+        line = self._mask(json.dumps(rec, default=str, ensure_ascii=False)) + "\n"
+        with self._lock:
+            targets = ["pipeline.jsonl"] + ([f"{_safe_name(block_uuid)}.jsonl"] if block_uuid else [])
+            for name in targets:
+                handle = self._handles.get(name)
+                if handle is None:
+                    self.directory.mkdir(parents=True, exist_ok=True)
+                    handle = open(self.directory / name, "a", encoding="utf-8")
+                    self._handles[name] = handle
+                handle.write(line)
+                handle.flush()
+
+    def info(self, message: str, **extra: Any) -> None:
+        self.write(None, {"level": "INFO", "message": message, **extra})
+
+    def close(self) -> None:
+        with self._lock:
+            for handle in self._handles.values():
+                try:
+                    handle.close()
+                except OSError:  # pragma: no cover
+                    pass
+            self._handles.clear()
+
+
+def read_logs(
+    directory: Path | str | None,
+    *,
+    block_uuid: str | None = None,
+    level: str | None = None,
+    offset: int = 0,
+    limit: int = 1000,
+) -> list[dict[str, Any]]:
+    """Records of a run (or one block of it), oldest first; unreadable lines come back as text."""
+    if not directory:
+        return []
+    path = Path(directory) / (f"{_safe_name(block_uuid)}.jsonl" if block_uuid else "pipeline.jsonl")
+    if not path.is_file():
+        return []
+    out: list[dict[str, Any]] = []
+    wanted = level.upper() if level else None
+    index = 0
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                rec = {"message": line, "level": "INFO"}
+            if wanted and str(rec.get("level", "")).upper() != wanted:
+                continue
+            if index >= offset:
+                out.append(rec)
+                if len(out) >= limit:
+                    break
+            index += 1
+    return out
+
+
+def purge_expired_logs(db, logs_root: Path, *, now: datetime, retention_days: float | None) -> int:
+    """Delete log folders of runs finished more than ``retention_days`` ago; returns how many."""
+    if not retention_days or retention_days <= 0:
+        return 0
+    from dagsmith.orchestration.store import repo
+
+    before = now - timedelta(days=retention_days)
+    purged = 0
+    while True:
+        with db.session() as session:
+            runs = repo.runs_with_expired_logs(session, before=before)
+            if not runs:
+                break
+            for run in runs:
+                directory = Path(run.log_dir) if run.log_dir else run_log_dir(logs_root, run.pipeline_uuid, run.id)
+                shutil.rmtree(directory, ignore_errors=True)
+            repo.mark_logs_purged(session, [r.id for r in runs])
+            purged += len(runs)
+    return purged

@@ -1,0 +1,1 @@
+"""The scheduler: schedule arithmetic (``triggers``), the tick loop (``loop``) and backfills."""

@@ -1,0 +1,390 @@
+"""Run operations shared by the REST API and the CLI: create, trigger, retry, cancel, backfill.
+
+Each function opens its own short transaction, checks what a person could get wrong
+(unknown pipeline or block, wrong token, retrying a running run) and raises a
+``DagsmithError`` that says how to fix it. ``record_cli_run`` runs a pipeline in this
+process and records it like any other run.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from dagsmith.errors import ConfigError, DagsmithError, ProjectError
+
+
+class Unauthorized(DagsmithError):
+    """A token is missing or wrong."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def parse_datetime(value: Any, *, field: str = "date", tz: str = "UTC") -> datetime:
+    """ISO 8601 text (or a date) → tz-aware datetime; naive values are in ``tz``."""
+    from dagsmith.orchestration.scheduler.triggers import get_zone
+
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        text = str(value).strip()
+        try:
+            dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(
+                f"{field} {text!r} is not an ISO 8601 date-time",
+                hint="write it like 2024-01-31 or 2024-01-31T05:00:00+00:00",
+            ) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=get_zone(tz))
+    return dt
+
+
+def check_pipeline(project_root: Path, pipeline_uuid: str) -> None:
+    from dagsmith.project.pipelines import list_pipelines, metadata_path
+
+    if not metadata_path(project_root, pipeline_uuid).is_file():
+        known = ", ".join(list_pipelines(project_root)) or "(none)"
+        raise ProjectError(f"pipeline '{pipeline_uuid}' does not exist in {project_root}", hint=f"pipelines in this project: {known}")
+
+
+def pipeline_graph(project_root: Path, pipeline_uuid: str) -> dict[str, list[str]]:
+    """block uuid → downstream block uuids, from the pipeline's metadata.yaml."""
+    from dagsmith.project.pipelines import read_pipeline_raw
+
+    raw = read_pipeline_raw(project_root, pipeline_uuid)
+    down: dict[str, list[str]] = {}
+    for key in ("blocks", "callbacks", "conditionals"):
+        for entry in raw.get(key) or []:
+            if isinstance(entry, dict) and entry.get("uuid"):
+                down.setdefault(entry["uuid"], [])
+    for entry in raw.get("blocks") or []:
+        if not isinstance(entry, dict) or not entry.get("uuid"):
+            continue
+        for up in entry.get("upstream_blocks") or []:
+            down.setdefault(up, []).append(entry["uuid"])
+        for d in entry.get("downstream_blocks") or []:
+            if d not in down.setdefault(entry["uuid"], []):
+                down[entry["uuid"]].append(d)
+    return down
+
+
+def descendants(project_root: Path, pipeline_uuid: str, block_uuid: str) -> set[str]:
+    graph = pipeline_graph(project_root, pipeline_uuid)
+    if block_uuid not in graph:
+        raise ProjectError(
+            f"block '{block_uuid}' is not in pipeline '{pipeline_uuid}'",
+            hint="blocks of this pipeline: " + ", ".join(sorted(graph)),
+        )
+    seen: set[str] = set()
+    todo = [block_uuid]
+    while todo:
+        for d in graph.get(todo.pop(), []):
+            if d not in seen:
+                seen.add(d)
+                todo.append(d)
+    return seen
+
+
+def run_to_dict(run) -> dict[str, Any]:
+    """A run row → the JSON shape of the API (Mage's field names plus dagsmith's)."""
+    return {
+        "id": run.id,
+        "pipeline_uuid": run.pipeline_uuid,
+        "pipeline_schedule_id": run.trigger_id,
+        "backfill_id": run.backfill_id,
+        "source": run.source,
+        "status": run.status,
+        "execution_date": run.execution_date,
+        "timezone": run.timezone,
+        "interval_start_datetime": run.interval_start,
+        "interval_end_datetime": run.interval_end,
+        "variables": run.variables or {},
+        "event_variables": run.event or {},
+        "partition": run.partition or str(run.id),
+        "worker_id": run.worker_id,
+        "claims": run.claims,
+        "cancel_requested": run.cancel_requested,
+        "passed_sla": run.passed_sla,
+        "error": run.error,
+        "started_at": run.started_at,
+        "completed_at": run.completed_at,
+        "created_at": run.created_at,
+        "updated_at": run.updated_at,
+    }
+
+
+def check_token(trigger, token: str | None) -> None:
+    if not token or not hmac.compare_digest(str(token), str(trigger.token)):
+        raise Unauthorized(
+            f"the token for trigger {trigger.id} is missing or wrong",
+            hint="copy the URL with its token from the trigger's page (GET /api/pipeline_schedules/<id>)",
+        )
+
+
+def split_payload(payload: Any) -> tuple[dict, dict, Any]:
+    """Mage's API-trigger body → (run variables, event, execution_date or None)."""
+    if payload is None:
+        return {}, {}, None
+    if not isinstance(payload, dict):
+        raise ConfigError("the request body must be a JSON object", hint='send {"pipeline_run": {"variables": {"name": "value"}}}')
+    body = dict(payload)
+    pipeline_run = body.pop("pipeline_run", None) or {}
+    if not isinstance(pipeline_run, dict):
+        raise ConfigError('"pipeline_run" must be a JSON object', hint='send {"pipeline_run": {"variables": {...}}}')
+    variables = pipeline_run.get("variables") or {}
+    if not isinstance(variables, dict):
+        raise ConfigError('"pipeline_run.variables" must be a JSON object of name: value')
+    return dict(variables), body, pipeline_run.get("execution_date")
+
+
+def api_trigger_run(db, trigger_id: int, token: str | None, payload: Any, *, now: datetime | None = None) -> dict[str, Any]:
+    """Create the run an API call asks for (Mage-compatible); returns the run as a dict."""
+    from dagsmith.orchestration.store import repo
+
+    now = now or utcnow()
+    variables, event, execution_date = split_payload(payload)
+    with db.session() as session:
+        trigger = repo.get_trigger(session, trigger_id)
+        check_token(trigger, token)
+        exec_date = parse_datetime(execution_date, field="pipeline_run.execution_date", tz=trigger.timezone or "UTC") if execution_date else now
+        if trigger.status != "active":  # Mage re-activates a trigger that is called
+            repo.update_trigger(session, trigger, now=now, status="active")
+        settings = trigger.settings or {}
+        run = repo.create_run(
+            session,
+            trigger.pipeline_uuid,
+            source="api",
+            trigger_id=trigger.id,
+            execution_date=exec_date,
+            variables={**(trigger.variables or {}), **variables},
+            event=event,
+            timezone_name=trigger.timezone or "UTC",
+            allow_blocks_to_fail=bool(settings.get("allow_blocks_to_fail", False)),
+            timeout=_float(settings.get("timeout")),
+            now=now,
+        )
+        return run_to_dict(run)
+
+
+def create_run_now(
+    db,
+    project_root: Path,
+    pipeline_uuid: str,
+    *,
+    variables: dict | None = None,
+    event: dict | None = None,
+    execution_date: Any = None,
+    source: str = "ui",
+    actor: str = "api",
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Queue an ad-hoc run of a pipeline (the UI's "Run now", ``POST /api/pipelines/<p>/pipeline_runs``)."""
+    from dagsmith.orchestration.store import repo
+
+    check_pipeline(project_root, pipeline_uuid)
+    now = now or utcnow()
+    with db.session() as session:
+        run = repo.create_run(
+            session,
+            pipeline_uuid,
+            source=source,
+            execution_date=parse_datetime(execution_date, field="execution_date") if execution_date else now,
+            variables=variables or {},
+            event=event or {},
+            now=now,
+        )
+        repo.audit(session, "run.create", "pipeline_run", run.id, {"source": source}, actor=actor, now=now)
+        return run_to_dict(run)
+
+
+def retry(db, project_root: Path, run_id: int, *, from_block: str | None = None, actor: str = "api") -> dict[str, Any]:
+    """Queue a finished run again from its failed blocks, or from ``from_block`` and its descendants."""
+    from dagsmith.orchestration.store import repo
+
+    with db.session() as session:
+        run = repo.get_run(session, run_id)
+        below = descendants(project_root, run.pipeline_uuid, from_block) if from_block else set()
+        repo.retry_run(session, run, from_block=from_block, descendants=below)
+        repo.audit(session, "run.retry", "pipeline_run", run.id, {"from_block": from_block}, actor=actor)
+        return run_to_dict(run)
+
+
+def cancel(db, run_id: int, *, actor: str = "api", local_cancel=None) -> dict[str, Any]:
+    """Cancel a waiting run, or ask its worker to stop a running one."""
+    from dagsmith.orchestration.store import repo
+
+    with db.session() as session:
+        run = repo.get_run(session, run_id)
+        repo.request_cancel(session, run)
+        repo.audit(session, "run.cancel", "pipeline_run", run.id, {}, actor=actor)
+        out = run_to_dict(run)
+    if local_cancel is not None:
+        local_cancel(run_id)
+    return out
+
+
+def create_backfill(
+    db,
+    project_root: Path,
+    pipeline_uuid: str,
+    *,
+    start: Any,
+    end: Any,
+    interval_type: str = "day",
+    interval_units: int = 1,
+    variables: dict | None = None,
+    name: str | None = None,
+    concurrency: int | None = None,
+    tz: str = "UTC",
+    settings: dict | None = None,
+    start_now: bool = True,
+    now: datetime | None = None,
+) -> int:
+    """Create (and by default start) a backfill; returns its id."""
+    from dagsmith.orchestration.scheduler.backfills import backfill_dates, start_backfill
+    from dagsmith.orchestration.scheduler.triggers import get_zone
+    from dagsmith.orchestration.store import repo
+
+    check_pipeline(project_root, pipeline_uuid)
+    get_zone(tz)
+    start_dt = parse_datetime(start, field="start", tz=tz)
+    end_dt = parse_datetime(end, field="end", tz=tz)
+    backfill_dates(start_dt, end_dt, interval_type, interval_units, tz)  # validates before anything is stored
+    if concurrency is not None and int(concurrency) < 1:
+        raise ConfigError(f"backfill concurrency must be at least 1, got {concurrency}")
+    now = now or utcnow()
+    with db.session() as session:
+        backfill = repo.create_backfill(
+            session,
+            pipeline_uuid,
+            name or f"{pipeline_uuid} {start_dt.date()}..{end_dt.date()}",
+            start_datetime=start_dt,
+            end_datetime=end_dt,
+            interval_type=interval_type.rstrip("s"),
+            interval_units=int(interval_units),
+            variables=variables or {},
+            settings=settings or {},
+            concurrency=int(concurrency) if concurrency else None,
+            timezone=tz,
+            status="initial" if start_now else None,
+        )
+        if start_now:
+            start_backfill(session, backfill, now=now)
+        return backfill.id
+
+
+def _float(value) -> float | None:
+    try:
+        return float(value) if value not in (None, "", 0) else None
+    except (TypeError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------- CLI runs
+
+
+class CliHistoryObserver:
+    """Records a ``dagsmith run`` in the metadata DB as it happens (run row, block runs, logs)."""
+
+    def __init__(self, db, settings, pipeline_uuid: str, *, variables: dict | None = None, execution_date: datetime | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.pipeline_uuid = pipeline_uuid
+        self.variables = variables or {}
+        self.execution_date = execution_date
+        import socket
+
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:cli"
+        self.db_run_id: int | None = None
+        self._inner = None
+        self._writer = None
+
+    def _start(self, partition: str | None) -> None:
+        from dagsmith.orchestration.logs import RunLogWriter, run_log_dir
+        from dagsmith.orchestration.observer import DbObserver
+        from dagsmith.orchestration.store import repo
+
+        now = utcnow()
+        with self.db.session() as session:
+            run = repo.create_run(
+                session, self.pipeline_uuid, source="cli", execution_date=self.execution_date or now,
+                variables=self.variables, status="running", worker_id=self.worker_id, now=now,
+            )
+            self.db_run_id = run.id
+            log_dir = run_log_dir(self.settings.logs_dir, self.pipeline_uuid, run.id)
+            run.log_dir = str(log_dir)
+            if partition:
+                run.partition = partition
+        self._writer = RunLogWriter(log_dir, self.db_run_id)
+        self._inner = DbObserver(self.db, self.db_run_id, self.pipeline_uuid, log_writer=self._writer, partition=partition)
+
+    def on_run_start(self, *, run_id=None, blocks=(), **kw: Any) -> None:
+        if self._inner is None:
+            self._start(kw.get("partition") or (str(run_id) if run_id else None))
+        self._inner.on_run_start(run_id=run_id, blocks=blocks, **kw)
+
+    def on_block_start(self, **kw: Any) -> None:
+        if self._inner:
+            self._inner.on_block_start(**kw)
+
+    def on_block_log(self, **kw: Any) -> None:
+        if self._inner:
+            self._inner.on_block_log(**kw)
+
+    def on_block_end(self, **kw: Any) -> None:
+        if self._inner:
+            self._inner.on_block_end(**kw)
+
+    def on_run_end(self, *, status: str = "failed", result: Any = None, **kw: Any) -> None:
+        from dagsmith.orchestration.store import repo
+
+        if self._inner is None:
+            return
+        self._inner.on_run_end(status=status, result=result, **kw)
+        error = None
+        if status == "failed" and result is not None:
+            failed = [u for u, b in (getattr(result, "blocks", {}) or {}).items() if getattr(b, "status", "") == "failed"]
+            error = f"block(s) failed: {', '.join(failed)}" if failed else "the run failed"
+        with self.db.session() as session:
+            if result is not None and getattr(result, "execution_date", None):
+                from sqlalchemy import update
+
+                from dagsmith.orchestration.store.models import PipelineRun
+
+                session.execute(update(PipelineRun).where(PipelineRun.id == self.db_run_id).values(execution_date=result.execution_date))
+            repo.finish_run(session, self.db_run_id, self.worker_id, status, error=error)
+        if self._writer:
+            self._writer.close()
+
+
+def history_observer(project_root, pipeline_uuid: str, **kw: Any) -> CliHistoryObserver:
+    """An observer that records a CLI run in the project's metadata DB (used by ``dagsmith run``)."""
+    from dagsmith.orchestration.db import get_database
+    from dagsmith.orchestration.settings import OrchestrationSettings
+
+    settings = OrchestrationSettings.from_env(project_root)
+    return CliHistoryObserver(get_database(settings), settings, pipeline_uuid, **kw)
+
+
+def record_cli_run(project_root, pipeline_uuid: str, *, observer: Any = None, run_fn=None, **run_kwargs: Any):
+    """Run a pipeline in this process and record it (run row, block runs, logs); returns the ``RunResult``."""
+    history = history_observer(project_root, pipeline_uuid, variables=run_kwargs.get("variables"), execution_date=run_kwargs.get("execution_date"))
+    if run_fn is None:
+        from dagsmith.engine import run_pipeline as run_fn
+    observers = [history] + ([observer] if observer is not None else [])
+
+    class _Both:
+        def __getattr__(self, name):
+            def call(**kw):
+                for obs in observers:
+                    getattr(obs, name)(**kw)
+
+            return call
+
+    return run_fn(project_root, pipeline_uuid, observer=_Both(), **run_kwargs)

@@ -1,0 +1,132 @@
+"""Settings of the orchestration layer: database URL, intervals, limits, retention.
+
+Values come from keyword arguments first, then ``DAGSMITH_*`` environment
+variables, then defaults. Nothing here touches the database or the network.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from dagsmith.errors import ConfigError
+from dagsmith.project.layout import data_dir
+
+CATCHUP_POLICIES = ("none", "latest", "all")
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"environment variable {name}={raw!r} is not a number", hint=f"set {name} to a number such as {default}") from exc
+
+
+def _env_int(name: str, default: int | None) -> int | None:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"environment variable {name}={raw!r} is not a whole number", hint=f"set {name} to a whole number") from exc
+
+
+@dataclass(frozen=True)
+class OrchestrationSettings:
+    """Everything the scheduler, workers and server need to know besides the project.
+
+    ``database_url`` None means SQLite at ``<data dir>/dagsmith.db``.
+    """
+
+    project_root: Path
+    database_url: str | None = None
+    #: seconds between scheduler ticks
+    scheduler_interval: float = 1.0
+    #: seconds between a worker's polls for new runs (in-process calls wake it at once)
+    poll_interval: float = 0.25
+    #: seconds between worker heartbeats
+    heartbeat_interval: float = 2.0
+    #: a running run whose heartbeat is older than this is taken over by another worker
+    heartbeat_timeout: float = 30.0
+    #: runs one worker process executes at the same time
+    worker_concurrency: int = 8
+    #: runs executing at the same time across all workers (None = no limit)
+    global_run_limit: int | None = None
+    #: blocks of one run executing at the same time (None = engine default)
+    block_run_limit: int | None = None
+    #: default catch-up policy for triggers that do not set one
+    catchup: str = "latest"
+    #: with catch-up "none", a period that began at most this long ago still runs
+    catchup_grace: float = 300.0
+    #: at most this many missed periods are created per trigger and tick with catch-up "all"
+    max_catchup_runs: int = 1000
+    #: days to keep run logs (None or 0 keeps them forever)
+    log_retention_days: float | None = 30.0
+    #: largest request body the API accepts, in bytes
+    max_body_bytes: int = 1_048_576
+    #: environment name matched against a trigger's ``envs``
+    env: str | None = None
+    #: seconds a stopping worker waits for its runs before handing them back to the queue
+    shutdown_grace: float = 10.0
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, project_root: str | os.PathLike[str], **overrides) -> "OrchestrationSettings":
+        """Build settings from ``DAGSMITH_*`` environment variables; ``overrides`` win."""
+        root = Path(project_root).resolve()
+        values: dict = {
+            "database_url": os.environ.get("DAGSMITH_DATABASE_URL") or None,
+            "scheduler_interval": _env_float("DAGSMITH_SCHEDULER_INTERVAL", 1.0),
+            "poll_interval": _env_float("DAGSMITH_POLL_INTERVAL", 0.25),
+            "heartbeat_interval": _env_float("DAGSMITH_HEARTBEAT_INTERVAL", 2.0),
+            "heartbeat_timeout": _env_float("DAGSMITH_HEARTBEAT_TIMEOUT", 30.0),
+            "worker_concurrency": _env_int("DAGSMITH_WORKER_CONCURRENCY", 8) or 8,
+            "global_run_limit": _env_int("DAGSMITH_GLOBAL_RUN_LIMIT", None)
+            or _env_int("CONCURRENCY_CONFIG_PIPELINE_RUN_LIMIT_ALL_TRIGGERS", None),
+            "block_run_limit": _env_int("DAGSMITH_BLOCK_RUN_LIMIT", None)
+            or _env_int("CONCURRENCY_CONFIG_BLOCK_RUN_LIMIT", None),
+            "catchup": os.environ.get("DAGSMITH_CATCHUP") or "latest",
+            "log_retention_days": _env_float("DAGSMITH_LOG_RETENTION_DAYS", 30.0),
+            "max_body_bytes": _env_int("DAGSMITH_MAX_BODY_BYTES", 1_048_576) or 1_048_576,
+            "env": os.environ.get("DAGSMITH_ENV") or os.environ.get("ENV") or None,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(project_root=root, **values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.catchup not in CATCHUP_POLICIES:
+            raise ConfigError(
+                f"catch-up policy {self.catchup!r} is unknown",
+                hint="use one of: none, latest, all (DAGSMITH_CATCHUP)",
+            )
+
+    def with_(self, **changes) -> "OrchestrationSettings":
+        return replace(self, **changes)
+
+    @property
+    def data_dir(self) -> Path:
+        return data_dir(self.project_root)
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL of the metadata database."""
+        if self.database_url:
+            url = self.database_url
+            # plain postgresql:// means psycopg 3 here (psycopg2 is not a dependency)
+            if url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url[len("postgres://"):]
+            elif url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url[len("postgresql://"):]
+            return url
+        return f"sqlite:///{self.data_dir / 'dagsmith.db'}"

@@ -1,0 +1,1 @@
+"""The metadata store: ORM models (``models``), all queries (``repo``) and Alembic migrations."""

@@ -1,0 +1,342 @@
+"""Workers: claim waiting runs, run them through the engine, heartbeat, stop cleanly.
+
+A ``Worker`` polls the queue (``repo.claim_runs``: ``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL), runs each claimed run in its own thread with a ``DbObserver``, and
+heart-beats its runs. A run whose heartbeat goes stale (its worker was SIGKILLed,
+the machine died) is put back in the queue by any scheduler or worker and resumed
+from its unfinished blocks: completed blocks are passed to the engine as
+``completed`` and read from the variables store, never run twice.
+
+Cancellation: a cancel request (API/UI) reaches the run's ``cancel_event`` at the next
+heartbeat, or at once in the same process; the engine stops the running block and
+starts nothing downstream. A trigger's ``timeout`` fails the run the same way.
+
+Stopping (SIGTERM): no new claims; runs still going after ``shutdown_grace`` seconds
+are cancelled and handed back to the queue, to resume on the next start.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import os
+import socket
+import threading
+import uuid as uuidlib
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+log = logging.getLogger("dagsmith.worker")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class _Active:
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self.cancel = threading.Event()
+        self.reason: str | None = None  # cancelled | timeout | lost | shutdown
+
+
+def _default_run_fn(*args: Any, **kwargs: Any):
+    from dagsmith.engine import run_pipeline
+
+    return run_pipeline(*args, **kwargs)
+
+
+class Worker:
+    """Executes queued runs of one project; several workers may share one database."""
+
+    def __init__(
+        self,
+        settings,
+        db,
+        *,
+        run_fn: Callable[..., Any] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        worker_id: str | None = None,
+        role: str = "worker",
+        concurrency: int | None = None,
+        backfill_id: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.run_fn = run_fn or _default_run_fn
+        self.clock = clock
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuidlib.uuid4().hex[:8]}"
+        self.role = role
+        self.backfill_id = backfill_id
+        self.concurrency = max(1, int(concurrency or settings.worker_concurrency))
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self._pool = cf.ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="dagsmith-run")
+        self._active: dict[int, _Active] = {}
+        self._futures: dict[int, cf.Future] = {}
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._secret_values: list[str] | None = None
+        self._registered = False
+
+    # ------------------------------------------------------------------ public
+    def register(self) -> None:
+        from dagsmith.orchestration.store import repo
+
+        with self.db.session() as session:
+            repo.register_worker(session, self.worker_id, self.role, socket.gethostname(), os.getpid(), now=self.clock())
+            # runs left "running" by a crashed process of this machine resume now, not after the heartbeat timeout
+            repo.recover_dead_local_runs(session, socket.gethostname(), now=self.clock())
+        self._registered = True
+        self._install_secret_resolver()
+
+    def notify(self) -> None:
+        """Wake the poll loop now (a run was just queued in this process)."""
+        self.wake.set()
+
+    def cancel_local(self, run_id: int) -> bool:
+        with self._lock:
+            active = self._active.get(int(run_id))
+        if active is None:
+            return False
+        active.reason = active.reason or "cancelled"
+        active.cancel.set()
+        return True
+
+    @property
+    def active_runs(self) -> list[int]:
+        with self._lock:
+            return list(self._active)
+
+    def step(self) -> list[int]:
+        """One poll: claim as many runs as there is room for and start them; returns their ids."""
+        from dagsmith.orchestration.store import repo
+
+        if self.stopping.is_set():
+            return []
+        room = self.concurrency - len(self.active_runs)
+        if room <= 0:
+            return []
+        with self.db.session() as session:
+            runs = repo.claim_runs(session, self.worker_id, limit=room, now=self.clock(), global_limit=self.settings.global_run_limit, backfill_id=self.backfill_id)
+            claimed = [(r.id, _snapshot(r)) for r in runs]
+        for run_id, snap in claimed:
+            active = _Active(run_id)
+            with self._lock:
+                self._active[run_id] = active
+            self._futures[run_id] = self._pool.submit(self._execute, snap, active)
+        return [rid for rid, _ in claimed]
+
+    def heartbeat(self) -> None:
+        """Refresh this worker's runs; stop runs that were cancelled or taken over."""
+        from dagsmith.orchestration.store import repo
+
+        now = self.clock()
+        with self.db.session() as session:
+            if self._registered:
+                repo.worker_heartbeat(session, self.worker_id, now=now)
+            states = repo.heartbeat_runs(session, self.worker_id, self.active_runs, now=now)
+        for run_id, state in states.items():
+            if state in ("cancel", "lost"):
+                with self._lock:
+                    active = self._active.get(run_id)
+                if active is not None and not active.cancel.is_set():
+                    active.reason = "cancelled" if state == "cancel" else "lost"
+                    active.cancel.set()
+
+    def recover(self) -> list[int]:
+        from dagsmith.orchestration.store import repo
+
+        with self.db.session() as session:
+            return repo.recover_stale_runs(session, now=self.clock(), timeout=self.settings.heartbeat_timeout)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no run is executing (tests and the CLI backfill use it)."""
+        futures = list(self._futures.values())
+        done, not_done = cf.wait(futures, timeout=timeout)
+        return not not_done
+
+    def start(self, stop: threading.Event) -> None:
+        """Run the poll loop and the heartbeat loop in daemon threads until ``stop`` is set."""
+        if not self._registered:
+            self.register()
+        for target, name in ((self._poll_loop, "dagsmith-worker-poll"), (self._heartbeat_loop, "dagsmith-worker-heartbeat")):
+            thread = threading.Thread(target=target, args=(stop,), name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def shutdown(self, grace: float | None = None) -> None:
+        """Stop claiming, wait up to ``grace`` s, then hand unfinished runs back to the queue."""
+        from dagsmith.orchestration.store import repo
+
+        self.stopping.set()
+        self.wake.set()
+        grace = self.settings.shutdown_grace if grace is None else grace
+        futures = list(self._futures.values())
+        if futures:
+            cf.wait(futures, timeout=grace)
+        for run_id in self.active_runs:
+            self._active[run_id].reason = "shutdown"
+            self._active[run_id].cancel.set()
+        if futures:
+            cf.wait(futures, timeout=30)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        try:
+            with self.db.session() as session:
+                for run_id in self.active_runs:  # still running: hand back
+                    repo.release_run(session, run_id, self.worker_id)
+                if self._registered:
+                    repo.remove_worker(session, self.worker_id)
+        except Exception:  # noqa: BLE001 - the DB may be gone at exit; heartbeats then time out
+            log.exception("could not release runs at shutdown")
+
+    # ------------------------------------------------------------------ loops
+    def _poll_loop(self, stop: threading.Event) -> None:
+        import time
+
+        last_recover = 0.0
+        while not stop.is_set() and not self.stopping.is_set():
+            try:
+                if time.monotonic() - last_recover > self.settings.heartbeat_interval:
+                    last_recover = time.monotonic()
+                    if self.recover():
+                        self.wake.set()
+                claimed = self.step()
+            except Exception:  # noqa: BLE001 - keep polling through DB hiccups
+                log.exception("worker poll failed")
+                claimed = []
+            if claimed and len(self.active_runs) < self.concurrency:
+                continue  # there may be more waiting
+            self.wake.wait(self.settings.poll_interval)
+            self.wake.clear()
+
+    def _heartbeat_loop(self, stop: threading.Event) -> None:
+        interval = max(0.05, float(self.settings.heartbeat_interval))
+        while not stop.wait(interval):
+            try:
+                self.heartbeat()
+            except Exception:  # noqa: BLE001
+                log.exception("worker heartbeat failed")
+
+    # ------------------------------------------------------------------ one run
+    def _install_secret_resolver(self) -> None:
+        try:
+            from dagsmith.orchestration.secrets import SecretStore
+            from dagsmith.project.io_config import set_secret_resolver
+
+            store = SecretStore(self.db, self.settings.data_dir)
+            set_secret_resolver(store.get)
+            self._secret_values = store.all_values()
+        except Exception:  # noqa: BLE001 - secrets are optional for running
+            self._secret_values = []
+
+    def _execute(self, snap: dict, active: _Active) -> None:
+        from dagsmith.orchestration.logs import RunLogWriter, run_log_dir
+        from dagsmith.orchestration.observer import DbObserver
+        from dagsmith.orchestration.scheduler.triggers import get_zone
+        from dagsmith.orchestration.store import repo
+        from dagsmith.orchestration.store.models import Trigger
+
+        run_id = snap["id"]
+        timer: threading.Timer | None = None
+        writer = None
+        status, error = "failed", None
+        try:
+            log_dir = run_log_dir(self.settings.logs_dir, snap["pipeline_uuid"], run_id)
+            writer = RunLogWriter(log_dir, run_id, secrets=self._secret_values or ())
+            with self.db.session() as session:
+                run = repo.get_run(session, run_id)
+                run.log_dir = str(log_dir)
+                completed = {
+                    br.block_uuid: br.partition or snap["partition"]
+                    for br in repo.list_block_runs(session, run_id)
+                    if br.status == "completed"
+                }
+                trigger_name = None
+                if snap["trigger_id"] is not None:
+                    trig = session.get(Trigger, snap["trigger_id"])
+                    trigger_name = trig.name if trig is not None else None
+            if snap["claims"] > 1:
+                writer.info(f"resuming run on worker {self.worker_id}; {len(completed)} block(s) already completed")
+            if snap["timeout"]:
+                def _time_out() -> None:
+                    active.reason = active.reason or "timeout"
+                    active.cancel.set()
+
+                timer = threading.Timer(float(snap["timeout"]), _time_out)
+                timer.daemon = True
+                timer.start()
+            zone = get_zone(snap["timezone"])
+            interval = None
+            if snap["interval_start"] and snap["interval_end"]:
+                interval = (snap["interval_start"].astimezone(zone), snap["interval_end"].astimezone(zone))
+            observer = DbObserver(self.db, run_id, snap["pipeline_uuid"], log_writer=writer, partition=snap["partition"])
+            result = self.run_fn(
+                self.settings.project_root,
+                snap["pipeline_uuid"],
+                run_id=str(run_id),
+                variables=snap["variables"],
+                execution_date=snap["execution_date"].astimezone(zone),
+                interval=interval,
+                event=snap["event"] or None,
+                env=self.settings.env,
+                trigger_name=trigger_name,
+                partition=snap["partition"],
+                completed=completed or None,
+                observer=observer,
+                cancel_event=active.cancel,
+                max_workers=self.settings.block_run_limit,
+                allow_blocks_to_fail=snap["allow_blocks_to_fail"],
+            )
+            status = getattr(result, "status", "failed")
+            if status == "failed":
+                failed = [u for u, b in (getattr(result, "blocks", {}) or {}).items() if getattr(b, "status", "") == "failed"]
+                error = f"block(s) failed: {', '.join(failed)}" if failed else "the run failed"
+        except Exception as exc:  # noqa: BLE001 - a broken pipeline fails its run, not the worker
+            status, error = "failed", str(exc)
+            if writer is not None:
+                writer.write(None, {"level": "ERROR", "message": f"run failed before it started: {exc}"})
+        finally:
+            if timer is not None:
+                timer.cancel()
+        reason = active.reason
+        if reason == "timeout":
+            status, error = "failed", f"timed out after {snap['timeout']:g} s (trigger setting 'timeout')"
+        try:
+            with self.db.session() as session:
+                if reason == "shutdown":
+                    repo.release_run(session, run_id, self.worker_id, now=self.clock())
+                elif reason == "lost":
+                    pass  # another worker owns it now
+                else:
+                    if status == "cancelled" and reason != "cancelled" and error is None:
+                        error = "cancelled"
+                    repo.finish_run(session, run_id, self.worker_id, status, error=error, now=self.clock())
+        except Exception:  # noqa: BLE001
+            log.exception("could not record the end of run %s", run_id)
+        finally:
+            if writer is not None:
+                writer.close()
+            with self._lock:
+                self._active.pop(run_id, None)
+            self._futures.pop(run_id, None)
+            self.wake.set()
+
+
+def _snapshot(run) -> dict:
+    """The fields a run needs to execute, read while its session is open."""
+    return {
+        "id": run.id,
+        "pipeline_uuid": run.pipeline_uuid,
+        "trigger_id": run.trigger_id,
+        "variables": dict(run.variables or {}),
+        "event": dict(run.event or {}),
+        "execution_date": run.execution_date,
+        "interval_start": run.interval_start,
+        "interval_end": run.interval_end,
+        "timezone": run.timezone or "UTC",
+        "partition": run.partition or str(run.id),
+        "claims": run.claims,
+        "timeout": run.timeout,
+        "allow_blocks_to_fail": bool(run.allow_blocks_to_fail),
+    }

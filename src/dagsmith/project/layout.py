@@ -1,0 +1,125 @@
+"""Where things live in a Mage-format project, and the rules that map uuids to files.
+
+A project is a folder (importable as a package by its folder name) holding
+``metadata.yaml``, ``io_config.yaml``, one folder per block type and
+``pipelines/<uuid>/metadata.yaml``. dagsmith keeps its own data (run history,
+block outputs, logs) under ``<project>/.dagsmith`` unless ``DAGSMITH_DATA_DIR``
+says otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+# block type -> folder name (Mage: "<type>s", except custom)
+BLOCK_TYPE_DIRS: dict[str, str] = {
+    "data_loader": "data_loaders",
+    "transformer": "transformers",
+    "data_exporter": "data_exporters",
+    "custom": "custom",
+    "sensor": "sensors",
+    "conditional": "conditionals",
+    "callback": "callbacks",
+    "scratchpad": "scratchpads",
+    "chart": "charts",
+    "markdown": "markdowns",
+    "extension": "extensions",
+    "dbt": "dbt",
+    "global_data_product": "global_data_products",
+}
+
+#: block types whose code runs as a step of the DAG
+EXECUTABLE_TYPES = frozenset({"data_loader", "transformer", "data_exporter", "custom", "sensor"})
+#: block types that never run as steps (kept and shown, never executed)
+PASSIVE_TYPES = frozenset({"scratchpad", "chart", "markdown", "extension", "global_data_product"})
+
+LANGUAGE_EXTENSIONS: dict[str, str] = {
+    "python": "py",
+    "sql": "sql",
+    "r": "r",
+    "yaml": "yaml",
+    "markdown": "md",
+}
+
+PROJECT_FOLDERS = (
+    "data_loaders",
+    "transformers",
+    "data_exporters",
+    "custom",
+    "sensors",
+    "conditionals",
+    "callbacks",
+    "charts",
+    "dbt",
+    "extensions",
+    "interactions",
+    "scratchpads",
+    "utils",
+    "pipelines",
+)
+
+DATA_DIR_NAME = ".dagsmith"
+REPO_PATH_ENV = "DAGSMITH_REPO_PATH"
+DATA_DIR_ENV = "DAGSMITH_DATA_DIR"
+
+
+def clean_name(name: str) -> str:
+    """Turn a display name into a uuid the way Mage does: lower case, ``_`` for anything odd."""
+    cleaned = re.sub(r"[^0-9a-zA-Z_/]+", "_", name.strip()).strip("_").lower()
+    return cleaned or "block"
+
+
+def block_dir(block_type: str) -> str:
+    """Folder (relative to the project) that holds blocks of ``block_type``."""
+    return BLOCK_TYPE_DIRS.get(block_type, f"{block_type}s")
+
+
+def block_relpath(block_type: str, uuid: str, language: str = "python") -> str:
+    """``<type dir>/<uuid>.<ext>`` — the path Mage derives from a block's uuid."""
+    ext = LANGUAGE_EXTENSIONS.get(language, language)
+    return f"{block_dir(block_type)}/{uuid}.{ext}"
+
+
+def get_repo_path() -> str:
+    """The project folder of the code that is running (Mage's ``get_repo_path``).
+
+    Set by dagsmith while a pipeline runs; otherwise ``MAGE_REPO_PATH`` or the
+    nearest folder upwards from the working directory holding ``io_config.yaml``
+    and ``pipelines/``; otherwise the working directory.
+    """
+    for var in (REPO_PATH_ENV, "MAGE_REPO_PATH"):
+        value = os.environ.get(var)
+        if value:
+            return value
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        if (folder / "io_config.yaml").is_file() and (folder / "pipelines").is_dir():
+            return str(folder)
+    return str(here)
+
+
+def data_dir(project_root: str | os.PathLike[str]) -> Path:
+    """dagsmith's own data folder for a project (history DB, outputs, logs)."""
+    override = os.environ.get(DATA_DIR_ENV)
+    if override:
+        return Path(override).expanduser().resolve()
+    return Path(project_root).resolve() / DATA_DIR_NAME
+
+
+def confine(project_root: str | os.PathLike[str], relpath: str) -> Path:
+    """Resolve ``relpath`` inside the project, refusing anything that escapes it.
+
+    Refuses absolute paths, ``..`` segments that leave the folder, and symlinks
+    pointing outside it.
+    """
+    from dagsmith.errors import ProjectError
+
+    root = Path(project_root).resolve()
+    if os.path.isabs(relpath):
+        raise ProjectError(f"path {relpath!r} is absolute; give a path inside the project {root}")
+    target = (root / relpath).resolve()
+    if target != root and root not in target.parents:
+        raise ProjectError(f"path {relpath!r} is outside the project {root}")
+    return target

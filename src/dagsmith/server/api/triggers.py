@@ -1,0 +1,204 @@
+"""``/api/pipeline_schedules``: triggers (schedule, API, event), and Mage's API-trigger endpoint.
+
+``POST /api/pipeline_schedules/<id>/pipeline_runs/<token>`` (or ``…/api_trigger`` with
+``Authorization: Bearer <token>``) takes ``{"pipeline_run": {"variables": {…}}}``; other
+top-level keys become the run's ``event``. A wrong token is 401, malformed JSON 422 and
+an oversized body 413 — and none of them creates anything. Changes to an in-code
+trigger are written back to ``pipelines/<p>/triggers.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from dagsmith.server.api.common import listing, run_in_threadpool, trigger_to_dict
+from dagsmith.server.deps import DbDep, RuntimeDep, SettingsDep, notify
+from dagsmith.server.schemas import TriggerBody
+
+router = APIRouter(tags=["triggers"])
+
+
+def _next_run(trigger) -> Any:
+    from datetime import datetime, timezone
+
+    from dagsmith.orchestration.scheduler.triggers import next_tick
+
+    if trigger.schedule_type != "time" or trigger.status != "active" or not trigger.schedule_interval:
+        return None
+    if trigger.schedule_interval.strip() == "@once":
+        return None
+    try:
+        after = max(filter(None, (trigger.last_execution_date, datetime.now(timezone.utc))))
+        if trigger.start_time and trigger.start_time > after:
+            after = trigger.start_time
+        return next_tick(trigger.schedule_interval, trigger.timezone, after)
+    except Exception:  # noqa: BLE001 - an invalid schedule has no next run
+        return None
+
+
+def _validate(fields: dict, existing=None) -> None:
+    from dagsmith.errors import ConfigError
+    from dagsmith.orchestration.scheduler.triggers import get_zone, validate_schedule
+
+    schedule_type = fields.get("schedule_type") or (existing.schedule_type if existing else "time")
+    interval = fields.get("schedule_interval", existing.schedule_interval if existing else None)
+    tz = fields.get("timezone") or (existing.timezone if existing else "UTC")
+    get_zone(tz)
+    if schedule_type == "time":
+        if not interval:
+            raise ConfigError("a time trigger needs a schedule_interval", hint="e.g. '@daily', '@hourly' or a cron such as '0 5 * * *'")
+        validate_schedule(interval, tz)
+    catchup = fields.get("catchup")
+    if catchup is None and isinstance(fields.get("settings"), dict):
+        catchup = fields["settings"].get("catchup")
+    if catchup is not None and catchup not in ("none", "latest", "all"):
+        raise ConfigError(f"catchup {catchup!r} is unknown", hint="use none, latest or all")
+
+
+def _write_back(settings, db, pipeline_uuid: str) -> None:
+    from dagsmith.orchestration.scheduler.code_triggers import write_triggers_yaml
+    from dagsmith.orchestration.store import repo
+
+    with db.read() as session:
+        in_code = [t for t in repo.list_triggers(session, pipeline_uuid) if t.in_code]
+    write_triggers_yaml(settings.project_root, pipeline_uuid, in_code)
+
+
+@router.get("/pipeline_schedules", summary="List all triggers")
+def list_all(db: DbDep, pipeline_uuid: str | None = None) -> dict:
+    from dagsmith.orchestration.store import repo
+
+    with db.read() as session:
+        items = [trigger_to_dict(t, next_run=_next_run(t)) for t in repo.list_triggers(session, pipeline_uuid)]
+    return listing("pipeline_schedules", items)
+
+
+@router.get("/pipelines/{pipeline_uuid}/pipeline_schedules", summary="List a pipeline's triggers")
+def list_for_pipeline(pipeline_uuid: str, db: DbDep, settings: SettingsDep) -> dict:
+    from dagsmith.orchestration.service import check_pipeline
+
+    check_pipeline(settings.project_root, pipeline_uuid)
+    return list_all(db, pipeline_uuid)
+
+
+@router.post("/pipelines/{pipeline_uuid}/pipeline_schedules", status_code=201, summary="Create a trigger")
+def create(pipeline_uuid: str, body: TriggerBody, db: DbDep, settings: SettingsDep, runtime: RuntimeDep) -> dict:
+    from dagsmith.errors import ConfigError
+    from dagsmith.orchestration.scheduler.code_triggers import save_in_code_automatically
+    from dagsmith.orchestration.service import check_pipeline
+    from dagsmith.orchestration.store import repo
+
+    check_pipeline(settings.project_root, pipeline_uuid)
+    fields = body.pipeline_schedule.model_dump(exclude_none=True)
+    name = fields.pop("name", None)
+    if not name:
+        raise ConfigError("a trigger needs a name", hint='send {"pipeline_schedule": {"name": "daily", ...}}')
+    fields.setdefault("schedule_type", "time")
+    _validate(fields)
+    if "in_code" not in fields and save_in_code_automatically(settings.project_root, pipeline_uuid):
+        fields["in_code"] = True
+    with db.session() as session:
+        if repo.find_trigger(session, pipeline_uuid, name) is not None:
+            raise repo.Conflict(f"pipeline '{pipeline_uuid}' already has a trigger named {name!r}", hint="choose another name, or PUT /api/pipeline_schedules/<id> to change it")
+        trigger = repo.create_trigger(session, pipeline_uuid, name, **fields)
+        repo.audit(session, "trigger.create", "trigger", trigger.id, {"pipeline_uuid": pipeline_uuid, "name": name}, actor="api")
+        out = trigger_to_dict(trigger, next_run=_next_run(trigger))
+    if out["in_code"]:
+        _write_back(settings, db, pipeline_uuid)
+    notify(runtime)
+    return {"pipeline_schedule": out}
+
+
+@router.get("/pipeline_schedules/{trigger_id}", summary="Read a trigger")
+def get(trigger_id: int, db: DbDep) -> dict:
+    from dagsmith.orchestration.store import repo
+
+    with db.read() as session:
+        trigger = repo.get_trigger(session, trigger_id)
+        return {"pipeline_schedule": trigger_to_dict(trigger, next_run=_next_run(trigger))}
+
+
+@router.put("/pipeline_schedules/{trigger_id}", summary="Change a trigger (status active/inactive, schedule, settings…)")
+def put(trigger_id: int, body: TriggerBody, db: DbDep, settings: SettingsDep) -> dict:
+    from dagsmith.orchestration.store import repo
+
+    fields = body.pipeline_schedule.model_dump(exclude_none=True)
+    with db.session() as session:
+        trigger = repo.get_trigger(session, trigger_id)
+        _validate(fields, trigger)
+        if "name" in fields and fields["name"] != trigger.name and repo.find_trigger(session, trigger.pipeline_uuid, fields["name"]):
+            raise repo.Conflict(f"pipeline '{trigger.pipeline_uuid}' already has a trigger named {fields['name']!r}")
+        repo.update_trigger(session, trigger, **fields)
+        repo.audit(session, "trigger.update", "trigger", trigger.id, {"fields": sorted(fields)}, actor="api")
+        out = trigger_to_dict(trigger, next_run=_next_run(trigger))
+        pipeline_uuid, in_code = trigger.pipeline_uuid, trigger.in_code
+    if in_code:
+        _write_back(settings, db, pipeline_uuid)
+    return {"pipeline_schedule": out}
+
+
+@router.delete("/pipeline_schedules/{trigger_id}", summary="Delete a trigger (its runs stay)")
+def remove(trigger_id: int, db: DbDep, settings: SettingsDep) -> dict:
+    from dagsmith.orchestration.store import repo
+
+    with db.session() as session:
+        trigger = repo.get_trigger(session, trigger_id)
+        out = trigger_to_dict(trigger)
+        repo.delete_trigger(session, trigger)
+        repo.audit(session, "trigger.delete", "trigger", trigger_id, {"name": out["name"]}, actor="api")
+    if out["in_code"]:
+        _write_back(settings, db, out["pipeline_uuid"])
+    return {"pipeline_schedule": out}
+
+
+@router.get("/pipeline_schedules/{trigger_id}/pipeline_runs", summary="Runs of a trigger")
+def trigger_runs(trigger_id: int, db: DbDep, limit: int = 50, offset: int = 0) -> dict:
+    from dagsmith.orchestration.service import run_to_dict
+    from dagsmith.orchestration.store import repo
+
+    with db.read() as session:
+        repo.get_trigger(session, trigger_id)
+        runs, total = repo.list_runs(session, trigger_id=trigger_id, limit=limit, offset=offset)
+        return listing("pipeline_runs", [run_to_dict(r) for r in runs], total, limit=limit, offset=offset)
+
+
+async def _trigger(request: Request, trigger_id: int, token: str | None) -> dict:
+    from dagsmith.errors import ConfigError
+    from dagsmith.orchestration.service import api_trigger_run, check_token
+    from dagsmith.orchestration.store import repo
+
+    db = request.app.state.db
+
+    def _check() -> None:
+        with db.read() as session:
+            check_token(repo.get_trigger(session, trigger_id), token)
+
+    await run_in_threadpool(_check)
+    raw = await request.body()
+    payload: Any = {}
+    if raw.strip():
+        try:
+            payload = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"the request body is not valid JSON: {exc}",
+                hint='send {"pipeline_run": {"variables": {"name": "value"}}} with Content-Type: application/json',
+            ) from None
+    run = await run_in_threadpool(api_trigger_run, db, trigger_id, token, payload)
+    notify(getattr(request.app.state, "runtime", None))
+    return {"pipeline_run": run}
+
+
+@router.post("/pipeline_schedules/{trigger_id}/pipeline_runs/{token}", status_code=200, summary="Trigger a run (Mage's API trigger URL)")
+async def api_trigger(trigger_id: int, token: str, request: Request) -> dict:
+    return await _trigger(request, trigger_id, token)
+
+
+@router.post("/pipeline_schedules/{trigger_id}/api_trigger", status_code=200, summary="Trigger a run with Authorization: Bearer <token>")
+async def api_trigger_bearer(trigger_id: int, request: Request) -> dict:
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header.lower().startswith("bearer ") else None
+    return await _trigger(request, trigger_id, token)

@@ -1,0 +1,193 @@
+"""The FastAPI application: REST API under ``/api`` (OpenAPI at ``/api/openapi.json``) and the UI.
+
+``create_app(project_root, settings)`` wires the metadata DB (migrated on start), an
+optional orchestration ``Runtime`` (so API-queued runs start at once in this process),
+JSON errors a person can act on (``{"error": {"code", "message", "hint", "type"}}``),
+a request-size limit (413) and, when ``dagsmith.server.ui`` provides ``mount_ui``, the
+browser UI. Routes live in ``server/api/<resource>.py`` and stay thin.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+
+def error_response(status: int, message: str, *, hint: str | None = None, kind: str = "error", details: Any = None) -> JSONResponse:
+    body: dict[str, Any] = {"code": status, "message": message, "type": kind}
+    if hint:
+        body["hint"] = hint
+    if details is not None:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status)
+
+
+def _status_for(exc: Exception) -> int:
+    from dagsmith.errors import ConfigError, ProjectError, ValidationError
+    from dagsmith.orchestration.service import Unauthorized
+    from dagsmith.orchestration.store.repo import Conflict, NotFound
+
+    if isinstance(exc, Unauthorized):
+        return 401
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, Conflict):
+        return 409
+    text = str(exc).lower()
+    if isinstance(exc, ProjectError) and ("not found" in text or "does not exist" in text):
+        return 404
+    if isinstance(exc, (ConfigError, ValidationError, ProjectError)):
+        return 422
+    return 400
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies larger than ``limit`` bytes with 413 (nothing is read further)."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope.get("headers") or []:
+            if name == b"content-length":
+                try:
+                    too_big = int(value) > self.limit
+                except ValueError:
+                    too_big = False
+                if too_big:
+                    return await self._reject(scope, receive, send)
+        received = 0
+        limit = self.limit
+
+        class _TooLarge(Exception):
+            pass
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _TooLarge()
+            return message
+
+        try:
+            return await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            return await self._reject(scope, receive, send)
+
+    async def _reject(self, scope, receive, send):
+        response = error_response(
+            413,
+            f"the request body is larger than {self.limit} bytes",
+            hint="send less data, or raise DAGSMITH_MAX_BODY_BYTES",
+            kind="payload_too_large",
+        )
+        await response(scope, receive, send)
+
+
+def create_app(project_root: str | Path, settings: Any = None, *, runtime: Any = None, migrate: bool = True) -> FastAPI:
+    """The dagsmith web app for one project. ``runtime`` (optional) runs queued work in-process."""
+    from contextlib import asynccontextmanager
+
+    from dagsmith.orchestration.settings import OrchestrationSettings
+
+    root = Path(project_root).resolve()
+    if settings is None:
+        settings = OrchestrationSettings.from_env(root)
+    if runtime is not None:
+        db = runtime.db
+    else:
+        from dagsmith.orchestration.db import get_database
+
+        db = get_database(settings, migrate=False)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if migrate:
+            db.migrate()
+        yield
+
+    app = FastAPI(
+        title="dagsmith",
+        description="REST API of dagsmith: pipelines, blocks, runs, block runs, logs, triggers, backfills, variables, secrets. "
+        "Shapes follow Mage's API (bodies wrapped in the resource name).",
+        version=_version(),
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.runtime = runtime
+    app.state.project_root = root
+    if migrate:
+        db.migrate()  # also here so routes work without the lifespan (TestClient without `with`)
+
+    from dagsmith.errors import DagsmithError
+
+    @app.exception_handler(DagsmithError)
+    async def _dagsmith_error(request: Request, exc: DagsmithError):
+        return error_response(_status_for(exc), exc.message, hint=exc.hint, kind=type(exc).__name__)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        problems = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            problems.append(f"{where or 'body'}: {err.get('msg')}")
+        return error_response(
+            422,
+            "the request is not valid: " + "; ".join(problems),
+            hint="check the JSON body against the API schema at /api/docs",
+            kind="validation_error",
+            details=problems,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no API route {request.method} {request.url.path}"
+            return error_response(404, message, hint="see /api/docs for the routes", kind="not_found")
+        return error_response(exc.status_code, message, kind="http_error")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        return error_response(500, f"internal error: {type(exc).__name__}: {exc}", hint="see the server log for the traceback", kind="internal_error")
+
+    from dagsmith.server.api import router
+
+    app.include_router(router, prefix="/api")
+    app.add_middleware(BodyLimit, limit=int(settings.max_body_bytes))
+
+    import importlib
+
+    try:
+        _ui = importlib.import_module("dagsmith.server.ui")
+    except ModuleNotFoundError as exc:  # the UI package is optional (built separately)
+        if exc.name not in ("dagsmith.server.ui",):
+            raise
+        _ui = None
+    mount = getattr(_ui, "mount_ui", None) if _ui is not None else None
+    if mount is not None:
+        mount(app, root)
+    return app
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("dagsmith")
+    except Exception:  # noqa: BLE001
+        return "0"

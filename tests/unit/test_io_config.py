@@ -1,0 +1,250 @@
+"""io_config.yaml: Jinja before YAML, env_var/.env, legacy format, secrets resolver, errors, redaction."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+
+import pytest
+
+from dagsmith.errors import ConfigError
+from dagsmith.project import io_config
+from dagsmith.project.io_config import (
+    ConfigFileLoader,
+    ConfigKey,
+    load_profile,
+    redact,
+    redact_text,
+    set_secret_resolver,
+)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    def make(text: str, env: str | None = None):
+        root = tmp_path / "proj"
+        root.mkdir(exist_ok=True)
+        (root / "io_config.yaml").write_text(textwrap.dedent(text), encoding="utf-8")
+        if env is not None:
+            (root / ".env").write_text(env, encoding="utf-8")
+        return root
+
+    return make
+
+
+def test_flat_profiles_and_mage_interface(project):
+    root = project(
+        """
+        version: 0.1.1
+        default:
+          POSTGRES_DBNAME: ny_taxi
+          POSTGRES_HOST: db
+          POSTGRES_PORT: 5432
+        dev:
+          POSTGRES_HOST: devhost
+        """
+    )
+    assert load_profile(root)["POSTGRES_DBNAME"] == "ny_taxi"
+    loader = ConfigFileLoader(str(root / "io_config.yaml"), "dev")
+    assert loader["POSTGRES_HOST"] == "devhost"
+    assert loader.get(ConfigKey.POSTGRES_HOST) == "devhost"
+    assert "POSTGRES_HOST" in loader and ConfigKey.POSTGRES_PORT not in loader
+    assert loader.get("POSTGRES_PORT", 1) == 1
+
+
+def test_unquoted_env_var_is_rendered_before_parsing(project, monkeypatch):
+    monkeypatch.setenv("PG_PORT_X", "6543")
+    monkeypatch.setenv("PG_HOST_X", "warehouse")
+    root = project(
+        """
+        default:
+          POSTGRES_PORT: {{env_var('PG_PORT_X')}}
+          POSTGRES_HOST: {{ env_var('PG_HOST_X') }}
+          POSTGRES_SCHEMA: {{ env_var('DAGSMITH_SURELY_MISSING') }}
+        """
+    )
+    profile = load_profile(root)
+    assert profile["POSTGRES_PORT"] == 6543
+    assert profile["POSTGRES_HOST"] == "warehouse"
+    assert profile["POSTGRES_SCHEMA"] is None
+
+
+def test_dotenv_beside_the_project_is_loaded(project, monkeypatch):
+    monkeypatch.delenv("DAGSMITH_T_DB", raising=False)
+    root = project("default:\n  POSTGRES_DBNAME: \"{{ env_var('DAGSMITH_T_DB') }}\"\n", env="DAGSMITH_T_DB=from_dotenv\n")
+    try:
+        assert load_profile(root)["POSTGRES_DBNAME"] == "from_dotenv"
+    finally:
+        os.environ.pop("DAGSMITH_T_DB", None)
+
+
+def test_json_value(project, monkeypatch):
+    monkeypatch.setenv("CREDS_JSON", '{"user": "alice", "nested": {"port": 5433}}')
+    root = project(
+        """
+        default:
+          POSTGRES_USER: "{{ json_value(env_var('CREDS_JSON'), 'user') }}"
+          POSTGRES_PORT: {{ json_value(env_var('CREDS_JSON'), 'nested.port') }}
+        """
+    )
+    profile = load_profile(root)
+    assert profile["POSTGRES_USER"] == "alice" and profile["POSTGRES_PORT"] == 5433
+
+
+def test_legacy_verbose_format_is_flattened(project):
+    root = project(
+        """
+        default:
+          PostgreSQL:
+            database: ny_taxi
+            host: pg
+            port: 5432
+            user: root
+            password: pw
+          BigQuery:
+            path_to_credentials: /keys/k.json
+          AWS:
+            access_key_id: AKIA
+            secret_access_key: s3cr3t
+            region: eu-west-1
+            Redshift:
+              database: dev
+        """
+    )
+    p = load_profile(root)
+    assert p["POSTGRES_DBNAME"] == "ny_taxi" and p["POSTGRES_HOST"] == "pg" and p["POSTGRES_PASSWORD"] == "pw"
+    assert p["GOOGLE_SERVICE_ACC_KEY_FILEPATH"] == "/keys/k.json"
+    assert p["AWS_REGION"] == "eu-west-1" and p["REDSHIFT_DBNAME"] == "dev"
+
+
+def test_missing_profile_names_file_and_choices(project):
+    root = project("default:\n  A: 1\ndev:\n  B: 2\n")
+    with pytest.raises(ConfigError) as err:
+        load_profile(root, "prod")
+    message = str(err.value)
+    assert "io_config.yaml" in message and "'prod'" in message and "default, dev" in message
+
+
+def test_missing_key_names_profile_and_key(project):
+    root = project("dev:\n  A: 1\n")
+    loader = ConfigFileLoader(root / "io_config.yaml", "dev")
+    with pytest.raises(KeyError) as err:
+        loader["POSTGRES_HOST"]
+    assert "POSTGRES_HOST" in str(err.value) and "'dev'" in str(err.value)
+
+
+def test_malformed_yaml_reports_file_and_line(project):
+    root = project("default:\n  A: 1\n  B: [unclosed\n  C: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_profile(root)
+    assert "io_config.yaml:" in str(err.value)
+    line = int(str(err.value).split("io_config.yaml:")[1].split(":")[0])
+    assert 3 <= line <= 5
+
+
+def test_template_syntax_error_reports_line(project):
+    root = project("default:\n  A: 1\n  B: {{ env_var('X' }}\n")
+    with pytest.raises(ConfigError) as err:
+        load_profile(root)
+    assert "io_config.yaml:3" in str(err.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_profile(tmp_path)
+    assert "io_config.yaml not found" in str(err.value)
+
+
+def test_secrets_need_a_resolver_only_where_used(project):
+    root = project(
+        """
+        default:
+          POSTGRES_PASSWORD: "{{ mage_secret_var('pg_pw') }}"
+          POSTGRES_HOST: db
+        other:
+          POSTGRES_HOST: other
+        """
+    )
+    assert load_profile(root, "other")["POSTGRES_HOST"] == "other"
+    loader = ConfigFileLoader(root / "io_config.yaml")
+    assert loader["POSTGRES_HOST"] == "db"
+    with pytest.raises(ConfigError) as err:
+        loader["POSTGRES_PASSWORD"]
+    assert "POSTGRES_PASSWORD" in str(err.value) and "dagsmith start" in str(err.value)
+
+    set_secret_resolver({"pg_pw": "hunter2"}.__getitem__)
+    try:
+        assert load_profile(root)["POSTGRES_PASSWORD"] == "hunter2"
+        assert ConfigFileLoader(root / "io_config.yaml")["POSTGRES_PASSWORD"] == "hunter2"
+    finally:
+        set_secret_resolver(None)
+
+
+def test_secrets_never_in_repr_or_redacted_text(project):
+    root = project(
+        """
+        default:
+          POSTGRES_USER: alice
+          POSTGRES_PASSWORD: "p@ss w0rd!"
+          AWS_SECRET_ACCESS_KEY: abcdEFGH1234
+          GOOGLE_SERVICE_ACC_KEY:
+            type: service_account
+            private_key: "-----BEGIN PRIVATE KEY-----\\nMIIEv\\n-----END PRIVATE KEY-----\\n"
+          GOOGLE_SERVICE_ACC_KEY_FILEPATH: /keys/key.json
+        """
+    )
+    loader = ConfigFileLoader(root / "io_config.yaml")
+    shown = repr(loader) + str(loader)
+    assert "p@ss w0rd!" not in shown and "abcdEFGH1234" not in shown and "MIIEv" not in shown
+    assert "alice" in shown and "/keys/key.json" in shown
+    assert redact(loader.config)["POSTGRES_PASSWORD"] == "***"
+    text = redact_text("failed: postgresql://alice:p%40ss%20w0rd%21@h/db and p@ss w0rd!", loader.config)
+    assert "p@ss" not in text and "p%40ss" not in text and "***" in text
+
+
+def test_config_argument_and_enum_keys():
+    loader = ConfigFileLoader(config={"DUCKDB_DATABASE": "w.duckdb"})
+    assert loader[ConfigKey.DUCKDB_DATABASE] == "w.duckdb"
+    assert f"{ConfigKey.DUCKDB_DATABASE}" == "DUCKDB_DATABASE"
+
+
+def test_default_filepath_is_the_running_project(project, monkeypatch):
+    root = project("default:\n  DUCKDB_SCHEMA: s\n")
+    monkeypatch.setenv("DAGSMITH_REPO_PATH", str(root))
+    assert ConfigFileLoader()["DUCKDB_SCHEMA"] == "s"
+
+
+def test_mage_template_placeholders_render(project):
+    # the io_config.yaml Mage writes on init: must parse as is
+    root = project(
+        """
+        version: 0.1.1
+        default:
+          GOOGLE_SERVICE_ACC_KEY:
+            type: service_account
+            project_id: project-id
+            private_key_id: key-id
+            private_key: "-----BEGIN PRIVATE KEY-----\\nyour_private_key\\n-----END_PRIVATE_KEY"
+            client_email: your_service_account_email
+          GOOGLE_SERVICE_ACC_KEY_FILEPATH: "/path/to/your/service/account/key.json"
+          GOOGLE_LOCATION: US
+          POSTGRES_CONNECT_TIMEOUT: 10
+          POSTGRES_DBNAME: postgres
+          POSTGRES_SCHEMA: public
+          POSTGRES_USER: username
+          POSTGRES_PASSWORD: password
+          POSTGRES_HOST: hostname
+          POSTGRES_PORT: 5432
+        """
+    )
+    profile = load_profile(root)
+    assert profile["GOOGLE_SERVICE_ACC_KEY"]["type"] == "service_account"
+    assert profile["POSTGRES_CONNECT_TIMEOUT"] == 10
+
+
+def test_is_secret_key():
+    assert io_config.is_secret_key("POSTGRES_PASSWORD")
+    assert io_config.is_secret_key("GOOGLE_SERVICE_ACC_KEY")
+    assert io_config.is_secret_key("AWS_SECRET_ACCESS_KEY")
+    assert not io_config.is_secret_key("GOOGLE_SERVICE_ACC_KEY_FILEPATH")
+    assert not io_config.is_secret_key("POSTGRES_HOST")
