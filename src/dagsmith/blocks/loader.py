@@ -211,7 +211,21 @@ def entry_for(loaded: LoadedBlock, block_uuid: str, block_type: str) -> Callable
 
 
 def ensure_importable(project_root: Path) -> None:
-    """Put the project's parent folder on ``sys.path`` so ``<project>.utils.x`` imports work."""
+    """Put the project's parent folder on ``sys.path`` so ``<project>.utils.x`` imports work.
+
+    A package of the same name imported earlier from another folder (another
+    project with the same folder name) is dropped from ``sys.modules`` first.
+    """
+    import importlib
+
     parent = str(project_root.parent)
     if parent not in sys.path:
         sys.path.insert(0, parent)
+    name = project_root.name
+    existing = sys.modules.get(name)
+    if existing is not None:
+        paths = [os.path.realpath(p) for p in getattr(existing, "__path__", [])]
+        if os.path.realpath(project_root) not in paths:
+            for mod in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+                del sys.modules[mod]
+    importlib.invalidate_caches()

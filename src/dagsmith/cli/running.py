@@ -252,7 +252,7 @@ def _report(console: Console, result: Any, project: str, pipeline: str, blocks: 
         err.print(f"[magenta]run {result.run_id} was cancelled[/]")
     else:
         err.print(f"[bold red]run {result.run_id} failed[/]")
-    err.print(f"resume with:  dagsmith run {project} {pipeline} --resume {result.run_id}", markup=False)
+    err.print(f"resume with:  dagsmith run {project} {pipeline} --resume {result.run_id}", markup=False, soft_wrap=True)
 
 
 def test_command(project: str, pipeline: Optional[str], *, as_json: bool, fail: Callable[..., None]) -> int:

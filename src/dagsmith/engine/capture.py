@@ -18,7 +18,6 @@ from typing import Any, Callable
 
 _local = threading.local()
 _install_lock = threading.Lock()
-_installed = False
 
 Emit = Callable[[dict], None]
 
@@ -99,13 +98,14 @@ class _Router(io.TextIOBase):
 
 
 def _install() -> None:
-    global _installed
+    # Re-checked on every use: test runners and notebooks swap sys.stdout themselves.
+    if isinstance(sys.stdout, _Router) and isinstance(sys.stderr, _Router):
+        return
     with _install_lock:
-        if _installed:
-            return
-        sys.stdout = _Router(sys.stdout, "info")  # type: ignore[assignment]
-        sys.stderr = _Router(sys.stderr, "warning")  # type: ignore[assignment]
-        _installed = True
+        if not isinstance(sys.stdout, _Router):
+            sys.stdout = _Router(sys.stdout, "info")  # type: ignore[assignment]
+        if not isinstance(sys.stderr, _Router):
+            sys.stderr = _Router(sys.stderr, "warning")  # type: ignore[assignment]
 
 
 class capturing:
