@@ -12,6 +12,32 @@ from pathlib import Path
 
 from dagsmith.blocks.decorators import ENTRY_KINDS
 
+_parsed: dict[str, tuple[tuple[int, int], ast.Module]] = {}
+
+
+def parse_block(path: Path, source: str) -> ast.Module:
+    """Parse a block file once per version on disk; the loader compiles the same tree."""
+    st = path.stat()
+    stamp = (st.st_mtime_ns, st.st_size)
+    hit = _parsed.get(str(path))
+    if hit and hit[0] == stamp:
+        return hit[1]
+    tree = ast.parse(source, filename=str(path))
+    _parsed[str(path)] = (stamp, tree)
+    return tree
+
+
+def cached_tree(path: Path) -> ast.Module | None:
+    """The tree ``parse_block`` made for the file as it is now on disk, if any."""
+    hit = _parsed.get(str(path))
+    if not hit:
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return hit[1] if hit[0] == (st.st_mtime_ns, st.st_size) else None
+
 
 def _decorator_name(node: ast.expr) -> str | None:
     target = node.func if isinstance(node, ast.Call) else node
@@ -54,7 +80,7 @@ def check_python_block(
     except OSError as exc:
         return [f"{prefix}: cannot read {shown}: {exc.strerror or exc}"]
     try:
-        tree = ast.parse(source, filename=str(path))
+        tree = parse_block(path, source)
     except SyntaxError as exc:
         return [f"{prefix}: syntax error at {shown}:{exc.lineno}: {exc.msg}"]
     if block_type not in ENTRY_KINDS:

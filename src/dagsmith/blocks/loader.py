@@ -70,8 +70,11 @@ def load_python_block(path: Path, block_type: str, *, block_uuid: str, fresh: bo
             hit = _cache.get(key)
         if hit and hit[0] == stamp:
             return hit[1]
+    from dagsmith.blocks.checks import cached_tree
+
     try:
-        source = path.read_text(encoding="utf-8")
+        tree = cached_tree(path)
+        source = tree if tree is not None else path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ProjectError(f"block '{block_uuid}': {path} is not UTF-8 text ({exc.reason})") from None
     try:

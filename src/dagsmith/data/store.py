@@ -48,9 +48,19 @@ class VariableStore:
 
     # ------------------------------------------------------------ writing
     def write_outputs(
-        self, pipeline: str, partition: str, block_uuid: str, outputs: list[Any], *, multi: bool
+        self,
+        pipeline: str,
+        partition: str,
+        block_uuid: str,
+        outputs: list[Any],
+        *,
+        multi: bool,
+        update_latest: bool = True,
     ) -> Path:
-        """Store a block's outputs atomically and point ``latest`` at this partition."""
+        """Store a block's outputs atomically and (unless told not to) point ``latest`` at this partition.
+
+        A run passes ``update_latest=False`` and calls ``set_latest`` once at its end.
+        """
         final = self.block_dir(pipeline, partition, block_uuid)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name.replace('/', '_')}.", dir=final.parent))
@@ -74,10 +84,11 @@ class VariableStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self._set_latest(pipeline, {block_uuid: partition})
+        if update_latest:
+            self.set_latest(pipeline, {block_uuid: partition})
         return final
 
-    def _set_latest(self, pipeline: str, entries: dict[str, str]) -> None:
+    def set_latest(self, pipeline: str, entries: dict[str, str]) -> None:
         path = self.variables_dir(pipeline) / "latest.json"
         with _latest_lock:
             current = _read_json(path) or {}

@@ -4,6 +4,11 @@ No threads, no I/O: the runner asks ``ready()`` for blocks whose upstreams all
 completed, reports ``start``/``finish``, and the plan propagates consequences
 (a failure marks every descendant ``upstream_failed``; a false condition marks
 the block and its descendants ``condition_failed``). Statuses are Mage's.
+
+Nodes can be added while the run goes (``add_node``): dynamic children, found
+when their parent's output is known. Readiness is tracked incrementally (a
+count of unsatisfied upstreams per node), so a run with thousands of children
+costs O(edges), not O(nodes) per scheduling step.
 """
 
 from __future__ import annotations
@@ -22,6 +27,13 @@ CONDITION_FAILED = "condition_failed"
 FINAL = frozenset({COMPLETED, FAILED, CANCELLED, UPSTREAM_FAILED, CONDITION_FAILED})
 #: statuses whose blocks produced what their downstream needs
 SATISFIED = frozenset({COMPLETED})
+
+
+def follow_status(status: str) -> str:
+    """The status a final, unsatisfied ``status`` gives the blocks downstream of it."""
+    if status in (FAILED, UPSTREAM_FAILED):
+        return UPSTREAM_FAILED
+    return status
 
 
 class RunPlan:
@@ -44,17 +56,20 @@ class RunPlan:
         for n in completed:
             if n in self.status:
                 self.status[n] = COMPLETED
+        self._blocked: dict[str, int] = {}
+        self._ready: dict[str, None] = {}  # insertion-ordered set of INITIAL nodes with all upstreams satisfied
+        for n in self.order:
+            self._init_counts(n)
+
+    def _init_counts(self, n: str) -> None:
+        self._blocked[n] = sum(1 for u in self.upstream[n] if self.status.get(u) not in SATISFIED)
+        if self._blocked[n] == 0 and self.status[n] == INITIAL:
+            self._ready[n] = None
 
     # ---------------------------------------------------------------- queries
     def ready(self) -> list[str]:
-        """Blocks not started whose upstreams (within the plan) all completed, in plan order."""
-        out = []
-        for n in self.order:
-            if self.status[n] != INITIAL:
-                continue
-            if all(self.status[u] in SATISFIED for u in self.upstream[n]):
-                out.append(n)
-        return out
+        """Blocks not started whose upstreams (within the plan) all completed, in the order they became ready."""
+        return list(self._ready)
 
     def running(self) -> list[str]:
         return [n for n in self.order if self.status[n] in (RUNNING, QUEUED)]
@@ -63,14 +78,16 @@ class RunPlan:
         return all(s in FINAL for s in self.status.values())
 
     def descendants(self, node: str) -> list[str]:
-        seen: list[str] = []
+        seen: dict[str, None] = {}
         todo = list(self.downstream.get(node, ()))
-        while todo:
-            n = todo.pop(0)
+        i = 0
+        while i < len(todo):
+            n = todo[i]
+            i += 1
             if n not in seen:
-                seen.append(n)
+                seen[n] = None
                 todo.extend(self.downstream.get(n, ()))
-        return seen
+        return list(seen)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -88,38 +105,74 @@ class RunPlan:
         return COMPLETED
 
     # ---------------------------------------------------------------- changes
-    def add_node(self, node: str, upstream: Iterable[str], *, after: str | None = None) -> None:
-        """Add a block discovered during the run (dynamic children)."""
-        ups = tuple(upstream)
-        self.upstream[node] = ups
-        self.downstream.setdefault(node, [])
-        for u in ups:
-            self.downstream.setdefault(u, []).append(node)
-        self.status[node] = INITIAL
-        if after is not None and after in self.order:
-            self.order.insert(self.order.index(after) + 1, node)
+    def add_node(
+        self, node: str, upstream: Iterable[str], *, after: str | None = None, completed: bool = False
+    ) -> list[str]:
+        """Add a block discovered during the run (a dynamic child); see ``add_nodes``."""
+        return self.add_nodes([(node, tuple(upstream), completed)], after=after)
+
+    def add_nodes(self, nodes: Iterable[tuple[str, Iterable[str], bool]], *, after: str | None = None) -> list[str]:
+        """Add blocks discovered during the run: ``(node, upstream, completed)`` each, in order.
+
+        ``after`` places them in ``order`` right after that node. ``completed``
+        marks a node done already (a child that completed in an earlier attempt
+        of the run). Returns the nodes whose status this settled: a node whose
+        upstream already failed, was skipped or was cancelled (and what follows it).
+        """
+        added: list[str] = []
+        settled: list[str] = []
+        for node, upstream, completed in nodes:
+            ups = tuple(upstream)
+            missing = [u for u in ups if u not in self.status]
+            if missing:
+                raise ValueError(f"block {node}: unknown upstream {missing}")
+            self.upstream[node] = ups
+            self.downstream.setdefault(node, [])
+            for u in ups:
+                self.downstream[u].append(node)
+            self.status[node] = COMPLETED if completed else INITIAL
+            added.append(node)
+            self._init_counts(node)
+            if completed:
+                continue
+            bad = [self.status[u] for u in ups if self.status[u] in FINAL and self.status[u] not in SATISFIED]
+            if bad:
+                worst = UPSTREAM_FAILED if any(s in (FAILED, UPSTREAM_FAILED) for s in bad) else bad[0]
+                settled += [node, *self._set_final(node, follow_status(worst))]
+        if after is not None and after in self.status:
+            pos = self.order.index(after) + 1
+            self.order[pos:pos] = added
         else:
-            self.order.append(node)
+            self.order.extend(added)
+        return settled
 
     def start(self, node: str) -> None:
         if self.status[node] != INITIAL:
             raise ValueError(f"block {node} cannot start from status {self.status[node]}")
         self.status[node] = RUNNING
+        self._ready.pop(node, None)
 
     def finish(self, node: str, status: str) -> list[str]:
         """Record a block's final status; returns the blocks this made unrunnable."""
         if status not in FINAL:
             raise ValueError(f"not a final status: {status}")
+        return self._set_final(node, status)
+
+    def _set_final(self, node: str, status: str) -> list[str]:
         self.status[node] = status
-        if status == COMPLETED:
+        self._ready.pop(node, None)
+        if status in SATISFIED:
+            for d in self.downstream.get(node, ()):
+                self._blocked[d] -= 1
+                if self._blocked[d] == 0 and self.status[d] == INITIAL:
+                    self._ready[d] = None
             return []
-        follow = UPSTREAM_FAILED if status in (FAILED, UPSTREAM_FAILED) else status
-        if status == CANCELLED:
-            follow = CANCELLED
+        follow = follow_status(status)
         changed = []
         for d in self.descendants(node):
             if self.status[d] == INITIAL:
                 self.status[d] = follow
+                self._ready.pop(d, None)
                 changed.append(d)
         return changed
 
@@ -127,4 +180,5 @@ class RunPlan:
         changed = [n for n, s in self.status.items() if s == INITIAL]
         for n in changed:
             self.status[n] = CANCELLED
+        self._ready.clear()
         return changed

@@ -317,7 +317,13 @@ class _Runner:
             if self.store is not None and self.persist:
                 self.writes.append(
                     self.writer.submit(
-                        self.store.write_outputs, self.spec.uuid, self.partition, u, outcome.outputs, multi=outcome.multi
+                        self.store.write_outputs,
+                        self.spec.uuid,
+                        self.partition,
+                        u,
+                        outcome.outputs,
+                        multi=outcome.multi,
+                        update_latest=False,
                     )
                 )
         changed = self.plan.finish(u, outcome.status)
@@ -327,6 +333,9 @@ class _Runner:
             self.observer.on_block_end(run_id=self.run_id, block_uuid=d, status=self.plan.status[d], result=self.result.blocks[d])
 
     def _write_manifest(self) -> None:
+        stored = [u for u, b in self.result.blocks.items() if b.status == P.COMPLETED and u not in self.completed]
+        if stored:
+            self.store.set_latest(self.spec.uuid, {u: self.partition for u in stored})
         blocks = {u: {"status": b.status, "partition": self.completed.get(u, self.partition)} for u, b in self.result.blocks.items()}
         self.store.write_manifest(
             self.spec.uuid,

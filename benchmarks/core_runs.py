@@ -1,0 +1,102 @@
+"""Issue 2 figures: start-up, a 1-block pipeline, a 100-block chain, a 50-block fan-out.
+
+    python benchmarks/core_runs.py [--repeat 5] [--with-mage]
+
+Baseline: a minimal hand-written script doing the same work in one process.
+Mage 0.9.80 reference figures on these machines (`mage run`, from the issue):
+1-block 2.57 s; 100-block chain 3.11 s (~5 ms/block beyond start-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness import WORK, dagsmith_cmd, mage_python, measure, report  # noqa: E402
+
+TRIVIAL_LOADER = "@data_loader\ndef load(*args, **kwargs):\n    return 1\n"
+TRIVIAL_STEP = "@transformer\ndef step(x, *args, **kwargs):\n    return x + 1\n"
+
+
+def build(root: Path, name: str, blocks: list[tuple[str, str, list[str], str]]) -> None:
+    import yaml
+
+    entries = []
+    for uuid, btype, ups, code in blocks:
+        folder = {"data_loader": "data_loaders", "transformer": "transformers"}[btype]
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / f"{uuid}.py").write_text(code)
+        entries.append({"uuid": uuid, "name": uuid, "type": btype, "language": "python", "upstream_blocks": ups,
+                        "downstream_blocks": [], "configuration": {}, "executor_type": "local_python"})
+    for e in entries:
+        e["downstream_blocks"] = [x["uuid"] for x in entries if e["uuid"] in x["upstream_blocks"]]
+    p = root / "pipelines" / name
+    p.mkdir(parents=True, exist_ok=True)
+    (p / "__init__.py").write_text("")
+    (p / "metadata.yaml").write_text(yaml.safe_dump({"name": name, "uuid": name, "type": "python", "blocks": entries}))
+
+
+def make_project() -> Path:
+    root = WORK / "bench_core"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "metadata.yaml").write_text("project_type: standalone\n")
+    (root / "io_config.yaml").write_text("version: 0.1.1\ndefault: {}\n")
+    build(root, "one", [("only", "data_loader", [], TRIVIAL_LOADER)])
+    chain = [("c0", "data_loader", [], TRIVIAL_LOADER)]
+    chain += [(f"c{i}", "transformer", [f"c{i-1}"], TRIVIAL_STEP) for i in range(1, 100)]
+    build(root, "chain100", chain)
+    fan = [("root", "data_loader", [], TRIVIAL_LOADER)]
+    fan += [(f"f{i}", "transformer", ["root"], TRIVIAL_STEP) for i in range(50)]
+    build(root, "fan50", fan)
+    return root
+
+
+BASELINE = """
+def load():
+    return 1
+def step(x):
+    return x + 1
+x = load()
+for _ in range({n}):
+    x = step(x)
+print(x)
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--with-mage", action="store_true", help="also time Mage 0.9.80 in its own venv (opt-in)")
+    args = ap.parse_args()
+    root = make_project()
+    ds = dagsmith_cmd()
+    env = {"DAGSMITH_DATA_DIR": str(WORK / "data")}
+    base = measure("baseline: hand-written script (1 step)", [sys.executable, "-c", BASELINE.format(n=0)], repeat=args.repeat)
+    help_m = measure("dagsmith --help", [*ds, "--help"], repeat=args.repeat, env=env)
+    one = measure("dagsmith run: 1-block pipeline", [*ds, "run", str(root), "one"], repeat=args.repeat, env=env)
+    chain = measure("dagsmith run: chain of 100 blocks", [*ds, "run", str(root), "chain100"], repeat=args.repeat, env=env)
+    fan = measure("dagsmith run: fan-out of 50 blocks", [*ds, "run", str(root), "fan50"], repeat=args.repeat, env=env)
+    per_block_ms = (chain.wall - one.wall) / 99 * 1000
+    rows = [help_m, one, chain, fan]
+    notes = [
+        f"per block beyond start-up (chain): {per_block_ms:.2f} ms (goal < 1 ms; Mage 0.9.80 ≈ 5 ms)",
+        f"1-block pipeline: {one.wall:.3f} s (goal < 0.4 s; Mage 0.9.80: 2.57 s → {2.57 / one.wall:.1f}× faster)",
+        f"100-block chain: {chain.wall:.3f} s (Mage 0.9.80: 3.11 s → {3.11 / chain.wall:.1f}× faster)",
+    ]
+    mpy = mage_python(create=args.with_mage)
+    if mpy is not None:
+        mage = str(mpy.with_name("mage"))
+        for label, pipe in (("mage run: 1-block", "one"), ("mage run: chain 100", "chain100"), ("mage run: fan-out 50", "fan50")):
+            m = measure(label, [mage, "run", str(root), pipe], repeat=max(1, args.repeat // 2), warmup=0)
+            rows.append(m)
+    report("core runs (issue 2)", rows, base, notes)
+
+
+if __name__ == "__main__":
+    main()
