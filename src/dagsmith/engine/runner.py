@@ -3,7 +3,9 @@
 ``run_pipeline`` validates everything first (nothing runs if any block is
 broken), then loops: hand every ready block to the executor, wait for the
 first to finish (or a timeout/cancel), record the result in the ``RunPlan``.
-Outputs pass to downstream blocks in memory; persisting them to the variables
+Dynamic blocks fan out into child nodes added to the plan as their parent's
+output becomes known (``engine.dynamic``); conditionals and callbacks run
+around each block (``engine.hooks``). Outputs pass to downstream blocks in memory; persisting them to the variables
 store happens on a separate writer thread so it never delays the next block,
 and the run waits for the writer only at its end.
 
@@ -31,12 +33,14 @@ from dagsmith.data.serde import row_count
 from dagsmith.data.store import OutputsMissing, VariableStore, as_input
 from dagsmith.engine import plan as P
 from dagsmith.engine.capture import BlockSink, block_logger, capturing
+from dagsmith.engine.dynamic import DynamicLayout, FanOut, Node, node_id, split_dynamic_output
+from dagsmith.engine.hooks import HookSet
 from dagsmith.engine.observer import Fanout
 from dagsmith.engine.results import BlockResult, RunResult
 from dagsmith.engine.retry import RetryPolicy
 from dagsmith.engine.validation import validate_for_run
 from dagsmith.engine.variables import run_variables
-from dagsmith.errors import BlockError, BlockTestFailure, BlockTimeout, DagsmithError, RunCancelled
+from dagsmith.errors import BlockError, BlockTestFailure, BlockTimeout, DagsmithError, ProjectError, RunCancelled
 from dagsmith.project.layout import EXECUTABLE_TYPES, REPO_PATH_ENV, data_dir
 from dagsmith.project.specs import BlockSpec, PipelineSpec
 
@@ -54,6 +58,11 @@ class _Outcome:
     outputs: list[Any] = field(default_factory=list)
     multi: bool = False
     error: BaseException | None = None
+    cause: BaseException | None = None
+    """The user's own exception behind ``error`` (what failure callbacks get as ``__error``)."""
+    reason: str | None = None
+    """Why a block was skipped (``condition_failed``)."""
+    callbacks: list[dict] | None = None
 
 
 @dataclass
@@ -203,7 +212,19 @@ class _Runner:
         self.by_uuid = self.spec.block_map()
         upstream = {u: self.by_uuid[u].upstream_blocks for u in self.selected}
         order = [b.uuid for b in self.spec.blocks if b.uuid in self.selected]
-        self.plan = P.RunPlan(upstream, order=order, completed=[u for u in self.completed if u in self.selected])
+        # dynamic blocks: a block under a fan-out is a group node until its parent's output is known
+        self.layout = DynamicLayout({u: self.by_uuid[u] for u in self.selected}, order)
+        self.dyn: dict[str, Node] = {}
+        self.fanouts: dict[str, FanOut] = {}
+        self.modules: dict[str, Any] = {}
+        for u in order:
+            if self.layout.depth[u] > 0:
+                upstream[u] = (self.layout.source(u, 1),)
+                self.dyn[u] = Node(template=u, scope=(), index=(), group=True)
+        self.plan = P.RunPlan(
+            upstream, order=order, completed=[u for u in self.completed if u in self.selected and u not in self.dyn]
+        )
+        self.hooks = HookSet(self.spec)
         self.values: dict[str, Any] = {}
         self.values_lock = threading.Lock()
         self.result = RunResult(run_id=self.run_id, pipeline_uuid=self.spec.uuid, partition=self.partition)
@@ -230,12 +251,16 @@ class _Runner:
                     self._cancel(running)
                     break
                 for u in self.plan.ready():
+                    node = self.dyn.get(u)
+                    if node is not None and node.group:
+                        self._expand(u)
+                        continue
                     if len(running) >= self.max_workers:
                         break
                     self.plan.start(u)
                     res.blocks[u].status = P.RUNNING
                     holder: list[int] = []
-                    timeout = self.by_uuid[u].timeout
+                    timeout = self._spec_of(u).timeout
                     fut = pool.submit(self._execute, u, holder)
                     running[u] = _Running(fut, time.monotonic() + timeout if timeout else None, holder)
                 if not running:
@@ -247,20 +272,27 @@ class _Runner:
                 for u, r in list(running.items()):
                     if r.future in done:
                         del running[u]
-                        self._record(u, r.future.result())
+                        try:
+                            outcome = r.future.result()
+                        except BaseException as exc:  # a bug of ours must not kill the run loop
+                            outcome = _Outcome(P.FAILED, error=exc)
+                        self._record(u, outcome)
                     elif r.deadline is not None and time.monotonic() >= r.deadline:
                         del running[u]
                         if r.thread_id:
                             _raise_in_thread(r.thread_id[0], BlockTimeout)
                         self.abandoned = True
                         err = BlockTimeout(
-                            f"block '{u}' timed out after {self.by_uuid[u].timeout:g} s",
+                            f"block '{u}' timed out after {self._spec_of(u).timeout:g} s",
                             block_uuid=u,
                             hint="raise the block's timeout in the pipeline's metadata.yaml, or make it faster",
                         )
                         self._record(u, _Outcome(P.FAILED, error=err))
-            for u in self.plan.cancel_pending() if self.cancel_event.is_set() else []:
-                res.blocks[u].status = P.CANCELLED
+            if self.cancel_event.is_set():
+                pending = self.plan.cancel_pending()
+                for u in pending:
+                    res.blocks[u].status = P.CANCELLED
+                self._settled(pending, emit=False)
         finally:
             pool.shutdown(wait=not self.abandoned, cancel_futures=True)
             _Workdir.leave()
@@ -276,6 +308,8 @@ class _Runner:
         self.writer.shutdown(wait=True)
         for u, s in self.plan.status.items():
             res.blocks[u].status = s
+        if self.dyn:  # children listed right after their parent, as in the plan
+            res.blocks = {u: res.blocks[u] for u in self.plan.order}
         res.status = self.plan.outcome(allow_blocks_to_fail=self.allow_blocks_to_fail)
         res.ended_at = _now()
         res.abandoned_threads = self.abandoned
@@ -418,6 +452,8 @@ class _Runner:
                     last = exc
                 except Exception as exc:
                     last = user_error(exc, u, block.path)
+                except SystemExit as exc:  # sys.exit() in a block ends the block, not dagsmith
+                    last = user_error(RuntimeError(f"the block called sys.exit({exc.code!r})"), u, block.path)
                 else:
                     br.stdout = sink.text
                     br.rows = row_count(outputs[0]) if len(outputs) == 1 and not multi else (len(outputs) if multi else None)

@@ -433,3 +433,28 @@ def test_run_manifest_is_json_with_block_statuses(root):
 
     manifest = json.loads((data_dir(root) / "pipelines" / "p" / ".variables" / result.partition / "_run.json").read_text())
     assert manifest["status"] == "completed" and manifest["blocks"]["a"]["status"] == "completed"
+
+
+def test_sys_exit_in_a_block_fails_only_that_block(root):
+    add_pipeline(
+        root,
+        "p",
+        [
+            {"uuid": "quits", "type": "data_loader", "code": "import sys\n@data_loader\ndef f(**kw):\n    sys.exit(3)\n"},
+            {"uuid": "other", "type": "data_loader", "code": "@data_loader\ndef f(**kw):\n    return 1\n"},
+        ],
+    )
+    result = run_pipeline(root, "p")
+    assert result.blocks["quits"].status == "failed" and "sys.exit(3)" in result.blocks["quits"].error
+    assert result.blocks["other"].status == "completed"
+
+
+def test_dotenv_values_reach_blocks(root):
+    (root / ".env").write_text("TAXI_COLOR=green\n")
+    add_pipeline(
+        root,
+        "p",
+        [{"uuid": "a", "type": "data_loader", "code": "import os\n@data_loader\ndef f(**kw):\n    return os.environ['TAXI_COLOR']\n"}],
+    )
+    result = run_pipeline(root, "p")
+    assert result.ok, result.blocks["a"].error
