@@ -176,7 +176,7 @@ def _run(project: str, pipeline: str, console: Console, *, as_json: bool, **kw: 
     from dagsmith.engine.runner import run_pipeline
 
     observers: list[Any] = []
-    recorder = _history_observer(project, pipeline)
+    recorder = _history_observer(project, pipeline, kw.get("variables"))
     if recorder is not None:
         observers.append(recorder)
     if as_json:
@@ -198,19 +198,13 @@ def _combine(observers: list[Any]) -> Any:
     return Fanout([o for o in observers if o is not None])
 
 
-def _history_observer(project: str, pipeline: str) -> Any:
-    """Record CLI runs in the metadata DB when the orchestration layer provides a recorder."""
+def _history_observer(project: str, pipeline: str, variables: dict | None = None) -> Any:
+    """Record the run in the project's history inbox (ingested by the metadata DB later)."""
     if os.environ.get("DAGSMITH_NO_HISTORY"):
         return None
-    try:
-        from dagsmith.orchestration.cli_history import history_observer
-    except ImportError:
-        return None
-    try:
-        return history_observer(project, pipeline)
-    except Exception as exc:  # history is a convenience; the run must not depend on it
-        Console(stderr=True).print(f"[yellow]warning:[/] run history not recorded: {exc}")
-        return None
+    from dagsmith.cli.history import InboxRecorder
+
+    return InboxRecorder(project, pipeline, variables=variables)
 
 
 def _resume_state(project: str, pipeline: str, run_id: str) -> dict[str, str]:

@@ -105,3 +105,16 @@ def test_test_command_reports_counts(tmp_path):
 def test_missing_project_is_a_clear_error(tmp_path):
     r = dagsmith("run", str(tmp_path / "nope"), "p")
     assert r.returncode == 2 and "does not exist" in r.stderr and "dagsmith init" in r.stderr
+
+
+def test_cli_runs_leave_a_history_record(tmp_path):
+    root = make_project(tmp_path)
+    add_pipeline(root, "p", [{"uuid": "a", "type": "data_loader", "code": "@data_loader\ndef f(**kw):\n    print('hi')\n    return 1\n"}])
+    env = {k: v for k, v in os.environ.items() if k != "DAGSMITH_NO_HISTORY"}
+    r = subprocess.run([sys.executable, "-m", "dagsmith", "run", str(root), "p", "--json"], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    run_id = json.loads(r.stdout)["run_id"]
+    record = json.loads((root / ".dagsmith" / "inbox" / f"{run_id}.json").read_text())
+    assert record["status"] == "completed" and record["source"] == "cli"
+    assert record["logs"]["a"][0]["message"] == "hi"
+    assert not (root / ".dagsmith" / "inbox" / f"{run_id}.start.json").exists()
