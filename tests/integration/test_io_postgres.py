@@ -204,3 +204,20 @@ def test_mage_block_style_with_io_config_file(pg_server, pg_schema, tmp_path, mo
             loader.export(pd.DataFrame({"x": [1, 2]}), None, "from_block", index=False, if_exists="replace")
             out = loader.load(f"SELECT sum(x) AS s FROM {pg_schema}.from_block")
     assert out["s"][0] == 3
+
+
+def test_fixture_starts_a_throwaway_cluster_when_no_server_answers():
+    # what pg_server does on a machine without PostgreSQL at 127.0.0.1:5432
+    from tests.fixtures.services import _pg_answers, _ThrowawayCluster
+
+    cluster = _ThrowawayCluster()
+    cluster.start()
+    try:
+        assert _pg_answers("127.0.0.1", cluster.port, "test")
+        pg = Postgres(dbname="test", host="127.0.0.1", port=cluster.port)
+        with pg:
+            pg.export(pd.DataFrame({"a": [1, 2]}), "s", "t")
+            assert pg.load("SELECT sum(a) AS s FROM s.t")["s"][0] == 3
+    finally:
+        cluster.stop()
+    assert not _pg_answers("127.0.0.1", cluster.port, "test")

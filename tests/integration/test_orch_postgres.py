@@ -21,7 +21,6 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from tests.fixtures.orch_projects import create_pg_database, make_project, marks, wait_until  # noqa: E402
-from tests.fixtures.services import pg_dsn, pg_server  # noqa: E402,F401
 
 pytestmark = pytest.mark.integration
 UTC = timezone.utc

@@ -30,6 +30,10 @@ STYLE = {
 }
 
 
+#: dynamic children listed per parent in the summary (failed ones always are)
+SUMMARY_CHILDREN = 20
+
+
 class LiveView:
     """A RunObserver that keeps a Rich live table of block states and prints block output."""
 
@@ -38,6 +42,8 @@ class LiveView:
         self.live = live
         self.echo_logs = echo_logs
         self.state: dict[str, dict[str, Any]] = {}
+        self.children: dict[str, dict[str, str]] = {}
+        """dynamic parent → {child: status}; children are counted on the parent's row."""
         self.lock = threading.Lock()
 
     def table(self) -> Table:
@@ -46,7 +52,13 @@ class LiveView:
         t.add_column("status")
         for uid, st in self.state.items():
             status = st["status"]
-            t.add_row(uid, f"[{STYLE.get(status, '')}]{status}[/]")
+            kids = self.children.get(uid)
+            note = ""
+            if kids:
+                done = sum(1 for c in kids.values() if c not in ("initial", "running", "queued"))
+                bad = sum(1 for c in kids.values() if c == "failed")
+                note = f"  {done}/{len(kids)} children" + (f", {bad} failed" if bad else "")
+            t.add_row(uid, f"[{STYLE.get(status, '')}]{status}[/]{note}")
         return t
 
     def _refresh(self) -> None:
@@ -61,8 +73,13 @@ class LiveView:
 
     def on_block_start(self, *, block_uuid: str, attempt: int, **kw: Any) -> None:
         with self.lock:
-            self.state.setdefault(block_uuid, {})["status"] = "running"
+            if kw.get("parent"):
+                self.children.setdefault(kw["parent"], {})[block_uuid] = "running"
+            else:
+                self.state.setdefault(block_uuid, {})["status"] = "running"
             self._refresh()
+        if kw.get("parent") and self.live is None:
+            return  # thousands of children would flood the output; their parent's row counts them
         if self.live is None and self.echo_logs:
             suffix = f" (attempt {attempt})" if attempt > 1 else ""
             self.console.print(f"[cyan]▶[/] {block_uuid}{suffix}", highlight=False)
@@ -76,10 +93,23 @@ class LiveView:
 
     def on_block_end(self, *, block_uuid: str, status: str, result: Any, **kw: Any) -> None:
         with self.lock:
-            self.state.setdefault(block_uuid, {})["status"] = status
+            if kw.get("parent"):
+                self.children.setdefault(kw["parent"], {})[block_uuid] = status
+            else:
+                self.state.setdefault(block_uuid, {})["status"] = status
             self._refresh()
+        if kw.get("parent") and status != "failed":
+            return
         if self.live is None and self.echo_logs:
-            self.console.print(f"[{STYLE.get(status, '')}]■ {block_uuid} {status}[/]", highlight=False)
+            extra = f" ({kw['reason']})" if kw.get("reason") else ""
+            self.console.print(f"[{STYLE.get(status, '')}]■ {block_uuid} {status}[/]{extra}", highlight=False, markup=True)
+            for cb in kw.get("callbacks") or ():
+                colour = "green" if cb.get("status") == "completed" else "red"
+                self.console.print(
+                    f"  [{colour}]↳ callback {cb.get('callback')}.{cb.get('function')} ({cb.get('on')}): {cb.get('status')}[/]"
+                    + (f" — {cb['error']}" if cb.get("error") else ""),
+                    highlight=False, markup=True, soft_wrap=True,
+                )
 
     def on_run_end(self, **kw: Any) -> None:
         pass
@@ -92,14 +122,41 @@ def summary_table(result: Any) -> Table:
     t.add_column("rows", justify="right")
     t.add_column("time", justify="right")
     t.add_column("tests", justify="right")
+    t.add_column("notes")
+    by_parent: dict[str, list[Any]] = {}
+    for b in result.blocks.values():
+        if getattr(b, "parent", None):
+            by_parent.setdefault(b.parent, []).append(b)
+    shown: dict[str, int] = {}
     for uid, b in result.blocks.items():
         secs = b.seconds
+        parent = getattr(b, "parent", None)
+        if parent:
+            # list the first children and every failed one; the parent's row counts the rest
+            shown[parent] = shown.get(parent, 0) + 1
+            if shown[parent] > SUMMARY_CHILDREN and b.status in ("completed", "condition_failed"):
+                continue
+        notes = []
+        if getattr(b, "skip_reason", None):
+            notes.append(f"skipped: {b.skip_reason}")
+        kids = by_parent.get(uid)
+        if kids:
+            counts: dict[str, int] = {}
+            for c in kids:
+                counts[c.status] = counts.get(c.status, 0) + 1
+            notes.append(f"{len(kids)} dynamic children: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+            if len(kids) > SUMMARY_CHILDREN:
+                notes.append(f"first {SUMMARY_CHILDREN} and failed ones listed")
+        for cb in getattr(b, "callbacks", None) or ():
+            mark = "✔" if cb.get("status") == "completed" else "✘"
+            notes.append(f"{mark} callback {cb.get('callback')}.{cb.get('function')} ({cb.get('on')})")
         t.add_row(
-            uid,
+            ("  ↳ " + uid) if parent else uid,
             f"[{STYLE.get(b.status, '')}]{b.status}[/]",
             "" if b.rows is None else f"{b.rows:,}",
             "" if secs is None else f"{secs:.3f}s",
             f"{b.tests_passed}/{b.tests_total}" if b.tests_total else "",
+            "; ".join(notes),
         )
     return t
 
@@ -179,6 +236,9 @@ def _run(project: str, pipeline: str, console: Console, *, as_json: bool, **kw: 
     recorder = _history_observer(project, pipeline, kw.get("variables"))
     if recorder is not None:
         observers.append(recorder)
+    notifier = _notification_observer(project, pipeline, recorder)
+    if notifier is not None:
+        observers.append(notifier)
     if as_json:
         view = None
     elif console.is_terminal:
@@ -190,6 +250,21 @@ def _run(project: str, pipeline: str, console: Console, *, as_json: bool, **kw: 
     else:
         view = LiveView(console, None, echo_logs=True)
     return run_pipeline(project, pipeline, observer=_combine([view, *observers]), **kw)
+
+
+def _notification_observer(project: str, pipeline: str, recorder: Any) -> Any:
+    """Alerts from the pipeline's ``notification_config`` (None when it configures no channel)."""
+    from dagsmith.errors import DagsmithError
+
+    try:
+        from dagsmith.orchestration.notifications import notification_observer
+
+        return notification_observer(project, pipeline, run_ref=lambda: getattr(recorder, "db_run_id", None))
+    except DagsmithError:  # a missing or broken pipeline is reported by the run itself
+        return None
+    except Exception as exc:  # alerts are a convenience; the run must not depend on them
+        Console(stderr=True).print(f"[yellow]warning:[/] notifications disabled: {exc}")
+        return None
 
 
 def _combine(observers: list[Any]) -> Any:
@@ -228,6 +303,15 @@ def _resume_state(project: str, pipeline: str, run_id: str) -> dict[str, str]:
 
 def _report(console: Console, result: Any, project: str, pipeline: str, blocks: Optional[List[str]]) -> None:
     console.print(summary_table(result))
+    for uid in blocks or []:  # SQL blocks run alone: show what the database got and the first rows
+        extra = result.blocks[uid].extra if uid in result.blocks else {}
+        if extra.get("rendered_sql"):
+            console.print(f"[bold]rendered SQL of {uid}:[/]")
+            console.print(extra["rendered_sql"], markup=False, soft_wrap=True)
+            for line in extra.get("sql_params") or []:
+                console.print(f"  {line}", markup=False, soft_wrap=True)
+            if extra.get("preview"):
+                console.print(extra["preview"], markup=False, soft_wrap=True)
     passed, total = result.tests
     if total:
         console.print(f"{passed}/{total} tests passed.")

@@ -45,6 +45,27 @@ def _free_port(host: str, port: int) -> int:
     raise OSError(f"ports {port}-{port + 100} on {host} are all in use")
 
 
+def _server_class():
+    import contextlib
+    import signal
+
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        """uvicorn re-raises SIGTERM after shutting down, which would kill us before runs are handed back."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return _Server
+
+
 def command(
     project: str = typer.Argument(".", help="Project folder (default: the current folder)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 exposes the server to the network)."),
@@ -78,6 +99,10 @@ def command(
         from dagsmith.project.env import load_project_env
 
         load_project_env(root)
+        if "server" in roles:  # a network-facing server needs sign-in (dagsmith.server.ui.auth)
+            from dagsmith.server.ui.auth import check_host_allowed
+
+            check_host_allowed(host, root)
         overrides = {"shutdown_grace": grace}
         if workers:
             overrides["worker_concurrency"] = workers
@@ -91,6 +116,14 @@ def command(
         raise typer.Exit(2)
     where = "PostgreSQL" if runtime.db.is_postgres else f"SQLite {settings.data_dir / 'dagsmith.db'}"
     console.print(f"dagsmith: project {root.name} — roles {', '.join(roles)} — metadata DB {where}")
+    stop = threading.Event()
+    if "server" not in roles:
+
+        def _stop(signum, frame):  # noqa: ARG001
+            stop.set()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
     runtime.start()
     try:
         if "server" in roles:
@@ -98,24 +131,35 @@ def command(
 
             from dagsmith.server.app import create_app
 
+            _Server = _server_class()
+
             chosen = _free_port(host, port)
             if chosen != port:
                 console.print(f"[yellow]port {port} is busy; using {chosen}[/]")
             app = create_app(root, settings, runtime=runtime, migrate=False)
             console.print(f"dagsmith: serving http://{host}:{chosen}  (API docs: http://{host}:{chosen}/api/docs)")
             config = uvicorn.Config(app, host=host, port=chosen, log_level=log_level.lower(), access_log=False, timeout_graceful_shutdown=5)
-            uvicorn.Server(config).run()  # returns on SIGTERM / Ctrl-C
+            _Server(config).run()  # returns on SIGTERM / Ctrl-C
         else:
-            stop = threading.Event()
-
-            def _stop(signum, frame):  # noqa: ARG001
-                stop.set()
-
-            signal.signal(signal.SIGTERM, _stop)
-            signal.signal(signal.SIGINT, _stop)
             while not stop.wait(1.0):
                 pass
     finally:
         console.print("dagsmith: stopping (in-flight runs finish or go back to the queue)…")
         runtime.stop()
         console.print("dagsmith: stopped")
+        # A block still inside a long C call (time.sleep, a socket read) cannot be interrupted and
+        # the interpreter would wait for its thread at exit; its run is already back in the queue.
+        import os
+        import sys
+
+        pending = sys.exc_info()[1]
+        code = 0
+        if pending is not None and not isinstance(pending, (KeyboardInterrupt, SystemExit)):
+            import traceback
+
+            traceback.print_exception(pending)
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        runtime.db.dispose()
+        os._exit(code)

@@ -140,6 +140,27 @@ class VariableStore:
         return removed
 
 
+def _copy_on_write() -> bool:
+    import pandas as pd
+
+    return int(pd.__version__.split(".", 1)[0]) >= 3 or bool(pd.options.mode.copy_on_write)
+
+
+def handoff(value: Any) -> Any:
+    """The value a downstream block receives from an upstream output held in memory.
+
+    pandas frames and series are handed over as new objects (a shallow copy under
+    pandas' copy-on-write, a deep copy without it), so a downstream block that edits its
+    input in place changes neither the stored output (written in the background) nor
+    what sibling blocks receive. Other values are passed as they are.
+    """
+    if type(value).__module__.split(".", 1)[0] == "pandas" and type(value).__name__ in ("DataFrame", "Series"):
+        return value.copy(deep=not _copy_on_write())
+    if type(value) is list and any(type(v).__module__.startswith("pandas") for v in value):
+        return [handoff(v) for v in value]
+    return value
+
+
 def _is_frame(value: Any) -> bool:
     return type(value).__module__.split(".", 1)[0] in ("pandas", "polars", "pyarrow")
 

@@ -193,6 +193,11 @@ class DynamicLayout:
                         hint="reduce one branch (reduce_output: true) before joining them",
                     )
 
+    def upstream_scope(self, template: str, scope: tuple[str, ...], upstream: str) -> tuple[str, ...]:
+        """The scope of the ``upstream`` node that instance ``template@scope`` reads."""
+        d = self.depth[upstream]
+        return scope[: d - 1] if self.reduces(upstream) else scope[:d]
+
     def upstream_ref(self, template: str, scope: tuple[str, ...], index: tuple[int, ...], upstream: str) -> tuple[str, str, int | None]:
         """How instance ``template@scope`` reads ``upstream``: ``(kind, node, item)``.
 

@@ -143,7 +143,6 @@ class HookSet:
                 kw["callback_status"] = on
                 if error is not None:
                     kw["__error"] = error
-                    kw["error"] = error
                 started = time.perf_counter()
                 rec: dict[str, Any] = {"callback": cb.uuid, "function": fn.__name__, "on": on, "status": "completed", "error": None}
                 try:

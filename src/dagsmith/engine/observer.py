@@ -23,6 +23,10 @@ class RunObserver(Protocol):
     def on_run_end(self, *, run_id: str, status: str, result: Any, **kw: Any) -> None: ...
 
 
+# Optional hook (called only on observers that define it):
+#   on_blocks_added(*, run_id, parent, blocks, **kw): dynamic children of ``parent`` were created.
+
+
 class NullObserver:
     """Does nothing; subclass it and override the hooks you need."""
 
@@ -36,6 +40,9 @@ class NullObserver:
         pass
 
     def on_block_end(self, **kw: Any) -> None:
+        pass
+
+    def on_blocks_added(self, **kw: Any) -> None:
         pass
 
     def on_run_end(self, **kw: Any) -> None:
@@ -62,6 +69,9 @@ class RecordingObserver(NullObserver):
 
     def on_block_end(self, **kw: Any) -> None:
         self._rec("block_end", kw)
+
+    def on_blocks_added(self, **kw: Any) -> None:
+        self._rec("blocks_added", kw)
 
     def on_run_end(self, **kw: Any) -> None:
         self._rec("run_end", kw)
@@ -94,6 +104,9 @@ class Fanout:
 
     def on_block_end(self, **kw: Any) -> None:
         self._call("on_block_end", kw)
+
+    def on_blocks_added(self, **kw: Any) -> None:
+        self._call("on_blocks_added", kw)
 
     def on_run_end(self, **kw: Any) -> None:
         self._call("on_run_end", kw)

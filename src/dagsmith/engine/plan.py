@@ -71,6 +71,9 @@ class RunPlan:
         """Blocks not started whose upstreams (within the plan) all completed, in the order they became ready."""
         return list(self._ready)
 
+    def is_ready(self, node: str) -> bool:
+        return node in self._ready
+
     def running(self) -> list[str]:
         return [n for n in self.order if self.status[n] in (RUNNING, QUEUED)]
 

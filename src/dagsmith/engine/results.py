@@ -23,6 +23,14 @@ class BlockResult:
     test_failures: list[str] = field(default_factory=list)
     stdout: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    parent: str | None = None
+    """For a dynamic child: the node it belongs to (its block's uuid, or uuid:key when nested)."""
+    dynamic_index: int | None = None
+    """For a dynamic child: the position of its item in the parent's output."""
+    skip_reason: str | None = None
+    """For a ``condition_failed`` block: which condition said no."""
+    callbacks: list[dict[str, Any]] = field(default_factory=list)
+    """Callback outcomes: ``{callback, function, on, status, error, seconds}`` each."""
 
     @property
     def seconds(self) -> float | None:

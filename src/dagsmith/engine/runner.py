@@ -5,9 +5,10 @@ broken), then loops: hand every ready block to the executor, wait for the
 first to finish (or a timeout/cancel), record the result in the ``RunPlan``.
 Dynamic blocks fan out into child nodes added to the plan as their parent's
 output becomes known (``engine.dynamic``); conditionals and callbacks run
-around each block (``engine.hooks``). Outputs pass to downstream blocks in memory; persisting them to the variables
-store happens on a separate writer thread so it never delays the next block,
-and the run waits for the writer only at its end.
+around each block (``engine.hooks``). Outputs pass to downstream blocks in
+memory; persisting them to the variables store happens on a few writer
+threads so it never delays the next block (and thousands of dynamic children
+do not queue behind one writer), and the run waits for the writer only at its end.
 
 Blocks share one process (threads), which is what makes hand-off free. A block
 past its ``timeout`` or a cancelled run gets an exception raised inside its
@@ -30,7 +31,7 @@ from typing import Any, Iterable, Mapping
 from dagsmith.blocks.context import BlockCall
 from dagsmith.blocks.loader import call_with, ensure_importable, entry_for, load_python_block, user_error
 from dagsmith.data.serde import row_count
-from dagsmith.data.store import OutputsMissing, VariableStore, as_input
+from dagsmith.data.store import OutputsMissing, VariableStore, as_input, handoff
 from dagsmith.engine import plan as P
 from dagsmith.engine.capture import BlockSink, block_logger, capturing
 from dagsmith.engine.dynamic import DynamicLayout, FanOut, Node, node_id, split_dynamic_output
@@ -229,7 +230,7 @@ class _Runner:
         self.values_lock = threading.Lock()
         self.result = RunResult(run_id=self.run_id, pipeline_uuid=self.spec.uuid, partition=self.partition)
         self.result.execution_date = self.shared_vars["execution_date"]
-        self.writer = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="dagsmith-persist")
+        self.writer = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="dagsmith-persist")
         self.writes: list[cf.Future] = []
         self.abandoned = False  # a timed-out or cancelled block may still hold its thread
 
@@ -251,6 +252,8 @@ class _Runner:
                     self._cancel(running)
                     break
                 for u in self.plan.ready():
+                    if self.plan.status[u] != P.INITIAL:  # settled by an expansion earlier in this pass
+                        continue
                     node = self.dyn.get(u)
                     if node is not None and node.group:
                         self._expand(u)
@@ -287,7 +290,10 @@ class _Runner:
                             block_uuid=u,
                             hint="raise the block's timeout in the pipeline's metadata.yaml, or make it faster",
                         )
-                        self._record(u, _Outcome(P.FAILED, error=err))
+                        timed_out = _Outcome(P.FAILED, error=err)
+                        if self.hooks.has_callbacks(self._tpl(u)):
+                            timed_out.callbacks = self._callbacks(u, P.FAILED, None, timed_out)
+                        self._record(u, timed_out)
             if self.cancel_event.is_set():
                 pending = self.plan.cancel_pending()
                 for u in pending:
@@ -329,11 +335,12 @@ class _Runner:
         for u, r in running.items():
             if r.thread_id:
                 _raise_in_thread(r.thread_id[0], RunCancelled)
-            self._record(u, _Outcome(P.CANCELLED, error=RunCancelled(f"block '{u}' was cancelled")))
+            outcome = _Outcome(P.CANCELLED, error=RunCancelled(f"block '{u}' was cancelled"))
+            if self.hooks.has_callbacks(self._tpl(u)):
+                outcome.callbacks = self._callbacks(u, P.CANCELLED, None, None)
+            self._record(u, outcome)
         running.clear()
-        for u in self.plan.cancel_pending():
-            self.result.blocks[u].status = P.CANCELLED
-            self.observer.on_block_end(run_id=self.run_id, block_uuid=u, status=P.CANCELLED, result=self.result.blocks[u])
+        self._settled(self.plan.cancel_pending())
 
     def _record(self, u: str, outcome: _Outcome) -> None:
         br = self.result.blocks[u]
@@ -360,14 +367,168 @@ class _Runner:
                         update_latest=False,
                     )
                 )
+        if outcome.reason:
+            br.skip_reason = outcome.reason
+        if outcome.callbacks:
+            br.callbacks = outcome.callbacks
         changed = self.plan.finish(u, outcome.status)
-        self.observer.on_block_end(run_id=self.run_id, block_uuid=u, status=outcome.status, result=br)
-        for d in changed:
-            self.result.blocks[d].status = self.plan.status[d]
-            self.observer.on_block_end(run_id=self.run_id, block_uuid=d, status=self.plan.status[d], result=self.result.blocks[d])
+        self._settled([u, *changed])
+
+    # ------------------------------------------------------------ dynamic blocks
+    def _tpl(self, u: str) -> str:
+        node = self.dyn.get(u)
+        return node.template if node is not None else u
+
+    def _spec_of(self, u: str) -> BlockSpec:
+        return self.by_uuid[self._tpl(u)]
+
+    def _event_extra(self, u: str) -> dict[str, Any]:
+        node = self.dyn.get(u)
+        if node is None:
+            return {}
+        extra: dict[str, Any] = {"block_template": node.template, "parent": node.parent}
+        if node.index:
+            extra["dynamic_index"] = node.index[-1]
+            extra["dynamic_key"] = node.scope[-1]
+        if node.group:
+            extra["is_dynamic_group"] = True
+            extra["children"] = list(node.children)
+        return extra
+
+    def _settled(self, nodes: list[str], *, emit: bool = True) -> None:
+        """Nodes reached a final status: tell observers, close finished groups (and their parents)."""
+        todo = list(nodes)
+        i = 0
+        while i < len(todo):
+            u = todo[i]
+            i += 1
+            status = self.plan.status[u]
+            br = self.result.blocks[u]
+            br.status = status
+            if emit:
+                kw = self._event_extra(u)
+                if br.skip_reason:
+                    kw["reason"] = br.skip_reason
+                if br.callbacks:
+                    kw["callbacks"] = br.callbacks
+                self.observer.on_block_end(run_id=self.run_id, block_uuid=u, status=status, result=br, **kw)
+            node = self.dyn.get(u)
+            parent = self.dyn.get(node.parent) if node is not None and node.parent else None
+            if parent is None or not parent.expanded:
+                continue
+            parent.open -= 1
+            if parent.open == 0 and self.plan.status[node.parent] == P.RUNNING:
+                todo.extend(self._close_group(node.parent))
+
+    def _close_group(self, g: str) -> list[str]:
+        """All children of group ``g`` are final: give the group its status; returns the nodes settled."""
+        node = self.dyn[g]
+        statuses = [self.plan.status[c] for c in node.children]
+        failed = [c for c in node.children if self.plan.status[c] == P.FAILED]
+        if failed:
+            status = P.FAILED
+        elif P.UPSTREAM_FAILED in statuses:
+            status = P.UPSTREAM_FAILED
+        elif P.CANCELLED in statuses:
+            status = P.CANCELLED
+        elif statuses and all(s == P.CONDITION_FAILED for s in statuses):
+            status = P.CONDITION_FAILED
+        else:
+            status = P.COMPLETED
+        br = self.result.blocks[g]
+        br.ended_at = _now()
+        br.rows = len(node.children)
+        if failed:
+            shown = ", ".join(failed[:5]) + (", …" if len(failed) > 5 else "")
+            br.error = f"{len(failed)} of {len(node.children)} dynamic children failed: {shown}"
+        changed = self.plan.finish(g, status)
+        return [g, *changed]
+
+    def _fanout(self, u: str) -> FanOut:
+        """The items of dynamic node ``u`` (from memory, or its stored output on a resumed run)."""
+        fan = self.fanouts.get(u)
+        if fan is None:
+            fan = split_dynamic_output(self._input(u), u)
+            self.fanouts[u] = fan
+        return fan
+
+    def _expand(self, g: str) -> None:
+        """Group ``g`` is ready (its fan-out parent completed): add its children to the plan."""
+        node = self.dyn[g]
+        t, prefix = node.template, node.scope
+        level = len(prefix) + 1
+        source = node_id(self.layout.source(t, level), prefix)
+        self.plan.start(g)
+        br = self.result.blocks[g]
+        br.status = P.RUNNING
+        br.started_at = _now()
+        try:
+            fan = self._fanout(source)
+        except (DagsmithError, OutputsMissing) as exc:
+            msg = exc.message if isinstance(exc, DagsmithError) else f"no stored output of '{source}'"
+            br.error = f"cannot fan out '{t}': {msg}"
+            self._settled([g, *self.plan.finish(g, P.FAILED)])
+            return
+        leaf = self.layout.depth[t] == level
+        spec = self.by_uuid[t]
+        new_nodes: list[tuple[str, tuple[str, ...], bool]] = []
+        for i, key in enumerate(fan.keys):
+            scope, index = prefix + (key,), node.index + (i,)
+            cid = node_id(t, scope)
+            meta = {**node.metadata, **fan.metadata[i]}
+            child = Node(template=t, scope=scope, index=index, metadata=meta, group=not leaf, parent=g)
+            self.dyn[cid] = child
+            node.children.append(cid)
+            if leaf:
+                ups = []
+                for up in spec.upstream_blocks:
+                    if up not in self.layout.depth:
+                        continue
+                    ups.append(self._ensure_node(up, self.layout.upstream_scope(t, scope, up)))
+                done = cid in self.completed
+            else:
+                ups, done = [self._ensure_node(self.layout.source(t, level + 1), scope)], False
+            self.result.blocks[cid] = BlockResult(
+                block_uuid=cid, status=P.COMPLETED if done else P.INITIAL, parent=g, dynamic_index=i
+            )
+            new_nodes.append((cid, tuple(ups), done))
+        node.expanded = True
+        node.open = sum(1 for _c, _u, done in new_nodes if not done)
+        br.rows = len(new_nodes)
+        settled = self.plan.add_nodes(new_nodes, after=g)
+        self.observer.on_block_start(
+            run_id=self.run_id, block_uuid=g, attempt=1, started_at=br.started_at, **self._event_extra(g)
+        )
+        add = getattr(self.observer, "on_blocks_added", None)
+        if add is not None and new_nodes:
+            add(run_id=self.run_id, parent=g, blocks=[c for c, _u, _d in new_nodes])
+        if settled:
+            self._settled(settled)
+        if node.open == 0 and self.plan.status[g] == P.RUNNING:
+            self._settled(self._close_group(g))
+
+    def _ensure_node(self, template: str, scope: tuple[str, ...]) -> str:
+        """The node of ``template`` at ``scope``, expanding its (ready) groups first when needed."""
+        for k in range(len(scope)):
+            g = node_id(template, scope[:k])
+            group = self.dyn.get(g)
+            if group is None:
+                break
+            if not group.expanded and self.plan.is_ready(g):
+                self._expand(g)
+        ref = node_id(template, scope)
+        if ref not in self.plan.status:
+            raise ProjectError(
+                f"dynamic block '{ref}' is needed before the block it fans out from has completed",
+                hint="a dynamic child can only join blocks of the same fan-out",
+            )
+        return ref
 
     def _write_manifest(self) -> None:
-        stored = [u for u, b in self.result.blocks.items() if b.status == P.COMPLETED and u not in self.completed]
+        stored = [
+            u for u, b in self.result.blocks.items()
+            if b.status == P.COMPLETED and u not in self.completed and not (u in self.dyn and self.dyn[u].group)
+        ]
         if stored:
             self.store.set_latest(self.spec.uuid, {u: self.partition for u in stored})
         blocks = {u: {"status": b.status, "partition": self.completed.get(u, self.partition)} for u, b in self.result.blocks.items()}
@@ -392,13 +553,16 @@ class _Runner:
             self.values[up] = value
         return value
 
-    def _inputs(self, block: BlockSpec) -> list[Any]:
+    def _inputs(self, block: BlockSpec, u: str | None = None) -> list[Any]:
+        node = self.dyn.get(u) if u is not None else None
+        if node is not None:
+            return self._child_inputs(block, node)
         values = []
         for up in block.upstream_blocks:
             if up not in self.by_uuid or self.by_uuid[up].type not in EXECUTABLE_TYPES:
                 continue
             try:
-                values.append(self._input(up))
+                values.append(self._reduced(up) if up in self.dyn else self._input(up))
             except OutputsMissing:
                 raise BlockError(
                     f"block '{block.uuid}' needs the output of upstream block '{up}', which has not been stored yet",
@@ -408,27 +572,100 @@ class _Runner:
                 ) from None
         return values
 
+    def _child_inputs(self, block: BlockSpec, node: Node) -> list[Any]:
+        """Inputs of a dynamic child: its item, its upstream siblings' outputs, or reduced lists."""
+        values = []
+        for up in block.upstream_blocks:
+            if up not in self.layout.depth:
+                continue
+            kind, ref, item = self.layout.upstream_ref(node.template, node.scope, node.index, up)
+            try:
+                if kind == "item":
+                    values.append(self._fanout(ref).items[item])
+                elif kind == "reduce":
+                    values.append(self._reduced(ref))
+                else:
+                    values.append(self._input(ref))
+            except OutputsMissing:
+                raise BlockError(
+                    f"block '{node_id(node.template, node.scope)}' needs the output of '{ref}', which was not stored",
+                    block_uuid=block.uuid,
+                    hint=f"re-run the whole pipeline: dagsmith run {self.root} {self.spec.uuid}",
+                ) from None
+        return values
+
+    def _reduced(self, g: str) -> list[Any]:
+        """What the downstream of a ``reduce_output`` block gets: its children's outputs, in item order."""
+        group = self.dyn[g]
+        return [self._input(c) for c in group.children if self.plan.status[c] == P.COMPLETED]
+
+    def _log(self, sink: BlockSink, message: str, level: str) -> None:
+        sink.emit_record({"timestamp": _now().isoformat(), "level": level, "message": message, "block_uuid": sink.block_uuid})
+
+    def _callbacks(self, u: str, status: str, inputs: list[Any] | None, outcome: _Outcome | None) -> list[dict]:
+        """Run the callbacks of node ``u`` for ``status``; their records (never raises)."""
+        block = self._spec_of(u)
+        sink = BlockSink(u, lambda rec: self.observer.on_block_log(run_id=self.run_id, block_uuid=u, record=rec))
+        if inputs is None:
+            try:
+                inputs = self._inputs(block, u)
+            except (BlockError, DagsmithError):
+                inputs = []
+        kwargs = self._kwargs(block, sink, max(self.result.blocks[u].attempts, 1), u)
+        kwargs["pipeline_run"] = _RunInfo(self.run_id, self.spec.uuid, self.shared_vars.get("execution_date"), status)
+        error = None
+        if outcome is not None and outcome.error is not None:
+            error = outcome.cause or outcome.error
+        with capturing(sink):
+            records = self.hooks.run_callbacks(
+                block.uuid, status, inputs=inputs, kwargs=kwargs, error=error,
+                log=lambda m, lvl: self._log(sink, m, lvl), node_uuid=u,
+            )
+        br = self.result.blocks[u]
+        text = sink.text
+        if text:  # what the callbacks printed joins the block's output
+            br.stdout = f"{br.stdout.rstrip(chr(10))}\n{text}" if br.stdout else text
+        return records
+
     def _execute(self, u: str, holder: list[int]) -> _Outcome:
+        outcome, inputs = self._execute_block(u, holder)
+        if outcome.status in (P.COMPLETED, P.FAILED) and self.hooks.has_callbacks(self._tpl(u)):
+            outcome.callbacks = self._callbacks(u, outcome.status, inputs, outcome)
+        return outcome
+
+    def _execute_block(self, u: str, holder: list[int]) -> tuple[_Outcome, list[Any] | None]:
         holder.append(threading.get_ident())
-        block = self.by_uuid[u]
+        block = self._spec_of(u)
         br = self.result.blocks[u]
         sink = BlockSink(u, lambda rec: self.observer.on_block_log(run_id=self.run_id, block_uuid=u, record=rec))
         policy = RetryPolicy.merged(self.project_retry, self.spec.retry_config, block.retry_config)
         last: BaseException | None = None
+        cause: BaseException | None = None
         try:
-            inputs = self._inputs(block)
+            inputs = [handoff(v) for v in self._inputs(block, u)]
         except BlockError as exc:
             br.started_at = br.started_at or _now()
-            return _Outcome(P.FAILED, error=exc)
+            return _Outcome(P.FAILED, error=exc), None
+        if self.hooks.guarded(block.uuid):
+            try:
+                verdict = self.hooks.check(block.uuid, inputs, self._kwargs(block, sink, 1, u))
+            except BlockError as exc:
+                br.started_at = br.started_at or _now()
+                return _Outcome(P.FAILED, error=exc), inputs
+            if not verdict.passed:
+                self._log(sink, f"skipped: condition {verdict.reason}", "info")
+                return _Outcome(P.CONDITION_FAILED, reason=f"condition {verdict.reason}"), inputs
         for attempt in range(1, policy.retries + 2):
             wait = policy.wait_before(attempt)
             if wait and self.cancel_event.wait(wait):
-                return _Outcome(P.CANCELLED, error=RunCancelled(f"block '{u}' was cancelled"))
+                return _Outcome(P.CANCELLED, error=RunCancelled(f"block '{u}' was cancelled")), inputs
             br.attempts = attempt
             started = _now()
             br.started_at = br.started_at or started
-            self.observer.on_block_start(run_id=self.run_id, block_uuid=u, attempt=attempt, started_at=started)
-            kwargs = self._kwargs(block, sink, attempt)
+            self.observer.on_block_start(
+                run_id=self.run_id, block_uuid=u, attempt=attempt, started_at=started, **self._event_extra(u)
+            )
+            kwargs = self._kwargs(block, sink, attempt, u)
             call = BlockCall(
                 project_root=self.root,
                 pipeline=self.spec,
@@ -442,46 +679,64 @@ class _Runner:
             )
             with capturing(sink):
                 try:
-                    outputs, multi = self._call_block(call)
+                    outputs, multi = self._call_block(call, u)
+                    if block.is_dynamic and self.layout.fans_out(block.uuid):
+                        fan = split_dynamic_output(as_input(outputs, multi), u)
+                        self.fanouts[u] = fan
                 except (BlockTimeout, RunCancelled):
                     raise
                 except BlockTestFailure as exc:
                     br.stdout = sink.text
-                    return _Outcome(P.FAILED, error=exc)
+                    return _Outcome(P.FAILED, error=exc), inputs
                 except DagsmithError as exc:
-                    last = exc
+                    last, cause = exc, exc
                 except Exception as exc:
-                    last = user_error(exc, u, block.path)
+                    last, cause = user_error(exc, u, block.path), exc
                 except SystemExit as exc:  # sys.exit() in a block ends the block, not dagsmith
                     last = user_error(RuntimeError(f"the block called sys.exit({exc.code!r})"), u, block.path)
                 else:
                     br.stdout = sink.text
-                    br.rows = row_count(outputs[0]) if len(outputs) == 1 and not multi else (len(outputs) if multi else None)
-                    return _Outcome(P.COMPLETED, outputs=outputs, multi=multi)
+                    if block.is_dynamic and u in self.fanouts:
+                        br.rows = len(self.fanouts[u].items)
+                    else:
+                        br.rows = row_count(outputs[0]) if len(outputs) == 1 and not multi else (len(outputs) if multi else None)
+                    return _Outcome(P.COMPLETED, outputs=outputs, multi=multi), inputs
             if attempt <= policy.retries:
                 sink.write(f"attempt {attempt} failed: {last}; retrying\n", "warning")
         br.stdout = sink.text
-        return _Outcome(P.FAILED, error=last)
+        return _Outcome(P.FAILED, error=last, cause=cause), inputs
 
-    def _kwargs(self, block: BlockSpec, sink: BlockSink, attempt: int) -> dict[str, Any]:
+    def _kwargs(self, block: BlockSpec, sink: BlockSink, attempt: int, u: str | None = None) -> dict[str, Any]:
         kwargs = dict(self.shared_vars)
+        node = self.dyn.get(u) if u is not None else None
+        if node is not None and node.metadata:
+            kwargs.update(node.metadata)  # Mage merges the item's metadata into the child's kwargs
         kwargs.update(
             block_uuid=block.uuid,
             configuration=dict(block.configuration),
             logger=block_logger(sink, self.spec.uuid),
             retry={"attempts": attempt},
-            dynamic_block_index=None,
+            dynamic_block_index=node.index[-1] if node is not None and node.index else None,
         )
+        if node is not None and node.index:
+            kwargs["dynamic_block_indexes"] = list(node.index)
+            kwargs["dynamic_block_uuid"] = u
         return kwargs
 
-    def _call_block(self, call: BlockCall) -> tuple[list[Any], bool]:
+    def _call_block(self, call: BlockCall, u: str | None = None) -> tuple[list[Any], bool]:
         block = call.block
         if block.is_sql:
             from dagsmith.blocks.sql import run_sql_block
 
             result = run_sql_block(call)
             return ([result] if result is not None else []), False
-        loaded = load_python_block(block.path, block.type, block_uuid=block.uuid, fresh=True)
+        if u is not None and u in self.dyn:
+            # siblings share one load of the block file per run: per-child overhead stays tiny
+            loaded = self.modules.get(block.uuid)
+            if loaded is None:
+                loaded = self.modules[block.uuid] = load_python_block(block.path, block.type, block_uuid=block.uuid, fresh=True)
+        else:
+            loaded = load_python_block(block.path, block.type, block_uuid=block.uuid, fresh=True)
         fn = entry_for(loaded, block.uuid, block.type)
         if block.type == "sensor":
             result = self._poll_sensor(fn, call)
@@ -489,7 +744,7 @@ class _Runner:
             result = call_with(fn, call.inputs, call.kwargs)
         outputs, multi = split_outputs(result)
         if self.run_tests and loaded.tests:
-            self._run_tests(block, loaded.tests, outputs, call.kwargs)
+            self._run_tests(block, loaded.tests, outputs, call.kwargs, u)
         return outputs, multi
 
     def _poll_sensor(self, fn: Any, call: BlockCall) -> Any:
@@ -508,8 +763,10 @@ class _Runner:
             if self.cancel_event.wait(interval):
                 raise RunCancelled(f"sensor '{call.block.uuid}' was cancelled")
 
-    def _run_tests(self, block: BlockSpec, tests: list[Any], outputs: list[Any], kwargs: dict[str, Any]) -> None:
-        br = self.result.blocks[block.uuid]
+    def _run_tests(
+        self, block: BlockSpec, tests: list[Any], outputs: list[Any], kwargs: dict[str, Any], u: str | None = None
+    ) -> None:
+        br = self.result.blocks[u or block.uuid]
         failures = []
         for fn in tests:
             try:
@@ -532,6 +789,16 @@ class _Runner:
                 block_uuid=block.uuid,
                 location=str(block.path),
             )
+
+
+@dataclass
+class _RunInfo:
+    """What callbacks get as ``pipeline_run`` (Mage passes its PipelineRun row)."""
+
+    id: str
+    pipeline_uuid: str
+    execution_date: Any
+    status: str
 
 
 def split_outputs(result: Any) -> tuple[list[Any], bool]:

@@ -32,6 +32,15 @@ def pipeline_problems(root: Path, spec: PipelineSpec, blocks: Iterable[BlockSpec
                 display_path=block.relpath,
             )
         )
+    if not problems:  # dynamic fan-outs that cannot be paired (needs an acyclic graph)
+        from dagsmith.engine.dynamic import DynamicLayout
+        from dagsmith.errors import ProjectError
+
+        executable = {b.uuid: b for b in spec.blocks if b.type in EXECUTABLE_TYPES}
+        try:
+            DynamicLayout(executable, list(executable))
+        except ProjectError as exc:
+            problems.append(f"pipeline '{spec.uuid}': {exc.message} ({exc.hint})")
     for group in (spec.conditionals, spec.callbacks):
         for block in group:
             if block.path.is_file() and block.language == "python":

@@ -147,6 +147,19 @@ def _ingestable(table: "pa.Table") -> "pa.Table":
     return pa.Table.from_arrays(columns, names=table.column_names)
 
 
+INGEST_BATCH_ROWS = 16_384
+
+
+def _rechunk(table: "pa.Table") -> "pa.Table":
+    """Slice into batches of ~16K rows (zero-copy): the driver then encodes one batch while the
+    server is still parsing the previous one; one huge batch is ~1.5x slower to COPY."""
+    import pyarrow as pa
+
+    if table.num_rows <= INGEST_BATCH_ROWS:
+        return table
+    return pa.Table.from_batches(table.to_batches(max_chunksize=INGEST_BATCH_ROWS), schema=table.schema)
+
+
 def _normalize_pg_type(data_type: str) -> str:
     return {
         "character varying": "text",
@@ -420,7 +433,7 @@ class Postgres(Connector):
             return self._export_query(query_string, schema_name, table_name, policy, cascade_on_drop)
 
         table = rename_columns(to_arrow(df, index=index), auto_clean_name=auto_clean_name, case_sensitive=case_sensitive)
-        table = _ingestable(table)
+        table = _rechunk(_ingestable(table))
         missing = [k for k in keys if k not in table.column_names]
         if missing:
             raise ConfigError(

@@ -172,6 +172,44 @@ def api_trigger_run(db, trigger_id: int, token: str | None, payload: Any, *, now
         return run_to_dict(run)
 
 
+def event_matches(pattern: Any, event: Any) -> bool:
+    """AWS EventBridge-style matching (Mage's event matchers): lists are allowed values, dicts nest."""
+    if isinstance(pattern, dict):
+        if not isinstance(event, dict):
+            return False
+        return all(key in event and event_matches(value, event[key]) for key, value in pattern.items())
+    if isinstance(pattern, list):
+        if isinstance(event, list):
+            return any(item in pattern for item in event)
+        return event in pattern
+    return pattern == event
+
+
+def fire_event(db, event: Any, *, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Create a run for every active event trigger whose ``settings.event_matchers`` match ``event``."""
+    from dagsmith.orchestration.store import repo
+
+    if not isinstance(event, dict):
+        raise ConfigError("the event must be a JSON object", hint='send {"event": {"source": "...", "detail": {...}}}')
+    now = now or utcnow()
+    created = []
+    with db.session() as session:
+        for trigger in repo.list_triggers(session):
+            if trigger.schedule_type != "event" or trigger.status != "active":
+                continue
+            matchers = (trigger.settings or {}).get("event_matchers") or []
+            if not any(isinstance(m, dict) and event_matches(m.get("pattern") or {}, event) for m in matchers):
+                continue
+            settings = trigger.settings or {}
+            run = repo.create_run(
+                session, trigger.pipeline_uuid, source="event", trigger_id=trigger.id, execution_date=now,
+                variables=dict(trigger.variables or {}), event=event, timezone_name=trigger.timezone or "UTC",
+                allow_blocks_to_fail=bool(settings.get("allow_blocks_to_fail", False)), timeout=_float(settings.get("timeout")), now=now,
+            )
+            created.append(run_to_dict(run))
+    return created
+
+
 def create_run_now(
     db,
     project_root: Path,
@@ -369,7 +407,15 @@ def history_observer(project_root, pipeline_uuid: str, **kw: Any) -> CliHistoryO
     from dagsmith.orchestration.settings import OrchestrationSettings
 
     settings = OrchestrationSettings.from_env(project_root)
-    return CliHistoryObserver(get_database(settings), settings, pipeline_uuid, **kw)
+    db = get_database(settings)
+    try:  # secrets stored with the UI/API resolve in `dagsmith run` too
+        from dagsmith.orchestration.secrets import SecretStore
+        from dagsmith.project.io_config import set_secret_resolver
+
+        set_secret_resolver(SecretStore(db, settings.data_dir).get)
+    except Exception:  # noqa: BLE001 - history and secrets are conveniences for CLI runs
+        pass
+    return CliHistoryObserver(db, settings, pipeline_uuid, **kw)
 
 
 def record_cli_run(project_root, pipeline_uuid: str, *, observer: Any = None, run_fn=None, **run_kwargs: Any):

@@ -181,6 +181,12 @@ class Worker:
         if futures:
             cf.wait(futures, timeout=30)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if getattr(self, "_resolver", None) is not None:  # the resolver is process-wide: take ours back
+            from dagsmith.project import io_config
+
+            if getattr(io_config, "_secret_resolver", None) == self._resolver:
+                io_config.set_secret_resolver(None)
+            self._resolver = None
         try:
             with self.db.session() as session:
                 for run_id in self.active_runs:  # still running: hand back
@@ -226,6 +232,7 @@ class Worker:
 
             store = SecretStore(self.db, self.settings.data_dir)
             set_secret_resolver(store.get)
+            self._resolver = store.get
             self._secret_values = store.all_values()
         except Exception:  # noqa: BLE001 - secrets are optional for running
             self._secret_values = []

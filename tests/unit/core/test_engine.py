@@ -458,3 +458,24 @@ def test_dotenv_values_reach_blocks(root):
     )
     result = run_pipeline(root, "p")
     assert result.ok, result.blocks["a"].error
+
+
+def test_in_place_edits_downstream_do_not_reach_stored_output_or_siblings(root):
+    add_pipeline(
+        root,
+        "p",
+        [
+            {"uuid": "load", "type": "data_loader", "code": "import pandas as pd\n@data_loader\ndef f(**kw):\n    return pd.DataFrame({'v': [1, 2, 3]})\n"},
+            {"uuid": "double", "upstream": ["load"], "code": "@transformer\ndef f(df, **kw):\n    df['v'] *= 2\n    df.loc[0, 'v'] = 100\n    return df\n"},
+            {"uuid": "sum", "upstream": ["load"], "code": "@transformer\ndef f(df, **kw):\n    return int(df['v'].sum())\n"},
+        ],
+    )
+    result = run_pipeline(root, "p", parallel=False)
+    assert result.ok
+    from dagsmith.data.store import VariableStore
+    from dagsmith.project.layout import data_dir
+
+    store = VariableStore(data_dir(root))
+    assert store.read_block_value("p", result.partition, "load")["v"].tolist() == [1, 2, 3]
+    assert store.read_block_value("p", result.partition, "sum") == 6
+    assert store.read_block_value("p", result.partition, "double")["v"].tolist() == [100, 4, 6]

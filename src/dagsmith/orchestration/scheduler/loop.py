@@ -53,6 +53,12 @@ class Scheduler:
         self.clock = clock
         self.on_created = on_created
         self.code_sync = CodeTriggerSync(settings.project_root, settings.env)
+        import os
+        import socket
+        import uuid
+
+        self.scheduler_id = f"{socket.gethostname()}:{os.getpid()}:sched-{uuid.uuid4().hex[:6]}"
+        self._registered = False
         self._last_purge: datetime | None = None
         self.last_tick_at: datetime | None = None
         self.last_report: TickReport | None = None
@@ -62,7 +68,9 @@ class Scheduler:
         now = now or self.clock()
         report = TickReport()
         steps = (
+            ("heartbeat", self._heartbeat),
             ("sync triggers.yaml", self._sync_code),
+            ("ingest CLI runs", self._ingest),
             ("create due runs", self._create_due_runs),
             ("recover stale runs", self._recover),
             ("backfills and SLAs", self._housekeeping),
@@ -79,6 +87,26 @@ class Scheduler:
         if report.created and self.on_created:
             self.on_created()
         return report
+
+    def _heartbeat(self, now: datetime, report: TickReport) -> None:
+        """Record that this scheduler is alive (``/api/statuses`` shows stalled schedulers)."""
+        import os
+        import socket
+
+        from dagsmith.orchestration.store import repo
+
+        with self.db.session() as session:
+            if not self._registered:
+                repo.register_worker(session, self.scheduler_id, "scheduler", socket.gethostname(), os.getpid(), now=now)
+                self._registered = True
+            else:
+                repo.worker_heartbeat(session, self.scheduler_id, now=now)
+            repo.prune_workers(session, now=now, timeout=self.settings.heartbeat_timeout)
+
+    def _ingest(self, now: datetime, report: TickReport) -> None:
+        from dagsmith.orchestration.inbox import ingest_inbox
+
+        ingest_inbox(self.db, self.settings, now=now)
 
     def _sync_code(self, now: datetime, report: TickReport) -> None:
         report.synced = self.code_sync.sync(self.db, now=now)

@@ -235,9 +235,10 @@ def insert_keyed_runs(session: Session, rows: Sequence[dict]) -> int:
     for key in ("trigger_id", "backfill_id"):
         batch = [r for r in prepared if r[key] is not None]
         if batch:
-            stmt = insert(PipelineRun.__table__).on_conflict_do_nothing(index_elements=[key, "schedule_date"])
-            result = session.connection().execute(stmt, batch)  # executemany: compiled once, whatever the batch size
-            inserted += max(0, result.rowcount or 0)
+            table = PipelineRun.__table__
+            stmt = insert(table).on_conflict_do_nothing(index_elements=[key, "schedule_date"]).returning(table.c.id)
+            # executemany with RETURNING ("insertmanyvalues"): compiled once, batched, counts only new rows
+            inserted += len(session.connection().execute(stmt, batch).all())
     return inserted
 
 

@@ -24,6 +24,9 @@ def list_runs(
     from dagsmith.orchestration.service import run_to_dict
     from dagsmith.orchestration.store import repo
 
+    from dagsmith.orchestration.inbox import ingest_inbox
+
+    ingest_inbox(db, db.settings)  # `dagsmith run` leaves its runs in an inbox; show them too
     limit = max(1, min(limit, 1000))
     statuses = [s for s in (status or "").split(",") if s] or None
     with db.read() as session:

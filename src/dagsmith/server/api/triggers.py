@@ -202,3 +202,19 @@ async def api_trigger_bearer(trigger_id: int, request: Request) -> dict:
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else None
     return await _trigger(request, trigger_id, token)
+
+
+@router.post("/events", summary="Send an event; every active event trigger whose event_matchers match gets a run")
+async def post_event(request: Request) -> dict:
+    from dagsmith.errors import ConfigError
+    from dagsmith.orchestration.service import fire_event
+
+    raw = await request.body()
+    try:
+        payload = json.loads(raw) if raw.strip() else {}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"the request body is not valid JSON: {exc}", hint='send {"event": {"source": "...", "detail": {...}}}') from None
+    event = payload.get("event", payload) if isinstance(payload, dict) else payload
+    runs = await run_in_threadpool(fire_event, request.app.state.db, event)
+    notify(getattr(request.app.state, "runtime", None))
+    return {"event": event, "pipeline_runs": runs}

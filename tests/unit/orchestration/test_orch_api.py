@@ -229,3 +229,23 @@ def test_concurrent_api_triggers_each_create_one_run(client, db):
     with db.read() as s:
         runs, total = repo.list_runs(s, limit=100)
     assert total == 40 and sorted(r.variables["i"] for r in runs) == list(range(40))
+
+
+def test_statuses_show_whether_a_scheduler_is_alive(client, db, settings):
+    from dagsmith.orchestration.scheduler.loop import Scheduler
+
+    assert client.get("/api/statuses").json()["statuses"][0]["scheduler_status"] == "not running"
+    Scheduler(settings, db).tick()
+    status = client.get("/api/statuses").json()["statuses"][0]
+    assert status["scheduler_status"] == "running" and status["schedulers"][0]["role"] == "scheduler"
+
+
+def test_events_start_matching_event_triggers_only(client, db):
+    pattern = {"source": ["aws.s3"], "detail": {"bucket": {"name": ["raw-data"]}}}
+    make_trigger(client, name="on_upload", schedule_type="event", status="active", settings={"event_matchers": [{"name": "upload", "pattern": pattern}]})
+    make_trigger(client, name="other", schedule_type="event", status="active", settings={"event_matchers": [{"pattern": {"source": ["aws.sqs"]}}]})
+    hit = client.post("/api/events", json={"event": {"source": "aws.s3", "detail": {"bucket": {"name": "raw-data"}, "key": "a.csv"}}}).json()
+    assert [r["pipeline_uuid"] for r in hit["pipeline_runs"]] == ["one"] and hit["pipeline_runs"][0]["event_variables"]["detail"]["key"] == "a.csv"
+    miss = client.post("/api/events", json={"event": {"source": "aws.s3", "detail": {"bucket": {"name": "other"}}}}).json()
+    assert miss["pipeline_runs"] == []
+    assert run_count(db) == 1

@@ -173,3 +173,16 @@ def test_written_triggers_yaml_round_trips(db, settings, project):
     with db.read() as s:
         again = repo.find_trigger(s, "one", "nightly")
         assert again.start_time == utc(2024, 1, 1, 7, 30) and again.catchup == "none" and again.id == trig.id
+
+
+def test_runs_unfinished_past_their_sla_are_flagged(db, settings):
+    with db.session() as s:
+        trig = repo.create_trigger(s, "one", "h", schedule_interval="@hourly", status="active", sla=600, now=utc(2024, 3, 1, 0, 1))
+    sched = Scheduler(settings, db)
+    sched.tick(utc(2024, 3, 1, 0, 1))
+    sched.tick(utc(2024, 3, 1, 0, 9))
+    with db.read() as s:
+        assert not repo.list_runs(s, trigger_id=trig.id)[0][0].passed_sla
+    sched.tick(utc(2024, 3, 1, 0, 11))
+    with db.read() as s:
+        assert repo.list_runs(s, trigger_id=trig.id)[0][-1].passed_sla  # the 00:00 run, still waiting after 10 minutes

@@ -165,3 +165,14 @@ def test_logs_past_retention_are_deleted(db, settings):
     assert run_log_dir(settings.logs_dir, "one", new.id).exists()
     with db.read() as s:
         assert repo.get_run(s, old.id).logs_purged
+
+
+def test_models_and_migrations_agree(db):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from dagsmith.orchestration.store.models import Base
+
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == [], "models changed without a migration: add one in store/migrations/versions and MIGRATIONS.md"
