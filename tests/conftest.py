@@ -15,3 +15,9 @@ def _isolated_env(monkeypatch, tmp_path):
     monkeypatch.delenv("DAGSMITH_DATA_DIR", raising=False)
     monkeypatch.delenv("DAGSMITH_REPO_PATH", raising=False)
     yield
+    # A server or worker started in-process registers a process-wide secrets resolver.
+    import sys
+
+    io_config = sys.modules.get("dagsmith.project.io_config")
+    if io_config is not None:
+        io_config.set_secret_resolver(None)

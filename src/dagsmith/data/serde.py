@@ -54,6 +54,11 @@ def _json_exact(value: Any, depth: int = 0) -> bool:
     return False
 
 
+def is_plain_json(value: Any) -> bool:
+    """True when JSON gives back exactly ``value`` (same types throughout)."""
+    return _json_exact(value)
+
+
 def write_value(value: Any, folder: Path) -> dict[str, Any]:
     """Write ``value`` into ``folder`` (created); returns the type record also saved in type.json."""
     folder.mkdir(parents=True, exist_ok=True)

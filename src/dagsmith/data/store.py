@@ -28,6 +28,9 @@ from dagsmith.data.serde import read_value, write_value
 
 _latest_lock = threading.Lock()
 
+INLINE_MAX_ITEMS = 10_000
+INLINE_MAX_BYTES = 256 * 1024
+
 
 class OutputsMissing(LookupError):
     """No stored outputs for a block in the asked partition."""
@@ -62,6 +65,10 @@ class VariableStore:
         A run passes ``update_latest=False`` and calls ``set_latest`` once at its end.
         """
         final = self.block_dir(pipeline, partition, block_uuid)
+        if self._write_inline(final, outputs, multi):
+            if update_latest:
+                self.set_latest(pipeline, {block_uuid: partition})
+            return final
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name.replace('/', '_')}.", dir=final.parent))
         try:
@@ -87,6 +94,27 @@ class VariableStore:
         if update_latest:
             self.set_latest(pipeline, {block_uuid: partition})
         return final
+
+    def _write_inline(self, final: Path, outputs: list[Any], multi: bool) -> bool:
+        """Small plain values live inside ``_meta.json``: one file per block instead of a folder tree.
+
+        Most blocks of long chains return small values; this keeps persisting them from
+        costing more than running them.
+        """
+        if len(outputs) > INLINE_MAX_ITEMS or any(_is_frame(v) for v in outputs):
+            return False
+        from dagsmith.data.serde import is_plain_json
+
+        if not is_plain_json(list(outputs)):
+            return False
+        text = json.dumps({"count": len(outputs), "multi": multi, "inline": list(outputs)})
+        if len(text) > INLINE_MAX_BYTES:
+            return False
+        final.mkdir(parents=True, exist_ok=True)
+        _write_text_atomic(final / "_meta.json", text)
+        for old in final.glob("output_*"):  # a re-run of the same partition replaced folder outputs
+            shutil.rmtree(old, ignore_errors=True)
+        return True
 
     def set_latest(self, pipeline: str, entries: dict[str, str]) -> None:
         path = self.variables_dir(pipeline) / "latest.json"
@@ -114,6 +142,8 @@ class VariableStore:
         meta = _read_json(folder / "_meta.json")
         if meta is None:
             raise OutputsMissing(f"no stored output of block '{block_uuid}' in {folder}")
+        if "inline" in meta:
+            return list(meta["inline"]), bool(meta.get("multi"))
         values = [read_value(folder / f"output_{i}") for i in range(int(meta["count"]))]
         if meta.get("packed"):
             values = list(values[0])
@@ -183,7 +213,11 @@ def _read_json(path: Path) -> Any:
 
 def _write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, default=str)
+    _write_text_atomic(path, json.dumps(data, default=str))
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
     os.replace(tmp, path)
