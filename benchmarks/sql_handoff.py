@@ -87,6 +87,10 @@ def main() -> None:
 
     df = frame(args.rows)
     work = Path(tempfile.mkdtemp(prefix="dagsmith-sqlbench-"))
+    import atexit
+    import shutil
+
+    atexit.register(shutil.rmtree, work, True)
     root = make_project(work)
     (root / "io_config.yaml").write_text("version: 0.1.1\ndefault:\n  DUCKDB_DATABASE: wh.duckdb\n")
     print(f"{args.rows:,} rows x {df.shape[1]} columns, median of {args.repeat}")

@@ -30,7 +30,7 @@ def _env(project: Path, url: str | None, **extra: str) -> dict:
     env.pop("DAGSMITH_DATABASE_URL", None)
     if url:
         env["DAGSMITH_DATABASE_URL"] = url
-    env.update({"DAGSMITH_HEARTBEAT_INTERVAL": "0.2", "DAGSMITH_POLL_INTERVAL": "0.05", "DAGSMITH_HEARTBEAT_TIMEOUT": "2"})
+    env.update({"DAGSMITH_HEARTBEAT_INTERVAL": "0.2", "DAGSMITH_POLL_INTERVAL": "0.05", "DAGSMITH_HEARTBEAT_TIMEOUT": "3"})
     env.update(extra)
     return env
 

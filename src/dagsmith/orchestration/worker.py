@@ -148,7 +148,7 @@ class Worker:
         from dagsmith.orchestration.store import repo
 
         with self.db.session() as session:
-            return repo.recover_stale_runs(session, now=self.clock(), timeout=self.settings.heartbeat_timeout)
+            return repo.recover_stale_runs(session, now=self.clock(), timeout=self.settings.heartbeat_timeout, exclude_worker=self.worker_id)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no run is executing (tests and the CLI backfill use it)."""

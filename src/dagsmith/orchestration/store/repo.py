@@ -452,13 +452,18 @@ def heartbeat_runs(session: Session, worker_id: str, run_ids: Iterable[int], *, 
     return out
 
 
-def recover_stale_runs(session: Session, *, now: datetime, timeout: float) -> list[int]:
-    """Put runs whose worker stopped heart-beating back in the queue, to resume from unfinished blocks."""
+def recover_stale_runs(session: Session, *, now: datetime, timeout: float, exclude_worker: str | None = None) -> list[int]:
+    """Put runs whose worker stopped heart-beating back in the queue, to resume from unfinished blocks.
+
+    ``exclude_worker``: a worker never takes back its own runs (its heartbeat is only late).
+    """
     cutoff = now - timedelta(seconds=timeout)
     # CLI runs (`dagsmith run`) have no heartbeat: their own process records their end
     stmt = select(PipelineRun).where(
         PipelineRun.status == RUN_RUNNING, PipelineRun.heartbeat_at < cutoff, PipelineRun.source != "cli"
     )
+    if exclude_worker is not None:
+        stmt = stmt.where(PipelineRun.worker_id != exclude_worker)
     if _dialect(session) == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     stale = list(session.scalars(stmt))
