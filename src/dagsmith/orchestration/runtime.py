@@ -29,6 +29,8 @@ class Runtime:
         self.scheduler = (
             Scheduler(settings, self.db, on_created=self.notify, **kwargs) if "scheduler" in self.roles else None
         )
+        if self.scheduler is not None and self.worker is not None:
+            self.scheduler.local_worker_id = self.worker.worker_id
         self._started = False
 
     def notify(self) -> None:

@@ -59,6 +59,8 @@ class Scheduler:
 
         self.scheduler_id = f"{socket.gethostname()}:{os.getpid()}:sched-{uuid.uuid4().hex[:6]}"
         self._registered = False
+        #: the worker sharing this process: alive whenever we are, so never taken over by us
+        self.local_worker_id: str | None = None
         self._last_purge: datetime | None = None
         self.last_tick_at: datetime | None = None
         self.last_report: TickReport | None = None
@@ -180,7 +182,9 @@ class Scheduler:
         from dagsmith.orchestration.store import repo
 
         with self.db.session() as session:
-            report.recovered = len(repo.recover_stale_runs(session, now=now, timeout=self.settings.heartbeat_timeout))
+            report.recovered = len(
+                repo.recover_stale_runs(session, now=now, timeout=self.settings.heartbeat_timeout, exclude_worker=self.local_worker_id)
+            )
         if report.recovered and self.on_created:
             self.on_created()
 
