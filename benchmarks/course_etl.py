@@ -49,91 +49,8 @@ HAND_REF_SECONDS, HAND_REF_RSS_MB = 2.2, 560.0  # the reference hand-written scr
 CACHE = Path(os.environ.get("DAGSMITH_BENCH_DIR", Path(tempfile.gettempdir()) / "dagsmith-bench"))
 FILE_NAME = "yellow_tripdata_2021-01.csv.gz"
 
-COURSE_LOADER = '''
-import io
-import pandas as pd
-import requests
-if 'data_loader' not in globals():
-    from mage_ai.data_preparation.decorators import data_loader
-if 'test' not in globals():
-    from mage_ai.data_preparation.decorators import test
+from tests.fixtures.course_blocks import COURSE_EXPORTER, COURSE_LOADER, COURSE_TRANSFORMER  # noqa: E402
 
-
-@data_loader
-def load_data_from_api(*args, **kwargs):
-    url = '{url}'
-    taxi_dtypes = {{
-        'VendorID': pd.Int64Dtype(),
-        'passenger_count': pd.Int64Dtype(),
-        'trip_distance': float,
-        'RatecodeID': pd.Int64Dtype(),
-        'store_and_fwd_flag': str,
-        'PULocationID': pd.Int64Dtype(),
-        'DOLocationID': pd.Int64Dtype(),
-        'payment_type': pd.Int64Dtype(),
-        'fare_amount': float,
-        'extra': float,
-        'mta_tax': float,
-        'tip_amount': float,
-        'tolls_amount': float,
-        'improvement_surcharge': float,
-        'total_amount': float,
-        'congestion_surcharge': float
-    }}
-    parse_dates = ['tpep_pickup_datetime', 'tpep_dropoff_datetime']
-    return pd.read_csv(url, sep=',', compression='gzip', dtype=taxi_dtypes, parse_dates=parse_dates)
-
-
-@test
-def test_output(output, *args) -> None:
-    assert output is not None, 'The output is undefined'
-'''
-
-COURSE_TRANSFORMER = '''
-if 'transformer' not in globals():
-    from mage_ai.data_preparation.decorators import transformer
-if 'test' not in globals():
-    from mage_ai.data_preparation.decorators import test
-
-
-@transformer
-def transform(data, *args, **kwargs):
-    print(f"Preprocessing: rows with zero passengers: {data['passenger_count'].isin([0]).sum()}")
-    return data[data['passenger_count'] > 0]
-
-
-@test
-def test_output(output, *args) -> None:
-    assert output['passenger_count'].isin([0]).sum() == 0, 'There are rides with zero passengers'
-'''
-
-COURSE_EXPORTER = '''
-from mage_ai.settings.repo import get_repo_path
-from mage_ai.io.config import ConfigFileLoader
-from mage_ai.io.postgres import Postgres
-from pandas import DataFrame
-from os import path
-
-if 'data_exporter' not in globals():
-    from mage_ai.data_preparation.decorators import data_exporter
-
-
-@data_exporter
-def export_data_to_postgres(df: DataFrame, **kwargs) -> None:
-    schema_name = 'ny_taxi'
-    table_name = 'yellow_cab_data'
-    config_path = path.join(get_repo_path(), 'io_config.yaml')
-    config_profile = 'dev'
-
-    with Postgres.with_config(ConfigFileLoader(config_path, config_profile)) as loader:
-        loader.export(
-            df,
-            schema_name,
-            table_name,
-            index=False,
-            if_exists='replace',
-        )
-'''
 
 DTYPES_LITERAL = """{
     'VendorID': pd.Int64Dtype(), 'passenger_count': pd.Int64Dtype(), 'trip_distance': float,
@@ -220,11 +137,11 @@ def build_course(root: Path, pg: dict, url: str) -> Path:
 
     project = make_project(root, pg, "course")
     add_block(project, "yellow_taxi_etl", "load_api_data", "data_loader",
-              content=textwrap.dedent(COURSE_LOADER.format(url=url)).lstrip())
+              content=textwrap.dedent(COURSE_LOADER.format(url=url, prefix='tpep')).lstrip())
     add_block(project, "yellow_taxi_etl", "transform_taxi_data", "transformer", upstream=["load_api_data"],
               content=textwrap.dedent(COURSE_TRANSFORMER).lstrip())
     add_block(project, "yellow_taxi_etl", "taxi_data_to_postgres", "data_exporter", upstream=["transform_taxi_data"],
-              content=textwrap.dedent(COURSE_EXPORTER).lstrip())
+              content=textwrap.dedent(COURSE_EXPORTER.format(schema='ny_taxi', table='yellow_cab_data')).lstrip())
     return project
 
 

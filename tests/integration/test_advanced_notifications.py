@@ -202,3 +202,27 @@ def test_a_wrong_smtp_password_is_reported_without_the_password(tmp_path, smtp_s
     assert rec["ok"] is False and rec["error"].startswith("SMTP") and "not-the-password" not in rec["error"]
     assert "refused the login" in rec["error"] or "check smtp_user/smtp_password" in rec["error"]
     assert smtp_server["messages"] == []
+
+
+def test_worker_runs_send_failure_alerts_with_the_db_run_link(tmp_path, webhook_server, monkeypatch):
+    from dagsmith.orchestration.db import get_database
+    from dagsmith.orchestration.settings import OrchestrationSettings
+    from dagsmith.orchestration.store import repo
+    from dagsmith.orchestration.worker import Worker
+
+    url, received = webhook_server
+    monkeypatch.delenv("DAGSMITH_DATABASE_URL", raising=False)
+    root = _failing_project(tmp_path, {"alert_on": ["trigger_failure"], "webhook_config": {"url": f"{url}/hook"}})
+    settings = OrchestrationSettings.from_env(root)
+    db = get_database(settings)
+    with db.session() as s:
+        run = repo.create_run(s, "green_etl", source="api")
+    worker = Worker(settings, db)
+    assert worker.step() == [run.id]
+    worker.wait_idle(30)
+    with db.read() as s:
+        assert repo.get_run(s, run.id).status == "failed"
+    body = next(r["json"] for r in received if r["path"] == "/hook")
+    assert body["event"] == "failure" and body["failed_blocks"][0]["block_uuid"] == "export_bq"
+    assert body["pipeline_run_url"].endswith(f"/pipelines/green_etl/runs/{run.id}")
+    db.dispose()

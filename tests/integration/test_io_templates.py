@@ -96,85 +96,8 @@ def test_blocks_new_wires_a_pipeline_that_runs(tmp_path, http_data_server, pg_se
         assert db.execute("SELECT count(*) FROM main.green").fetchone()[0] == count
 
 
-COURSE_LOADER = '''
-import io
-import pandas as pd
-import requests
-if 'data_loader' not in globals():
-    from mage_ai.data_preparation.decorators import data_loader
-if 'test' not in globals():
-    from mage_ai.data_preparation.decorators import test
+from tests.fixtures.course_blocks import COURSE_EXPORTER, COURSE_LOADER, COURSE_TRANSFORMER  # noqa: E402
 
-
-@data_loader
-def load_data_from_api(*args, **kwargs):
-    url = '{url}'
-    taxi_dtypes = {{
-        'VendorID': pd.Int64Dtype(),
-        'passenger_count': pd.Int64Dtype(),
-        'trip_distance': float,
-        'RatecodeID': pd.Int64Dtype(),
-        'store_and_fwd_flag': str,
-        'PULocationID': pd.Int64Dtype(),
-        'DOLocationID': pd.Int64Dtype(),
-        'payment_type': pd.Int64Dtype(),
-        'fare_amount': float,
-        'extra': float,
-        'mta_tax': float,
-        'tip_amount': float,
-        'tolls_amount': float,
-        'improvement_surcharge': float,
-        'total_amount': float,
-        'congestion_surcharge': float
-    }}
-    parse_dates = ['lpep_pickup_datetime', 'lpep_dropoff_datetime']
-    return pd.read_csv(url, sep=',', compression='gzip', dtype=taxi_dtypes, parse_dates=parse_dates)
-
-
-@test
-def test_output(output, *args) -> None:
-    assert output is not None, 'The output is undefined'
-'''
-
-COURSE_TRANSFORMER = '''
-if 'transformer' not in globals():
-    from mage_ai.data_preparation.decorators import transformer
-if 'test' not in globals():
-    from mage_ai.data_preparation.decorators import test
-
-
-@transformer
-def transform(data, *args, **kwargs):
-    print(f"Preprocessing: rows with zero passengers: {data['passenger_count'].isin([0]).sum()}")
-    return data[data['passenger_count'] > 0]
-
-
-@test
-def test_output(output, *args) -> None:
-    assert output['passenger_count'].isin([0]).sum() == 0, 'There are rides with zero passengers'
-'''
-
-COURSE_EXPORTER = '''
-from mage_ai.settings.repo import get_repo_path
-from mage_ai.io.config import ConfigFileLoader
-from mage_ai.io.postgres import Postgres
-from pandas import DataFrame
-from os import path
-
-if 'data_exporter' not in globals():
-    from mage_ai.data_preparation.decorators import data_exporter
-
-
-@data_exporter
-def export_data_to_postgres(df: DataFrame, **kwargs) -> None:
-    schema_name = '{schema}'
-    table_name = 'green_taxi'
-    config_path = path.join(get_repo_path(), 'io_config.yaml')
-    config_profile = 'dev'
-
-    with Postgres.with_config(ConfigFileLoader(config_path, config_profile)) as loader:
-        loader.export(df, schema_name, table_name, index=False, if_exists='replace')
-'''
 
 
 def test_course_blocks_run_unchanged(tmp_path, http_data_server, pg_server, pg_schema):
@@ -194,11 +117,11 @@ def test_course_blocks_run_unchanged(tmp_path, http_data_server, pg_server, pg_s
     create_pipeline(project, "green_taxi_etl")
     url = http_data_server("nyc-tlc-data/green/green_tripdata_2021-01.csv.gz")
     add_block(project, "green_taxi_etl", "load_api_data", "data_loader",
-              content=textwrap.dedent(COURSE_LOADER.format(url=url)).lstrip())
+              content=textwrap.dedent(COURSE_LOADER.format(url=url, prefix='lpep')).lstrip())
     add_block(project, "green_taxi_etl", "transform_taxi_data", "transformer", upstream=["load_api_data"],
               content=textwrap.dedent(COURSE_TRANSFORMER).lstrip())
     add_block(project, "green_taxi_etl", "taxi_data_to_postgres", "data_exporter", upstream=["transform_taxi_data"],
-              content=textwrap.dedent(COURSE_EXPORTER.replace("{schema}", pg_schema)).lstrip())
+              content=textwrap.dedent(COURSE_EXPORTER.format(schema=pg_schema, table='green_taxi')).lstrip())
     r = _cli("run", str(project), "green_taxi_etl")
     assert r.returncode == 0, r.stdout + r.stderr
 

@@ -41,6 +41,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from dagsmith.engine.observer import NullObserver
+
 log = logging.getLogger("dagsmith.notifications")
 
 FAILURE, SUCCESS, PASSED_SLA = "failure", "success", "passed_sla"
@@ -75,7 +77,7 @@ def alert_kinds(config: Mapping[str, Any]) -> set[str]:
     return {_ALIASES.get(str(v).strip().lower(), str(v).strip().lower()) for v in raw}
 
 
-class NotificationObserver:
+class NotificationObserver(NullObserver):
     """Sends the alerts a pipeline's ``notification_config`` asks for, at the end of each run.
 
     ``project`` is a ``Project`` or a project path; ``pipeline_spec`` a ``PipelineSpec`` (or a
@@ -128,15 +130,6 @@ class NotificationObserver:
             self._timer = threading.Timer(self.sla, self._sla_passed)
             self._timer.daemon = True
             self._timer.start()
-
-    def on_block_start(self, **kw: Any) -> None:
-        pass
-
-    def on_block_log(self, **kw: Any) -> None:
-        pass
-
-    def on_block_end(self, **kw: Any) -> None:
-        pass
 
     def on_run_end(self, *, run_id: Any = None, status: str = "", result: Any = None, **kw: Any) -> None:
         self._done.set()

@@ -237,6 +237,17 @@ class Worker:
         except Exception:  # noqa: BLE001 - secrets are optional for running
             self._secret_values = []
 
+    def _notifier(self, pipeline_uuid: str, run_id: int, sla: Any, writer: Any) -> Any:
+        """The run's alert sender when the project or pipeline configures notifications."""
+        try:
+            from dagsmith.orchestration.notifications import NotificationObserver
+
+            notifier = NotificationObserver(self.settings.project_root, pipeline_uuid, sla=sla, run_ref=lambda: run_id)
+        except Exception as exc:  # noqa: BLE001 - a bad notification config must not stop the run
+            writer.write(None, {"level": "WARNING", "message": f"notifications disabled for this run: {exc}"})
+            return None
+        return notifier if notifier.enabled else None
+
     def _execute(self, snap: dict, active: _Active) -> None:
         from dagsmith.orchestration.logs import RunLogWriter, run_log_dir
         from dagsmith.orchestration.observer import DbObserver
@@ -259,10 +270,11 @@ class Worker:
                     for br in repo.list_block_runs(session, run_id)
                     if br.status == "completed"
                 }
-                trigger_name = None
+                trigger_name, sla = None, None
                 if snap["trigger_id"] is not None:
                     trig = session.get(Trigger, snap["trigger_id"])
                     trigger_name = trig.name if trig is not None else None
+                    sla = trig.sla if trig is not None else None
             if snap["claims"] > 1:
                 writer.info(f"resuming run on worker {self.worker_id}; {len(completed)} block(s) already completed")
             if snap["timeout"]:
@@ -278,6 +290,11 @@ class Worker:
             if snap["interval_start"] and snap["interval_end"]:
                 interval = (snap["interval_start"].astimezone(zone), snap["interval_end"].astimezone(zone))
             observer = DbObserver(self.db, run_id, snap["pipeline_uuid"], log_writer=writer, partition=snap["partition"])
+            notifier = self._notifier(snap["pipeline_uuid"], run_id, sla, writer)
+            if notifier is not None:
+                from dagsmith.engine.observer import Fanout
+
+                observer = Fanout([observer, notifier])
             result = self.run_fn(
                 self.settings.project_root,
                 snap["pipeline_uuid"],

@@ -295,3 +295,8 @@ def test_secrets_are_write_only(ui, project):
     assert "hunter2-very-secret" not in ui.get("/api/secrets").text
     r = ui.post("/settings/secrets/pg_password/delete", follow_redirects=True)
     assert "deleted" in r.text and "pg_password</td>" not in r.text
+
+
+def test_mage_style_run_links_lead_to_the_run_page(ui, project):
+    r = ui.get("/pipelines/anything/runs/42", follow_redirects=False)
+    assert r.status_code == 307 and r.headers["location"] == "/pipeline-runs/42"

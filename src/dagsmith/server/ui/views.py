@@ -836,6 +836,12 @@ def pipeline_runs_page(request: Request, pipeline_uuid: str, status: str | None 
     return render(request, "runs.html", title=f"{pipeline_uuid} · runs", nav="p-runs", runs=runs, total=total, trigger_names=names, status=status, page=page, pipeline_uuid=pipeline_uuid)
 
 
+@_get("/pipelines/{pipeline_uuid}/runs/{run_id}")
+def pipeline_run_link(request: Request, pipeline_uuid: str, run_id: int) -> Response:
+    """Mage-style run URL (used in notification links): the run page lives at /pipeline-runs/<id>."""
+    return RedirectResponse(f"/pipeline-runs/{run_id}", status_code=307)
+
+
 def _run_context(request: Request, run_id: int, selected: str | None) -> dict[str, Any]:
     from dagsmith.orchestration.logs import read_logs, run_log_dir
     from dagsmith.orchestration.store import repo
