@@ -221,3 +221,26 @@ def test_fixture_starts_a_throwaway_cluster_when_no_server_answers():
     finally:
         cluster.stop()
     assert not _pg_answers("127.0.0.1", cluster.port, "test")
+
+
+def test_unset_env_vars_in_io_config_are_named_when_connecting_fails(tmp_path, monkeypatch):
+    from tests.fixtures.services import free_port
+
+    from dagsmith.errors import ConnectorError
+    from dagsmith.io.postgres import Postgres
+    from dagsmith.project.io_config import ConfigFileLoader
+
+    for name in ("PG_TEST_HOST", "PG_TEST_USER"):
+        monkeypatch.delenv(name, raising=False)
+    cfg = tmp_path / "io_config.yaml"
+    cfg.write_text(
+        "version: 0.1.1\ndev:\n  POSTGRES_HOST: \"{{ env_var('PG_TEST_HOST') }}\"\n"
+        f"  POSTGRES_PORT: {free_port()}\n  POSTGRES_USER: \"{{{{ env_var('PG_TEST_USER') }}}}\"\n"
+        "  POSTGRES_PASSWORD: s3cret-pw\n  POSTGRES_DBNAME: test\n  POSTGRES_CONNECT_TIMEOUT: 2\n"
+    )
+    with pytest.raises(ConnectorError) as info:
+        with Postgres.with_config(ConfigFileLoader(str(cfg), "dev")) as pg:
+            pg.load("select 1")
+    text = str(info.value)
+    assert "POSTGRES_HOST, POSTGRES_USER are empty in" in text and "profile 'dev'" in text
+    assert "s3cret-pw" not in text

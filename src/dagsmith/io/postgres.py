@@ -227,7 +227,12 @@ class Postgres(Connector):
             source=config_source(config),
         )
         settings.update(kwargs)
-        return cls(**settings)
+        conn = cls(**settings)
+        # keys left empty, typically by an env_var() whose variable is not set: named in connect errors
+        conn._empty_keys = [
+            f"POSTGRES_{k.upper()}" for k in ("host", "port", "dbname", "user") if settings.get(k) in (None, "")
+        ]
+        return conn
 
     # ------------------------------------------------------------------ connection
 
@@ -279,6 +284,12 @@ class Postgres(Connector):
             else f"is the server running and reachable on {self.host}:{self.port}? "
             f"(connect timeout {self.connect_timeout}s, POSTGRES_CONNECT_TIMEOUT)"
         )
+        empty = getattr(self, "_empty_keys", None)
+        if empty:
+            hint += (
+                f"; {', '.join(empty)} {'is' if len(empty) == 1 else 'are'} empty in {self.source}"
+                " — if io_config.yaml reads it with env_var(), set that variable in the environment or the project's .env"
+            )
         return cls(f"cannot connect to {self._where()}: {text}", hint=hint)
 
     def close(self) -> None:
