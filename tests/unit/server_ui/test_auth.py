@@ -101,7 +101,16 @@ def test_without_auth_remote_clients_are_refused(project):
         sent.append(message)
 
     mw = AuthMiddleware(app, data_dir(project))
-    asyncio.run(mw({"type": "http", "path": "/pipelines", "method": "GET", "client": ("10.1.2.3", 5000), "headers": []}, None, send))
+    _run_async(mw({"type": "http", "path": "/pipelines", "method": "GET", "client": ("10.1.2.3", 5000), "headers": []}, None, send))
     assert sent[0]["status"] == 403 and not seen
-    asyncio.run(mw({"type": "http", "path": "/pipelines", "method": "GET", "client": ("127.0.0.1", 5000), "headers": []}, None, send))
+    _run_async(mw({"type": "http", "path": "/pipelines", "method": "GET", "client": ("127.0.0.1", 5000), "headers": []}, None, send))
     assert seen == ["/pipelines"]
+
+
+def _run_async(coro):
+    """Run a coroutine on its own thread: a browser test may leave an event loop running in this one."""
+    import asyncio
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
