@@ -2,7 +2,8 @@
 
 Each event is one short write transaction (block status, attempts, times, rows, error,
 test counts); log records go to the run's JSON-lines files, never to the database.
-The observer is called from the engine's threads; it keeps no mutable shared state
+Dynamic children appear as ``initial`` block runs as soon as their parent fans out
+(``on_blocks_added``). The observer is called from the engine's threads; it keeps no mutable shared state
 besides the thread-safe ``RunLogWriter``.
 """
 
@@ -38,6 +39,17 @@ class DbObserver:
                 session, self.run_id, list(blocks), partition=self.partition, log_dir=str(self.logs.directory)
             )
         self.logs.write(None, {"level": "INFO", "message": f"run started: {len(list(blocks))} block(s)"})
+
+    def on_blocks_added(self, *, run_id=None, parent: str | None = None, blocks=(), **kw: Any) -> None:
+        """Dynamic children of ``parent`` were created: record them as ``initial`` block runs at once."""
+        from dagsmith.orchestration.store import repo
+
+        children = [str(b) for b in blocks or ()]
+        if not children:
+            return
+        with self.db.session() as session:
+            repo.ensure_block_runs(session, self.run_id, children, partition=self.partition, log_dir=str(self.logs.directory))
+        self.logs.write(parent, {"level": "INFO", "message": f"block {parent} fanned out into {len(children)} dynamic block(s)"})
 
     def on_block_start(self, *, run_id=None, block_uuid: str, attempt: int = 1, started_at=None, **kw: Any) -> None:
         from dagsmith.orchestration.store import repo

@@ -379,6 +379,10 @@ class CliHistoryObserver:
         if self._inner:
             self._inner.on_block_end(**kw)
 
+    def on_blocks_added(self, **kw: Any) -> None:
+        if self._inner:
+            self._inner.on_blocks_added(**kw)
+
     def on_run_end(self, *, status: str = "failed", result: Any = None, **kw: Any) -> None:
         from dagsmith.orchestration.store import repo
 
@@ -429,7 +433,9 @@ def record_cli_run(project_root, pipeline_uuid: str, *, observer: Any = None, ru
         def __getattr__(self, name):
             def call(**kw):
                 for obs in observers:
-                    getattr(obs, name)(**kw)
+                    hook = getattr(obs, name, None)
+                    if hook is not None:  # optional hooks (on_blocks_added) may be missing
+                        hook(**kw)
 
             return call
 

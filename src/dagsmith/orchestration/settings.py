@@ -67,6 +67,8 @@ class OrchestrationSettings:
     max_catchup_runs: int = 1000
     #: days to keep run logs (None or 0 keeps them forever)
     log_retention_days: float | None = 30.0
+    #: days to keep finished runs with their block runs, logs and outputs (None or 0 keeps them)
+    run_retention_days: float | None = None
     #: largest request body the API accepts, in bytes
     max_body_bytes: int = 1_048_576
     #: environment name matched against a trigger's ``envs``
@@ -92,6 +94,7 @@ class OrchestrationSettings:
             or _env_int("CONCURRENCY_CONFIG_BLOCK_RUN_LIMIT", None),
             "catchup": os.environ.get("DAGSMITH_CATCHUP") or "latest",
             "log_retention_days": _env_float("DAGSMITH_LOG_RETENTION_DAYS", 30.0),
+            "run_retention_days": _env_float("DAGSMITH_RUN_RETENTION_DAYS", 0.0) or None,
             "max_body_bytes": _env_int("DAGSMITH_MAX_BODY_BYTES", 1_048_576) or 1_048_576,
             "env": os.environ.get("DAGSMITH_ENV") or os.environ.get("ENV") or None,
         }

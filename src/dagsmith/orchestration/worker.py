@@ -2,10 +2,12 @@
 
 A ``Worker`` polls the queue (``repo.claim_runs``: ``FOR UPDATE SKIP LOCKED`` on
 PostgreSQL), runs each claimed run in its own thread with a ``DbObserver``, and
-heart-beats its runs. A run whose heartbeat goes stale (its worker was SIGKILLed,
-the machine died) is put back in the queue by any scheduler or worker and resumed
-from its unfinished blocks: completed blocks are passed to the engine as
-``completed`` and read from the variables store, never run twice.
+heart-beats its runs. Claims honour the trigger's, the backfill's and the
+pipeline's ``concurrency_config`` limits (``orchestration.concurrency``). A run
+whose heartbeat goes stale (its worker was SIGKILLed, the machine died) is put
+back in the queue by any scheduler or worker and resumed from its unfinished
+blocks: completed blocks are passed to the engine as ``completed`` and read from
+the variables store, never run twice.
 
 Cancellation: a cancel request (API/UI) reaches the run's ``cancel_event`` at the next
 heartbeat, or at once in the same process; the engine stops the running block and
@@ -78,6 +80,10 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._secret_values: list[str] | None = None
         self._registered = False
+        from dagsmith.orchestration.concurrency import PipelineLimitsCache
+
+        #: each pipeline's concurrency_config limits, honoured when claiming
+        self.pipeline_limits = PipelineLimitsCache(settings.project_root)
 
     # ------------------------------------------------------------------ public
     def register(self) -> None:
@@ -118,7 +124,15 @@ class Worker:
         if room <= 0:
             return []
         with self.db.session() as session:
-            runs = repo.claim_runs(session, self.worker_id, limit=room, now=self.clock(), global_limit=self.settings.global_run_limit, backfill_id=self.backfill_id)
+            runs = repo.claim_runs(
+                session,
+                self.worker_id,
+                limit=room,
+                now=self.clock(),
+                global_limit=self.settings.global_run_limit,
+                backfill_id=self.backfill_id,
+                pipeline_limits=self.pipeline_limits,
+            )
             claimed = [(r.id, _snapshot(r)) for r in runs]
         for run_id, snap in claimed:
             active = _Active(run_id)

@@ -6,10 +6,13 @@ A tick (``Scheduler.tick(now)``) does, in order:
 2. for every active time trigger, compute due execution dates (``triggers.due_dates``,
    pure) and insert one run per date with ``ON CONFLICT DO NOTHING`` on the unique
    (trigger, schedule_date) key — two schedulers on one database cannot double a period;
-   ``skip_if_previous_running`` records the period as a cancelled run;
+   ``skip_if_previous_running`` records the period as a cancelled run, and so does
+   ``on_pipeline_run_limit_reached: skip`` when the trigger (or pipeline) has as many
+   runs waiting or running as its ``pipeline_run_limit`` allows;
 3. put runs whose worker stopped heart-beating back in the queue (crash recovery);
 4. mark finished backfills completed/failed, flag runs past their SLA;
-5. now and then, delete logs past the retention period.
+5. now and then (every 10 minutes), delete logs past the retention period, and old
+   finished runs and outputs (``orchestration.retention``).
 
 Any error in a tick is logged and the next tick runs: a broken trigger or a lost
 database connection never stops the loop (Mage's stalled-scheduler complaint).
@@ -40,6 +43,9 @@ class TickReport:
     skipped: int = 0
     recovered: int = 0
     purged: int = 0
+    #: finished runs deleted by run retention, and output partitions deleted
+    runs_deleted: int = 0
+    partitions_deleted: int = 0
     synced: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -62,6 +68,10 @@ class Scheduler:
         #: the worker sharing this process: alive whenever we are, so never taken over by us
         self.local_worker_id: str | None = None
         self._last_purge: datetime | None = None
+        from dagsmith.orchestration.concurrency import PipelineLimitsCache
+
+        #: each pipeline's concurrency_config (on_pipeline_run_limit_reached, limits)
+        self.pipeline_limits = PipelineLimitsCache(settings.project_root)
         self.last_tick_at: datetime | None = None
         self.last_report: TickReport | None = None
 
@@ -76,7 +86,7 @@ class Scheduler:
             ("create due runs", self._create_due_runs),
             ("recover stale runs", self._recover),
             ("backfills and SLAs", self._housekeeping),
-            ("log retention", self._purge),
+            ("log and run retention", self._purge),
         )
         for name, fn in steps:
             try:
@@ -137,7 +147,22 @@ class Scheduler:
                     plans.append((trig, due))
         if not plans:
             return
+        from dagsmith.orchestration import concurrency
+
         with self.db.session() as session:
+            # on_pipeline_run_limit_reached: skip → a period over the limit is recorded as a cancelled run
+            limits: dict[int, tuple[int | None, int | None]] = {}
+            for trig, due in plans:
+                if not due.dates:
+                    continue
+                pipe = self.pipeline_limits(trig.pipeline_uuid)
+                if concurrency.on_limit_reached(trig.settings, pipe) == "skip":
+                    limits[trig.id] = (concurrency.trigger_limit(trig.settings, pipe), pipe.all_triggers)
+            waiting_t, waiting_p = repo.unfinished_counts(
+                session,
+                trigger_ids=[t for t, (lim, _a) in limits.items() if lim],
+                pipeline_uuids={trig.pipeline_uuid for trig, _d in plans if limits.get(trig.id, (None, None))[1]},
+            )
             rows = []
             for trig, due in plans:
                 settings = trig.settings or {}
@@ -149,6 +174,14 @@ class Scheduler:
                 for i, date in enumerate(due.dates):
                     interval_end = ends[i]
                     status = "cancelled" if skip or (settings.get("skip_if_previous_running") and i < len(due.dates) - 1) else "initial"
+                    error = "skipped: the previous run of this trigger was still running" if status == "cancelled" else None
+                    if status == "initial" and trig.id in limits:
+                        error = _over_limit(trig, limits[trig.id], waiting_t, waiting_p)
+                        if error:
+                            status = "cancelled"
+                        else:
+                            waiting_t[trig.id] = waiting_t.get(trig.id, 0) + 1
+                            waiting_p[trig.pipeline_uuid] = waiting_p.get(trig.pipeline_uuid, 0) + 1
                     if status == "cancelled":
                         report.skipped += 1
                     rows.append(
@@ -164,7 +197,7 @@ class Scheduler:
                             "source": "schedule",
                             "status": status,
                             "completed_at": now if status == "cancelled" else None,
-                            "error": "skipped: the previous run of this trigger was still running" if status == "cancelled" else None,
+                            "error": error,
                             "allow_blocks_to_fail": bool(settings.get("allow_blocks_to_fail", False)),
                             "timeout": _float(settings.get("timeout")),
                         }
@@ -220,6 +253,10 @@ class Scheduler:
             return
         self._last_purge = now
         report.purged = purge_expired_logs(self.db, self.settings.logs_dir, now=now, retention_days=self.settings.log_retention_days)
+        from dagsmith.orchestration.retention import purge
+
+        removed = purge(self.db, self.settings, now=now)
+        report.runs_deleted, report.partitions_deleted = removed.runs, removed.partitions
 
     # ------------------------------------------------------------------ loop
     def run_forever(self, stop: threading.Event) -> None:
@@ -233,6 +270,22 @@ class Scheduler:
         thread = threading.Thread(target=self.run_forever, args=(stop,), name="dagsmith-scheduler", daemon=True)
         thread.start()
         return thread
+
+
+def _over_limit(trig, limits: tuple[int | None, int | None], waiting_t: dict, waiting_p: dict) -> str | None:
+    """Why a new run of ``trig`` is skipped under ``on_pipeline_run_limit_reached: skip``, or None."""
+    per_trigger, all_triggers = limits
+    if per_trigger and waiting_t.get(trig.id, 0) >= per_trigger:
+        return (
+            f"skipped: trigger '{trig.name}' already has {per_trigger} run(s) waiting or running "
+            "(pipeline_run_limit reached, on_pipeline_run_limit_reached: skip)"
+        )
+    if all_triggers and waiting_p.get(trig.pipeline_uuid, 0) >= all_triggers:
+        return (
+            f"skipped: pipeline '{trig.pipeline_uuid}' already has {all_triggers} run(s) waiting or running "
+            "(pipeline_run_limit_all_triggers reached, on_pipeline_run_limit_reached: skip)"
+        )
+    return None
 
 
 def _float(value) -> float | None:

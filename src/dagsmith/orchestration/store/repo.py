@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets as _secrets
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
@@ -331,11 +331,15 @@ def claim_runs(
     now: datetime | None = None,
     global_limit: int | None = None,
     backfill_id: int | None = None,
+    pipeline_limits: Callable[[str], Any] | None = None,
 ) -> list[PipelineRun]:
     """Atomically take up to ``limit`` waiting runs for ``worker_id``, honouring concurrency limits.
 
-    Limits: a trigger's ``settings.pipeline_run_limit``, a backfill's ``concurrency``
-    and ``global_limit`` (running runs across all workers).
+    Limits: a trigger's ``settings.pipeline_run_limit``, a backfill's ``concurrency``,
+    ``global_limit`` (running runs across all workers) and, when ``pipeline_limits`` is
+    given, each pipeline's ``concurrency_config`` (``pipeline_limits(uuid)`` returns an
+    object with ``per_trigger`` — applied to every trigger and backfill of the pipeline
+    together with their own limit — and ``all_triggers`` — running runs of the pipeline).
     """
     if limit <= 0:
         return []
@@ -344,32 +348,50 @@ def claim_runs(
     if pg:
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK_KEY})
     running = session.execute(
-        select(PipelineRun.trigger_id, PipelineRun.backfill_id, func.count())
+        select(PipelineRun.pipeline_uuid, PipelineRun.trigger_id, PipelineRun.backfill_id, func.count())
         .where(PipelineRun.status == RUN_RUNNING)
-        .group_by(PipelineRun.trigger_id, PipelineRun.backfill_id)
+        .group_by(PipelineRun.pipeline_uuid, PipelineRun.trigger_id, PipelineRun.backfill_id)
     ).all()
-    total_running = sum(n for _, _, n in running)
+    total_running = sum(n for _, _, _, n in running)
     if global_limit is not None:
         limit = min(limit, global_limit - total_running)
         if limit <= 0:
             return []
+    pipe_cache: dict[str, tuple[int | None, int | None]] = {}
+
+    def pipe_limits(uuid: str) -> tuple[int | None, int | None]:
+        """(per-trigger, all-triggers) limits of a pipeline's concurrency_config."""
+        if pipeline_limits is None:
+            return None, None
+        if uuid not in pipe_cache:
+            found = pipeline_limits(uuid)
+            pipe_cache[uuid] = (getattr(found, "per_trigger", None), getattr(found, "all_triggers", None))
+        return pipe_cache[uuid]
+
     by_trigger: dict[int, int] = {}
     by_backfill: dict[int, int] = {}
-    for trig, back, n in running:
+    by_pipeline: dict[str, int] = {}
+    trig_pipeline: dict[int, str] = {}
+    back_pipeline: dict[int, str] = {}
+    for pipe, trig, back, n in running:
+        by_pipeline[pipe] = by_pipeline.get(pipe, 0) + n
         if trig is not None:
             by_trigger[trig] = by_trigger.get(trig, 0) + n
+            trig_pipeline[trig] = pipe
         if back is not None:
             by_backfill[back] = by_backfill.get(back, 0) + n
+            back_pipeline[back] = pipe
     trig_limits: dict[int, int | None] = {}
     if by_trigger:
         for tid, settings in session.execute(select(Trigger.id, Trigger.settings).where(Trigger.id.in_(by_trigger))):
-            trig_limits[tid] = _limit_of(settings)
+            trig_limits[tid] = _tighter(_limit_of(settings), pipe_limits(trig_pipeline[tid])[0])
     back_limits: dict[int, int | None] = {}
     if by_backfill:
         for bid, conc in session.execute(select(Backfill.id, Backfill.concurrency).where(Backfill.id.in_(by_backfill))):
-            back_limits[bid] = conc if conc and conc > 0 else None
+            back_limits[bid] = _tighter(conc if conc and conc > 0 else None, pipe_limits(back_pipeline[bid])[0])
     saturated_t = [t for t, n in by_trigger.items() if trig_limits.get(t) and n >= trig_limits[t]]
     saturated_b = [b for b, n in by_backfill.items() if back_limits.get(b) and n >= back_limits[b]]
+    saturated_p = [p for p, n in by_pipeline.items() if pipe_limits(p)[1] and n >= pipe_limits(p)[1]]
 
     stmt = select(PipelineRun).where(PipelineRun.status == RUN_INITIAL, PipelineRun.cancel_requested.is_(False))
     if backfill_id is not None:
@@ -378,6 +400,8 @@ def claim_runs(
         stmt = stmt.where(or_(PipelineRun.trigger_id.is_(None), PipelineRun.trigger_id.not_in(saturated_t)))
     if saturated_b:
         stmt = stmt.where(or_(PipelineRun.backfill_id.is_(None), PipelineRun.backfill_id.not_in(saturated_b)))
+    if saturated_p:
+        stmt = stmt.where(PipelineRun.pipeline_uuid.not_in(saturated_p))
     stmt = stmt.order_by(PipelineRun.id).limit(limit * 4 + 8)
     if pg:
         stmt = stmt.with_for_update(skip_locked=True)
@@ -385,14 +409,14 @@ def claim_runs(
     if not candidates:
         return []
     # limits of triggers/backfills that appear only among the candidates
-    need_t = {c.trigger_id for c in candidates if c.trigger_id is not None and c.trigger_id not in trig_limits}
+    need_t = {c.trigger_id: c.pipeline_uuid for c in candidates if c.trigger_id is not None and c.trigger_id not in trig_limits}
     if need_t:
         for tid, settings in session.execute(select(Trigger.id, Trigger.settings).where(Trigger.id.in_(need_t))):
-            trig_limits[tid] = _limit_of(settings)
-    need_b = {c.backfill_id for c in candidates if c.backfill_id is not None and c.backfill_id not in back_limits}
+            trig_limits[tid] = _tighter(_limit_of(settings), pipe_limits(need_t[tid])[0])
+    need_b = {c.backfill_id: c.pipeline_uuid for c in candidates if c.backfill_id is not None and c.backfill_id not in back_limits}
     if need_b:
         for bid, conc in session.execute(select(Backfill.id, Backfill.concurrency).where(Backfill.id.in_(need_b))):
-            back_limits[bid] = conc if conc and conc > 0 else None
+            back_limits[bid] = _tighter(conc if conc and conc > 0 else None, pipe_limits(need_b[bid])[0])
     chosen: list[PipelineRun] = []
     for run in candidates:
         if len(chosen) >= limit:
@@ -405,10 +429,14 @@ def claim_runs(
             lim = back_limits.get(run.backfill_id)
             if lim and by_backfill.get(run.backfill_id, 0) >= lim:
                 continue
+        lim = pipe_limits(run.pipeline_uuid)[1]
+        if lim and by_pipeline.get(run.pipeline_uuid, 0) >= lim:
+            continue
         if run.trigger_id is not None:
             by_trigger[run.trigger_id] = by_trigger.get(run.trigger_id, 0) + 1
         if run.backfill_id is not None:
             by_backfill[run.backfill_id] = by_backfill.get(run.backfill_id, 0) + 1
+        by_pipeline[run.pipeline_uuid] = by_pipeline.get(run.pipeline_uuid, 0) + 1
         chosen.append(run)
     if not chosen:
         return []
@@ -426,6 +454,11 @@ def claim_runs(
     for run in chosen:
         session.refresh(run)
     return [r for r in chosen if r.worker_id == worker_id and r.status == RUN_RUNNING]
+
+
+def _tighter(*limits: int | None) -> int | None:
+    present = [x for x in limits if x]
+    return min(present) if present else None
 
 
 def heartbeat_runs(session: Session, worker_id: str, run_ids: Iterable[int], *, now: datetime | None = None) -> dict[int, str]:
@@ -855,3 +888,76 @@ def mark_logs_purged(session: Session, run_ids: Sequence[int]) -> None:
     if run_ids:
         session.execute(update(PipelineRun).where(PipelineRun.id.in_(list(run_ids))).values(logs_purged=True))
 
+
+
+def expired_runs(session: Session, *, before: datetime, limit: int = 500) -> list[PipelineRun]:
+    """Finished runs that ended before ``before``; runs of a backfill still going are kept."""
+    busy_backfills = select(Backfill.id).where(Backfill.status.in_((RUN_INITIAL, RUN_RUNNING)))
+    return list(
+        session.scalars(
+            select(PipelineRun)
+            .where(
+                PipelineRun.status.in_(RUN_FINISHED),
+                func.coalesce(PipelineRun.completed_at, PipelineRun.created_at) < before,
+                or_(PipelineRun.backfill_id.is_(None), PipelineRun.backfill_id.not_in(busy_backfills)),
+            )
+            .order_by(PipelineRun.id)
+            .limit(limit)
+        )
+    )
+
+
+def delete_runs(session: Session, run_ids: Sequence[int]) -> int:
+    """Delete runs and their block runs; returns how many runs were deleted."""
+    ids = list(run_ids)
+    if not ids:
+        return 0
+    session.execute(delete(BlockRun).where(BlockRun.pipeline_run_id.in_(ids)).execution_options(synchronize_session=False))
+    return session.execute(
+        delete(PipelineRun)
+        .where(PipelineRun.id.in_(ids), PipelineRun.status.in_(RUN_FINISHED))
+        .execution_options(synchronize_session=False)
+    ).rowcount or 0
+
+
+def unfinished_partitions(session: Session) -> set[tuple[str, str]]:
+    """``(pipeline_uuid, partition)`` of every waiting or running run and of its block runs."""
+    active = (RUN_INITIAL, RUN_RUNNING)
+    out = {
+        (p, part or str(rid))
+        for rid, p, part in session.execute(
+            select(PipelineRun.id, PipelineRun.pipeline_uuid, PipelineRun.partition).where(PipelineRun.status.in_(active))
+        )
+    }
+    out |= {
+        (p, part)
+        for p, part in session.execute(
+            select(PipelineRun.pipeline_uuid, BlockRun.partition)
+            .join(PipelineRun, PipelineRun.id == BlockRun.pipeline_run_id)
+            .where(PipelineRun.status.in_(active), BlockRun.partition.is_not(None))
+        )
+    }
+    return out
+
+
+def unfinished_counts(session: Session, *, trigger_ids: Iterable[int] = (), pipeline_uuids: Iterable[str] = ()) -> tuple[dict[int, int], dict[str, int]]:
+    """Waiting + running runs per trigger and per pipeline (for ``on_pipeline_run_limit_reached``)."""
+    active = (RUN_INITIAL, RUN_RUNNING)
+    by_trigger: dict[int, int] = {}
+    by_pipeline: dict[str, int] = {}
+    tids, pids = list(trigger_ids), list(pipeline_uuids)
+    if tids:
+        for tid, n in session.execute(
+            select(PipelineRun.trigger_id, func.count())
+            .where(PipelineRun.trigger_id.in_(tids), PipelineRun.status.in_(active))
+            .group_by(PipelineRun.trigger_id)
+        ):
+            by_trigger[tid] = n
+    if pids:
+        for pid, n in session.execute(
+            select(PipelineRun.pipeline_uuid, func.count())
+            .where(PipelineRun.pipeline_uuid.in_(pids), PipelineRun.status.in_(active))
+            .group_by(PipelineRun.pipeline_uuid)
+        ):
+            by_pipeline[pid] = n
+    return by_trigger, by_pipeline
