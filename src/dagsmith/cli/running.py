@@ -34,6 +34,12 @@ STYLE = {
 SUMMARY_CHILDREN = 20
 
 
+def _plain(line: str) -> None:
+    """Write a line to the real stdout without Rich (block output is routed per thread; this is not)."""
+    out = getattr(sys.stdout, "real", sys.stdout)
+    out.write(line + "\n")
+
+
 class LiveView:
     """A RunObserver that keeps a Rich live table of block states and prints block output."""
 
@@ -82,10 +88,13 @@ class LiveView:
             return  # thousands of children would flood the output; their parent's row counts them
         if self.live is None and self.echo_logs:
             suffix = f" (attempt {attempt})" if attempt > 1 else ""
-            self.console.print(f"[cyan]▶[/] {block_uuid}{suffix}", highlight=False)
+            _plain(f"▶ {block_uuid}{suffix}")
 
     def on_block_log(self, *, block_uuid: str, record: dict, **kw: Any) -> None:
         if not self.echo_logs:
+            return
+        if self.live is None:
+            _plain(f"{block_uuid} | {record.get('message', '')}")
             return
         level = record.get("level", "info")
         colour = "red" if level in ("error", "critical") else ("yellow" if level == "warning" else "dim")
@@ -102,27 +111,23 @@ class LiveView:
             return
         if self.live is None and self.echo_logs:
             extra = f" ({kw['reason']})" if kw.get("reason") else ""
-            self.console.print(f"[{STYLE.get(status, '')}]■ {block_uuid} {status}[/]{extra}", highlight=False, markup=True)
+            _plain(f"■ {block_uuid} {status}{extra}")
             for cb in kw.get("callbacks") or ():
-                colour = "green" if cb.get("status") == "completed" else "red"
-                self.console.print(
-                    f"  [{colour}]↳ callback {cb.get('callback')}.{cb.get('function')} ({cb.get('on')}): {cb.get('status')}[/]"
-                    + (f" — {cb['error']}" if cb.get("error") else ""),
-                    highlight=False, markup=True, soft_wrap=True,
+                _plain(
+                    f"  ↳ callback {cb.get('callback')}.{cb.get('function')} ({cb.get('on')}): {cb.get('status')}"
+                    + (f" — {cb['error']}" if cb.get("error") else "")
                 )
 
     def on_run_end(self, **kw: Any) -> None:
         pass
 
 
-def summary_table(result: Any) -> Table:
-    t = Table(title=f"run {result.run_id} — {result.pipeline_uuid}", title_justify="left")
-    t.add_column("block")
-    t.add_column("status")
-    t.add_column("rows", justify="right")
-    t.add_column("time", justify="right")
-    t.add_column("tests", justify="right")
-    t.add_column("notes")
+SUMMARY_COLUMNS = ("block", "status", "rows", "time", "tests", "notes")
+
+
+def summary_rows(result: Any) -> list[tuple[str, ...]]:
+    """One row per block (and listed dynamic child): the cells of the summary table, as text."""
+    rows: list[tuple[str, ...]] = []
     by_parent: dict[str, list[Any]] = {}
     for b in result.blocks.values():
         if getattr(b, "parent", None):
@@ -150,15 +155,36 @@ def summary_table(result: Any) -> Table:
         for cb in getattr(b, "callbacks", None) or ():
             mark = "✔" if cb.get("status") == "completed" else "✘"
             notes.append(f"{mark} callback {cb.get('callback')}.{cb.get('function')} ({cb.get('on')})")
-        t.add_row(
+        rows.append((
             ("  ↳ " + uid) if parent else uid,
-            f"[{STYLE.get(b.status, '')}]{b.status}[/]",
+            b.status,
             "" if b.rows is None else f"{b.rows:,}",
             "" if secs is None else f"{secs:.3f}s",
             f"{b.tests_passed}/{b.tests_total}" if b.tests_total else "",
             "; ".join(notes),
-        )
+        ))
+    return rows
+
+
+def summary_table(result: Any) -> Table:
+    """The summary as a Rich table (for terminals)."""
+    t = Table(title=f"run {result.run_id} — {result.pipeline_uuid}", title_justify="left")
+    for name in SUMMARY_COLUMNS:
+        t.add_column(name, justify="right" if name in ("rows", "time", "tests") else "left")
+    for row in summary_rows(result):
+        t.add_row(row[0], f"[{STYLE.get(row[1], '')}]{row[1]}[/]", *row[2:])
     return t
+
+
+def summary_text(result: Any) -> str:
+    """The summary as aligned plain text (for logs and pipes: cheap even with thousands of rows)."""
+    rows = [SUMMARY_COLUMNS, *summary_rows(result)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(SUMMARY_COLUMNS) - 1)]
+    lines = [f"run {result.run_id} — {result.pipeline_uuid}"]
+    for r in rows:
+        cells = [r[i].rjust(widths[i]) if SUMMARY_COLUMNS[i] in ("rows", "time", "tests") else r[i].ljust(widths[i]) for i in range(len(widths))]
+        lines.append("  ".join(cells + [r[-1]]).rstrip())
+    return "\n".join(lines)
 
 
 def run_command(
@@ -244,7 +270,7 @@ def _run(project: str, pipeline: str, console: Console, *, as_json: bool, **kw: 
     elif console.is_terminal:
         from rich.live import Live
 
-        with Live(console=console, refresh_per_second=8, transient=True) as live:
+        with Live(console=console, refresh_per_second=8, transient=True, redirect_stdout=False, redirect_stderr=False) as live:
             view = LiveView(console, live, echo_logs=True)
             return run_pipeline(project, pipeline, observer=_combine([view, *observers]), **kw)
     else:
@@ -302,7 +328,10 @@ def _resume_state(project: str, pipeline: str, run_id: str) -> dict[str, str]:
 
 
 def _report(console: Console, result: Any, project: str, pipeline: str, blocks: Optional[List[str]]) -> None:
-    console.print(summary_table(result))
+    if console.is_terminal:
+        console.print(summary_table(result))
+    else:
+        _plain(summary_text(result))
     for uid in blocks or []:  # SQL blocks run alone: show what the database got and the first rows
         extra = result.blocks[uid].extra if uid in result.blocks else {}
         if extra.get("rendered_sql"):

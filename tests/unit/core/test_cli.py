@@ -118,3 +118,35 @@ def test_cli_runs_leave_a_history_record(tmp_path):
     assert record["status"] == "completed" and record["source"] == "cli"
     assert record["logs"]["a"][0]["message"] == "hi"
     assert not (root / ".dagsmith" / "inbox" / f"{run_id}.start.json").exists()
+
+
+def test_run_on_a_terminal_shows_live_view_and_finishes(tmp_path):
+    """On a terminal the live view is drawn (Rich); block output must still flow and the run end."""
+    import pty
+    import select
+
+    root = make_project(tmp_path)
+    add_pipeline(root, "p", [{"uuid": "a", "type": "data_loader", "code": "@data_loader\ndef f(**kw):\n    print('from the block')\n    return [1, 2]\n"}])
+    leader, follower = pty.openpty()
+    env = {**os.environ, "DAGSMITH_NO_HISTORY": "1", "TERM": "xterm", "COLUMNS": "120"}
+    proc = subprocess.Popen([sys.executable, "-m", "dagsmith", "run", str(root), "p"], stdout=follower, stderr=follower, env=env)
+    os.close(follower)
+    out = b""
+    try:
+        while True:
+            ready, _, _ = select.select([leader], [], [], 60)
+            if not ready:
+                break
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(timeout=60) == 0, out.decode(errors="replace")
+    finally:
+        proc.kill()
+        os.close(leader)
+    text = out.decode(errors="replace")
+    assert "from the block" in text and "completed" in text
