@@ -5,12 +5,16 @@ and every write transaction starts with ``BEGIN IMMEDIATE`` so a reader never ha
 upgrade its lock mid-transaction (the cause of "database is locked" under several
 processes). PostgreSQL is used when ``DAGSMITH_DATABASE_URL`` is set. Migrations
 (Alembic, ``store/migrations``) run on ``Database.migrate()``; concurrent starts are
-serialised by a PostgreSQL advisory lock or SQLite's write lock.
+serialised by a PostgreSQL advisory lock or SQLite's write lock. When the database is
+already at the newest revision (one plain ``SELECT`` of ``alembic_version`` against the
+head read from the revision files' text), Alembic is neither imported nor run, which keeps
+``dagsmith start`` fast.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -24,6 +28,37 @@ from dagsmith.orchestration.settings import OrchestrationSettings
 
 MIGRATIONS_DIR = Path(__file__).parent / "store" / "migrations"
 _MIGRATION_LOCK_KEY = 7_351_218_044  # arbitrary, stable advisory-lock key
+_REVISION_RE = re.compile(r"^revision\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", re.M)
+_DOWN_RE = re.compile(r"^down_revision\s*(?::[^=]*)?=\s*(.+)$", re.M)
+_head_cache: list[str | None] = []
+
+
+def head_revision() -> str | None:
+    """The newest migration revision, read from ``store/migrations/versions/*.py`` as text.
+
+    None when it cannot be told (no files, several heads, an unreadable file); callers
+    then let Alembic decide.
+    """
+    if _head_cache:
+        return _head_cache[0]
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    head: str | None = None
+    try:
+        for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+            source = path.read_text(encoding="utf-8")
+            found = _REVISION_RE.search(source)
+            down = _DOWN_RE.search(source)
+            if found is None or down is None:
+                raise ValueError(f"{path.name}: no revision / down_revision line")
+            revisions.add(found.group(1))
+            parents.update(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)))
+        heads = revisions - parents
+        head = heads.pop() if len(heads) == 1 else None
+    except (OSError, ValueError):
+        head = None
+    _head_cache.append(head)
+    return head
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -107,6 +142,9 @@ class Database:
         with self._lock:
             if self._migrated:
                 return
+            if self.is_current():
+                self._migrated = True
+                return
             from alembic import command
             from alembic.config import Config
 
@@ -126,6 +164,21 @@ class Database:
                         conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY})
                         conn.commit()
             self._migrated = True
+
+    def is_current(self) -> bool:
+        """True when ``alembic_version`` holds exactly the newest revision (one plain query, no Alembic)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        head = head_revision()
+        if head is None:
+            return False
+        try:
+            with self.engine.execution_options(readonly=True).connect() as conn:
+                rows = [r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))]
+                conn.rollback()
+        except SQLAlchemyError:  # no table yet (new database), or unreachable: Alembic decides and reports
+            return False
+        return rows == [head]
 
     def dispose(self) -> None:
         self.engine.dispose()

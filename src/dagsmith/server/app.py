@@ -5,6 +5,10 @@ optional orchestration ``Runtime`` (so API-queued runs start at once in this pro
 JSON errors a person can act on (``{"error": {"code", "message", "hint", "type"}}``),
 a request-size limit (413) and, when ``dagsmith.server.ui`` provides ``mount_ui``, the
 browser UI. Routes live in ``server/api/<resource>.py`` and stay thin.
+
+The API routes are added on the first request under ``/api`` (or the first ``app.openapi()``
+call), not at start: importing them and letting FastAPI build each route's parameter and
+body models costs a few hundred milliseconds that the first page of the UI does not need.
 """
 
 from __future__ import annotations
@@ -165,9 +169,7 @@ def create_app(project_root: str | Path, settings: Any = None, *, runtime: Any =
     async def _unexpected(request: Request, exc: Exception):
         return error_response(500, f"internal error: {type(exc).__name__}: {exc}", hint="see the server log for the traceback", kind="internal_error")
 
-    from dagsmith.server.api import router
-
-    app.include_router(router, prefix="/api")
+    _lazy_api(app)
     app.add_middleware(BodyLimit, limit=int(settings.max_body_bytes))
 
     import importlib
@@ -182,6 +184,46 @@ def create_app(project_root: str | Path, settings: Any = None, *, runtime: Any =
     if mount is not None:
         mount(app, root)
     return app
+
+
+class _LazyApi:
+    """ASGI middleware: include the REST routes into ``app`` before the first ``/api`` request reaches it."""
+
+    def __init__(self, app, *, target: Any) -> None:
+        self.app = app
+        self.target = target
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket") and not self.target.state.api_ready and scope.get("path", "").startswith("/api"):
+            include_api(self.target)
+        return await self.app(scope, receive, send)
+
+
+def include_api(app: FastAPI) -> None:
+    """Add the ``/api`` routes to ``app`` once (thread-safe; a no-op after the first call)."""
+    with app.state.api_lock:
+        if app.state.api_ready:
+            return
+        from dagsmith.server.api import router
+
+        app.include_router(router, prefix="/api")
+        app.openapi_schema = None  # a schema built before the routes were added is stale
+        app.state.api_ready = True
+
+
+def _lazy_api(app: FastAPI) -> None:
+    import threading
+
+    app.state.api_ready = False
+    app.state.api_lock = threading.Lock()
+    app.add_middleware(_LazyApi, target=app)
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        include_api(app)
+        return build_openapi()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _version() -> str:

@@ -5,6 +5,8 @@ daemon thread and returns a job id at once; ``wait`` blocks (up to a timeout) un
 job ends, so the page long-polls and shows the result the moment it exists. When the run
 ends, the block's stdout, test counts, error and a preview of its stored output are kept
 in memory (the newest 200 jobs). Live stdout lines arrive through the engine observer.
+As Mage does, each block that ran gets ``status: executed`` (or ``failed``) in its entry of
+``pipelines/<p>/metadata.yaml``; the editor's conflict check guards block files, not that file.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 MAX_JOBS = 200
+#: engine block status → the ``status`` Mage keeps in a block's metadata.yaml entry
+YAML_STATUS = {"completed": "executed", "failed": "failed"}
+_yaml_lock = threading.Lock()
 
 
 @dataclass
@@ -126,14 +131,34 @@ class BlockJobs:
             job.status = mine.status if mine is not None else result.status
             if job.status == "completed":
                 job.preview = self._preview(job.pipeline_uuid, job.block_uuid, result.partition)
+            self._record_status(job.pipeline_uuid, {u: br.status for u, br in result.blocks.items()})
         except Exception as exc:  # noqa: BLE001 - shown in the cell, never raised into the server
             from dagsmith.errors import DagsmithError
 
             job.status = "failed"
             job.error = exc.message + (f"\nhint: {exc.hint}" if exc.hint else "") if isinstance(exc, DagsmithError) else f"{type(exc).__name__}: {exc}"
+            self._record_status(job.pipeline_uuid, {job.block_uuid: "failed"})
         finally:
             job.ended = time.time()
             job.done.set()
+
+    def _record_status(self, pipeline_uuid: str, statuses: dict[str, str]) -> None:
+        """Write ``status: executed|failed`` into the entries of the blocks that ran (only where it changes)."""
+        import logging
+
+        from dagsmith.project.pipelines import read_pipeline_raw, update_block_entry
+
+        wanted = {u: YAML_STATUS[s] for u, s in statuses.items() if s in YAML_STATUS}
+        if not wanted:
+            return
+        try:
+            with _yaml_lock:
+                current = {str(b.get("uuid")): b.get("status") for b in read_pipeline_raw(self.root, pipeline_uuid).get("blocks") or [] if isinstance(b, dict)}
+                for block_uuid, status in wanted.items():
+                    if block_uuid in current and current[block_uuid] != status:
+                        update_block_entry(self.root, pipeline_uuid, block_uuid, {"status": status})
+        except Exception as exc:  # noqa: BLE001 - the run's result matters more than its bookkeeping
+            logging.getLogger(__name__).warning("could not record block status in pipeline %s: %s", pipeline_uuid, exc)
 
     def _preview(self, pipeline_uuid: str, block_uuid: str, partition: str) -> dict[str, Any] | None:
         return output_preview(self.root, pipeline_uuid, block_uuid, partition)

@@ -31,6 +31,8 @@ TEMPLATE_LABELS = {
 }
 ADDABLE_TYPES = [("data_loader", "Data loader"), ("transformer", "Transformer"), ("data_exporter", "Data exporter"), ("custom", "Custom"), ("sensor", "Sensor")]
 SQL_PROVIDERS = ["postgres", "bigquery", "duckdb", "snowflake", "mysql", "redshift", "clickhouse", "trino"]
+#: SQL templates named after a connector set the new block's data_provider; its default schema (BigQuery: the dataset, set by the user)
+SQL_TEMPLATE_SCHEMAS = {"postgres": "public", "duckdb": "main", "bigquery": ""}
 SCHEDULE_PRESETS = [("@once", "Once"), ("@hourly", "Hourly"), ("@daily", "Daily (00:00)"), ("@weekly", "Weekly (Monday 00:00)"), ("@monthly", "Monthly (1st 00:00)"), ("custom", "Custom cron")]
 INTERVAL_TYPES = ["minute", "hour", "day", "week", "month", "year"]
 FILE_SKIP = {".git", ".dagsmith", "__pycache__", ".variables", ".logs", "mage_data", ".venv", "node_modules", ".ipynb_checkpoints"}
@@ -471,16 +473,16 @@ def _block_files(root: Path) -> list[dict[str, str]]:
     return out
 
 
-def _template_choices(templates: list[dict[str, str]]) -> dict[str, list[tuple[str, str]]]:
-    """block type → [(template, label)] of its Python templates, generic first."""
+def _template_choices(templates: list[dict[str, str]], language: str = "python") -> dict[str, list[tuple[str, str]]]:
+    """block type → [(template, label)] of its templates in ``language``, generic first."""
     out: dict[str, list[tuple[str, str]]] = {t: [] for t, _ in ADDABLE_TYPES}
     for t in templates:
-        if t["language"] == "python" and t["block_type"] in out:
+        if t["language"] == language and t["block_type"] in out:
             out[t["block_type"]].append((t["template"], TEMPLATE_LABELS.get(t["template"], t["template"])))
     for choices in out.values():
+        if not choices or (language == "sql" and all(c[0] != "generic" for c in choices)):
+            choices.append(("generic", TEMPLATE_LABELS["generic"]))  # SQL generic: the Connection select decides
         choices.sort(key=lambda c: (c[0] != "generic", c[1]))
-        if not choices:
-            choices.append(("generic", TEMPLATE_LABELS["generic"]))
     return out
 
 
@@ -516,6 +518,7 @@ def editor_page(request: Request, pipeline_uuid: str, ok: str | None = None, err
         pipeline_uuid=pipeline_uuid,
         blocks=spec.blocks,
         template_choices=_template_choices(list_templates()),
+        sql_template_choices=_template_choices(list_templates(), "sql"),
         addable_types=ADDABLE_TYPES,
         reusable=reusable,
         variables_yaml=dump_yaml(variables) if variables else "",
@@ -598,18 +601,21 @@ async def editor_add_block(request: Request, pipeline_uuid: str) -> Response:
                 raise ProjectError("a block needs a name", hint="e.g. load_taxi_data")
             if language not in ("python", "sql"):
                 raise ProjectError(f"language {language!r} is not supported here", hint="choose Python or SQL")
+            if language == "sql" and template not in SQL_TEMPLATE_SCHEMAS:
+                template = "generic"  # e.g. a Python template name sent with language SQL
             try:
-                content = render_block_template(btype, language, template if language == "python" else "generic", name)
+                content = render_block_template(btype, language, template, name)
             except ProjectError:
                 if language != "sql":
                     raise
                 content = f"-- {name}\nSELECT *\nFROM {{{{ df_1 }}}}\n" if upstream else f"-- {name}\nSELECT 1 AS one\n"
             configuration: dict[str, Any] = {}
             if language == "sql":
+                provider = template if template in SQL_TEMPLATE_SCHEMAS else str(form.get("data_provider") or "postgres")
                 configuration = {
-                    "data_provider": str(form.get("data_provider") or "postgres"),
+                    "data_provider": provider,
                     "data_provider_profile": "default",
-                    "data_provider_schema": "public",
+                    "data_provider_schema": SQL_TEMPLATE_SCHEMAS.get(provider, "public"),
                     "data_provider_table": clean_name(name) if btype == "data_exporter" else "",
                     "export_write_policy": "replace" if btype == "data_exporter" else "append",
                     "use_raw_sql": False,

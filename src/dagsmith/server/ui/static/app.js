@@ -90,13 +90,20 @@
     var type = document.getElementById("new-type"), lang = document.getElementById("new-language"), tpl = document.getElementById("new-template");
     if (!type || !tpl) return;
     var sql = lang.value === "sql";
-    var choices = JSON.parse(tpl.dataset.templates || "{}")[type.value] || [["generic", "Generic"]];
+    var choices = JSON.parse((sql ? tpl.dataset.sqlTemplates : tpl.dataset.templates) || "{}")[type.value] || [["generic", "Generic"]];
     var keep = tpl.value;
     tpl.innerHTML = "";
     choices.forEach(function (c) { var o = document.createElement("option"); o.value = c[0]; o.textContent = c[1]; tpl.appendChild(o); });
     if (choices.some(function (c) { return c[0] === keep; })) tpl.value = keep;
-    tpl.closest("label").style.display = sql ? "none" : "";
     document.querySelectorAll(".sql-only").forEach(function (el) { el.style.display = sql ? "" : "none"; });
+    syncProvider();
+  }
+
+  // An SQL template named after a connection (postgres, duckdb, bigquery) picks that connection
+  function syncProvider() {
+    var lang = document.getElementById("new-language"), tpl = document.getElementById("new-template"), provider = document.getElementById("new-provider");
+    if (!lang || !tpl || !provider || lang.value !== "sql") return;
+    if (Array.prototype.some.call(provider.options, function (o) { return o.value === tpl.value; })) provider.value = tpl.value;
   }
 
   // Trigger form: cron field only for custom schedules; schedule fields only for schedule triggers
@@ -154,6 +161,8 @@
     syncTriggerForm();
     initDag();
     ["new-type", "new-language"].forEach(function (id) { var el = document.getElementById(id); if (el) el.addEventListener("change", syncTemplates); });
+    var newTemplate = document.getElementById("new-template");
+    if (newTemplate) newTemplate.addEventListener("change", syncProvider);
     var tf = document.getElementById("trigger-form");
     if (tf) tf.addEventListener("change", syncTriggerForm);
     if (location.hash.indexOf("#block-") === 0) {
