@@ -38,7 +38,9 @@ class Measure:
 def run_process(cmd: Sequence[str], *, cwd: str | os.PathLike[str] | None = None, env: dict | None = None,
                 check: bool = True) -> tuple[float, float, str]:
     """Run ``cmd`` once; returns (wall seconds, peak RSS in MB of that process, output)."""
-    full_env = {**os.environ, **(env or {})}
+    # measure what users get: bytecode caches on (some shells set PYTHONDONTWRITEBYTECODE)
+    full_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    full_env.update(env or {})
     start = time.perf_counter()
     proc = subprocess.Popen(list(cmd), cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out = b""

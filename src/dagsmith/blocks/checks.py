@@ -8,35 +8,117 @@ the block's upstream outputs. Each problem names the pipeline, block and file:li
 from __future__ import annotations
 
 import ast
+import marshal
+import os
+import sys
+import threading
 from pathlib import Path
+from types import CodeType
+from typing import NamedTuple
 
 from dagsmith.blocks.decorators import ENTRY_KINDS
 
-_parsed: dict[str, tuple[tuple[int, int], ast.Module]] = {}
+
+class FunctionFacts(NamedTuple):
+    """What validation needs of one top-level function (plain values, so it can be cached)."""
+
+    name: str
+    lineno: int
+    decorators: tuple[str, ...]
+    positional: tuple[str, ...]
+    n_defaults: int
+    has_vararg: bool
 
 
-def parse_block(path: Path, source: str) -> ast.Module:
-    """Parse a block file once per version on disk; the loader compiles the same tree."""
+class Analysis(NamedTuple):
+    """A block file parsed once: its syntax error or its functions, and its compiled code."""
+
+    stamp: tuple[int, int]
+    read_error: str | None
+    syntax_error: tuple[int, str] | None
+    functions: tuple[FunctionFacts, ...]
+    code: CodeType | None
+
+
+# Parsing and compiling is most of what a small block costs; the result is kept in memory and,
+# like Python's own .pyc files, in the block folder's __pycache__ for the next process.
+_CACHE_TAG = f"dagsmith-{sys.implementation.cache_tag}-1"
+_memo: dict[str, Analysis] = {}
+_memo_lock = threading.Lock()
+
+
+def _cache_file(path: Path) -> Path:
+    return path.parent / "__pycache__" / f"{path.name}.{_CACHE_TAG}.bin"
+
+
+def analyze(path: Path) -> Analysis:
+    """Parse and compile ``path`` once per version on disk (memory, then __pycache__, then source)."""
     st = path.stat()
     stamp = (st.st_mtime_ns, st.st_size)
-    hit = _parsed.get(str(path))
-    if hit and hit[0] == stamp:
-        return hit[1]
-    tree = ast.parse(source, filename=str(path))
-    _parsed[str(path)] = (stamp, tree)
-    return tree
+    key = str(path)
+    with _memo_lock:
+        hit = _memo.get(key)
+    if hit is not None and hit.stamp == stamp:
+        return hit
+    result = _read_cache(path, stamp) or _analyze_source(path, stamp)
+    with _memo_lock:
+        _memo[key] = result
+    return result
 
 
-def cached_tree(path: Path) -> ast.Module | None:
-    """The tree ``parse_block`` made for the file as it is now on disk, if any."""
-    hit = _parsed.get(str(path))
-    if not hit:
-        return None
+def _read_cache(path: Path, stamp: tuple[int, int]) -> Analysis | None:
     try:
-        st = path.stat()
-    except OSError:
+        data = marshal.loads(_cache_file(path).read_bytes())
+        # the code object names its file: a moved project must compile again
+        if tuple(data[0]) != stamp or data[3] != str(path):
+            return None
+        return Analysis(stamp, None, None, tuple(FunctionFacts(*f) for f in data[1]), data[2])
+    except Exception:  # missing, stale or from another Python: parse the source again
         return None
-    return hit[1] if hit[0] == (st.st_mtime_ns, st.st_size) else None
+
+
+def _analyze_source(path: Path, stamp: tuple[int, int]) -> Analysis:
+    try:
+        source = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        return Analysis(stamp, f"is not UTF-8 text ({exc.reason} at byte {exc.start})", None, (), None)
+    except OSError as exc:
+        return Analysis(stamp, f"cannot be read: {exc.strerror or exc}", None, (), None)
+    try:
+        tree = ast.parse(source, filename=str(path))
+    except SyntaxError as exc:
+        return Analysis(stamp, None, (exc.lineno or 0, exc.msg), (), None)
+    functions = tuple(
+        FunctionFacts(
+            node.name,
+            node.lineno,
+            tuple(n for n in (_decorator_name(d) for d in node.decorator_list) if n),
+            tuple(a.arg for a in (*node.args.posonlyargs, *node.args.args)),
+            len(node.args.defaults),
+            node.args.vararg is not None,
+        )
+        for node in tree.body
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+    )
+    try:
+        code = compile(tree, str(path), "exec")
+    except SyntaxError as exc:  # errors only the compiler finds (e.g. 'return' outside a function)
+        return Analysis(stamp, None, (exc.lineno or 0, exc.msg), (), None)
+    _write_cache(path, stamp, functions, code)
+    return Analysis(stamp, None, None, functions, code)
+
+
+def _write_cache(path: Path, stamp: tuple[int, int], functions: tuple[FunctionFacts, ...], code: CodeType) -> None:
+    if sys.dont_write_bytecode:  # PYTHONDONTWRITEBYTECODE / -B: no cache files, as for .pyc
+        return
+    target = _cache_file(path)
+    try:
+        target.parent.mkdir(exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_bytes(marshal.dumps((stamp, tuple(tuple(f) for f in functions), code, str(path))))
+        os.replace(tmp, target)
+    except OSError:  # a read-only project still runs; it just parses again next time
+        pass
 
 
 def _decorator_name(node: ast.expr) -> str | None:
@@ -48,17 +130,15 @@ def _decorator_name(node: ast.expr) -> str | None:
     return None
 
 
-def entry_function(tree: ast.Module, block_type: str) -> ast.FunctionDef | None:
+def entry_function(functions: tuple[FunctionFacts, ...], block_type: str) -> FunctionFacts | None:
     """The first top-level function decorated with the block's type (or, failing that, any entry kind)."""
     fallback = None
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            names = {_decorator_name(d) for d in node.decorator_list}
-            if block_type in names:
-                return node  # type: ignore[return-value]
-            if fallback is None and names & set(ENTRY_KINDS):
-                fallback = node
-    return fallback  # type: ignore[return-value]
+    for fn in functions:
+        if block_type in fn.decorators:
+            return fn
+        if fallback is None and set(fn.decorators) & set(ENTRY_KINDS):
+            fallback = fn
+    return fallback
 
 
 def check_python_block(
@@ -74,35 +154,31 @@ def check_python_block(
     shown = display_path or str(path)
     prefix = f"pipeline '{pipeline_uuid}', block '{block_uuid}'"
     try:
-        source = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        return [f"{prefix}: {shown} is not UTF-8 text ({exc.reason} at byte {exc.start})"]
+        facts = analyze(path)
     except OSError as exc:
         return [f"{prefix}: cannot read {shown}: {exc.strerror or exc}"]
-    try:
-        tree = parse_block(path, source)
-    except SyntaxError as exc:
-        return [f"{prefix}: syntax error at {shown}:{exc.lineno}: {exc.msg}"]
+    if facts.read_error:
+        return [f"{prefix}: {shown} {facts.read_error}"]
+    if facts.syntax_error:
+        return [f"{prefix}: syntax error at {shown}:{facts.syntax_error[0]}: {facts.syntax_error[1]}"]
     if block_type not in ENTRY_KINDS:
         return []
-    fn = entry_function(tree, block_type)
+    fn = entry_function(facts.functions, block_type)
     if fn is None:
         return [
             f"{prefix}: {shown} has no function decorated with @{block_type}"
             f" (add @{block_type} above the function this block should run)"
         ]
-    args = fn.args
-    positional = [*args.posonlyargs, *args.args]
-    n_defaults = len(args.defaults)
-    required = len(positional) - n_defaults
+    positional = fn.positional
+    required = len(positional) - fn.n_defaults
     if n_inputs < required:
-        names = ", ".join(a.arg for a in positional[n_inputs:required])
+        names = ", ".join(positional[n_inputs:required])
         return [
             f"{prefix}: {shown}:{fn.lineno}: {fn.name}() takes {required} positional parameter(s) but the "
             f"block has {n_inputs} upstream block(s); nothing would be passed for: {names}"
             " (add the upstream blocks or remove the parameters)"
         ]
-    if args.vararg is None and n_inputs > len(positional):
+    if not fn.has_vararg and n_inputs > len(positional):
         return [
             f"{prefix}: {shown}:{fn.lineno}: {fn.name}() takes {len(positional)} positional parameter(s) but the "
             f"block has {n_inputs} upstream block(s) whose outputs are passed positionally"

@@ -70,17 +70,15 @@ def load_python_block(path: Path, block_type: str, *, block_uuid: str, fresh: bo
             hit = _cache.get(key)
         if hit and hit[0] == stamp:
             return hit[1]
-    from dagsmith.blocks.checks import cached_tree
+    from dagsmith.blocks.checks import analyze
 
-    try:
-        tree = cached_tree(path)
-        source = tree if tree is not None else path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ProjectError(f"block '{block_uuid}': {path} is not UTF-8 text ({exc.reason})") from None
-    try:
-        code = compile(source, str(path), "exec")
-    except SyntaxError as exc:
-        raise ProjectError(f"block '{block_uuid}': syntax error at {path}:{exc.lineno}: {exc.msg}") from None
+    facts = analyze(path)
+    if facts.read_error:
+        raise ProjectError(f"block '{block_uuid}': {path} {facts.read_error}")
+    if facts.syntax_error or facts.code is None:
+        line, msg = facts.syntax_error or (0, "cannot compile")
+        raise ProjectError(f"block '{block_uuid}': syntax error at {path}:{line}: {msg}")
+    code = facts.code
     module = types.ModuleType(f"dagsmith_blocks.{block_type}.{block_uuid}")
     module.__file__ = str(path)
     module.__dict__.update(SEEDED)

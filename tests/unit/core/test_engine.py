@@ -479,3 +479,27 @@ def test_in_place_edits_downstream_do_not_reach_stored_output_or_siblings(root):
     assert store.read_block_value("p", result.partition, "load")["v"].tolist() == [1, 2, 3]
     assert store.read_block_value("p", result.partition, "sum") == 6
     assert store.read_block_value("p", result.partition, "double")["v"].tolist() == [100, 4, 6]
+
+
+def test_block_code_is_cached_and_edits_are_picked_up(root, monkeypatch):
+    import sys
+
+    from dagsmith.blocks import checks
+
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+
+    add_pipeline(root, "p", [{"uuid": "a", "type": "data_loader", "code": "@data_loader\ndef f(**kw):\n    return 1\n"}])
+    assert run_pipeline(root, "p").ok
+    cached = list((root / "data_loaders" / "__pycache__").glob("a.py.dagsmith-*.bin"))
+    assert len(cached) == 1
+    checks._memo.clear()  # as a new process would: the __pycache__ file is used
+    first = run_pipeline(root, "p")
+    path = root / "data_loaders" / "a.py"
+    path.write_text("@data_loader\ndef f(**kw):\n    return 'edited, longer'\n")
+    second = run_pipeline(root, "p")
+    from dagsmith.data.store import VariableStore
+    from dagsmith.project.layout import data_dir
+
+    store = VariableStore(data_dir(root))
+    assert store.read_block_value("p", first.partition, "a") == 1
+    assert store.read_block_value("p", second.partition, "a") == "edited, longer"
