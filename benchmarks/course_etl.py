@@ -21,7 +21,6 @@ throughput (rows/s) of the connectors: PostgreSQL, DuckDB, partitioned Parquet.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics

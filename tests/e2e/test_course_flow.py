@@ -9,7 +9,6 @@ test-artifacts/ and must load without console errors.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml

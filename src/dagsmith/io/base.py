@@ -200,7 +200,6 @@ def _to_text(value: Any) -> str:
 
 def arrow_to_pandas(table: "pa.Table") -> "pd.DataFrame":
     """Arrow → pandas the way users expect: integer columns with nulls stay integers (``Int64``)."""
-    import pandas as pd
     import pyarrow as pa
 
     mapping = {}

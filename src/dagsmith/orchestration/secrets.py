@@ -85,7 +85,7 @@ class SecretStore:
             if row is None:
                 row = repo.get_secret_row(session, name)
             if row is None:
-                raise ConfigError(f"secret {name!r} does not exist", hint=f"create it with POST /api/secrets or the UI's Secrets tab")
+                raise ConfigError(f"secret {name!r} does not exist", hint="create it with POST /api/secrets or the UI's Secrets tab")
             token = row.value
         try:
             return self._fernet.decrypt(token).decode()

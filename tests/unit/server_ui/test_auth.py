@@ -85,7 +85,6 @@ def test_login_sets_httponly_samesite_cookie_and_csrf_protects_api(secured):
 
 
 def test_without_auth_remote_clients_are_refused(project):
-    import asyncio
 
     from dagsmith.server.ui.auth import AuthMiddleware
     from dagsmith.project.layout import data_dir

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import TYPE_CHECKING, Any
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator
 
 from dagsmith.blocks.sql.render import SqlText, Statement
 from dagsmith.errors import ConfigError, TerminalConnectorError
@@ -343,7 +344,6 @@ class DuckDBDialect(Dialect):
         return bool(rows)
 
     def materialize(self, stmt: Statement, schema: str, table: str, policy: str) -> None:
-        import duckdb
 
         conn = self._conn()
         target = self.qualify(schema, table)
@@ -352,10 +352,8 @@ class DuckDBDialect(Dialect):
             self._materialize(conn, stmt, schema, table, policy, target, schema_ref)
 
     def _materialize(self, conn: Any, stmt: Statement, schema: str, table: str, policy: str, target: str, schema_ref: str) -> None:
-        import duckdb
 
-        conn.execute("BEGIN TRANSACTION")
-        try:
+        with _duck_transaction(conn):
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema_ref}")
             exists = self._exists(schema, table)
             if exists and policy == "fail":
@@ -364,19 +362,11 @@ class DuckDBDialect(Dialect):
                 self._exec(f"INSERT INTO {target}{_WRAP}", stmt)
             else:  # CREATE OR REPLACE in a transaction: readers see the old table until COMMIT
                 self._exec(f"CREATE OR REPLACE TABLE {target} AS{_WRAP}", stmt)
-            conn.execute("COMMIT")
-        except BaseException:
-            try:
-                conn.execute("ROLLBACK")
-            except duckdb.Error:
-                pass
-            raise
 
     def read_table(self, schema: str, table: str, limit: int) -> "pd.DataFrame":
         return _frame(self._conn().sql(f"SELECT * FROM {self.qualify(schema, table)} LIMIT {int(limit)}").to_arrow_table())
 
     def run_raw(self, statements: list[Statement]) -> "pd.DataFrame | None":
-        import duckdb
 
         conn = self._conn()
         result = None
@@ -391,21 +381,12 @@ class DuckDBDialect(Dialect):
         return None
 
     def _raw(self, conn: Any, statements: list[Statement]) -> "pa.Table | None":
-        import duckdb
 
         result = None
-        conn.execute("BEGIN TRANSACTION")
-        try:
+        with _duck_transaction(conn):
             for stmt in statements:
                 cur = self._exec("", stmt)
                 result = _duck_arrow(cur) if cur is not None and cur.description else None
-            conn.execute("COMMIT")
-        except BaseException:
-            try:
-                conn.execute("ROLLBACK")
-            except duckdb.Error:
-                pass
-            raise
         return result
 
     def execute_verbatim(self, text: str) -> None:
@@ -579,3 +560,20 @@ def open_dialect(provider: str, project_root: Any, profile: str, database: str |
     kwargs = {"project_root": str(project_root)} if key == "duckdb" else {}
     connector = get_connector_class(key).with_config(config, **kwargs)
     return cls(connector, config, database)
+
+
+@contextmanager
+def _duck_transaction(conn: Any) -> Iterator[None]:
+    """BEGIN … COMMIT on a DuckDB connection; any error rolls back and propagates."""
+    import duckdb
+
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        try:
+            conn.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+        raise
+    conn.execute("COMMIT")

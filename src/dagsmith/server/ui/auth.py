@@ -29,7 +29,6 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 SESSION_COOKIE = "dagsmith_session"
 CSRF_COOKIE = "dagsmith_csrf"
