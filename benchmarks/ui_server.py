@@ -72,6 +72,34 @@ def make_project(folder: Path) -> Path:
     return root
 
 
+def _start(root: Path) -> tuple[subprocess.Popen, str, float]:
+    """Start `dagsmith start` on a free port; returns the process, its URL and seconds until /pipelines answers 200."""
+    import httpx
+
+    url = f"http://127.0.0.1:{_port()}"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "dagsmith.cli.app", "start", str(root), "--port", url.rsplit(":", 1)[1]],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with httpx.Client(timeout=30) as client:
+        while True:
+            if time.perf_counter() - t0 > 60:
+                _stop(proc)
+                raise RuntimeError(f"dagsmith start did not answer on {url} within 60 s")
+            try:
+                if client.get(url + "/pipelines").status_code == 200:
+                    return proc, url, round(time.perf_counter() - t0, 3)
+            except httpx.HTTPError:
+                time.sleep(0.01)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def main() -> int:
     import httpx
     import psutil
@@ -82,24 +110,9 @@ def main() -> int:
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = make_project(Path(tmp))
-        port = _port()
-        url = f"http://127.0.0.1:{port}"
-        port = _port()  # the first server's port may still be in TIME_WAIT
-        url = f"http://127.0.0.1:{port}"
-        t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "dagsmith.cli.app", "start", str(root), "--port", str(port)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc, url, out["start_s"] = _start(root)
         try:
             with httpx.Client(timeout=30) as client:
-                while True:
-                    if time.perf_counter() - t0 > 60:
-                        raise RuntimeError(f"the second start did not answer on {url} within 60 s")
-                    try:
-                        if client.get(url + "/pipelines").status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        time.sleep(0.01)
-                out["start_s"] = round(time.perf_counter() - t0, 3)
                 time.sleep(5)
                 out["idle_rss_mb"] = round(psutil.Process(proc.pid).memory_info().rss / 2**20, 1)
                 for n in (100, 500):
@@ -130,33 +143,10 @@ def main() -> int:
                 out["preview_ms"] = round(statistics.median(lags) * 1000, 1)
                 out["rss_after_mb"] = round(psutil.Process(proc.pid).memory_info().rss / 2**20, 1)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        port = _port()  # the first server's port may still be in TIME_WAIT
-        url = f"http://127.0.0.1:{port}"
-        t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "dagsmith.cli.app", "start", str(root), "--port", str(port)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            with httpx.Client(timeout=30) as client:
-                while True:
-                    if time.perf_counter() - t0 > 60:
-                        raise RuntimeError(f"the second start did not answer on {url} within 60 s")
-                    try:
-                        if client.get(url + "/pipelines").status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        time.sleep(0.01)
-                out["restart_s"] = round(time.perf_counter() - t0, 3)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop(proc)
+        # a fresh port: the first server's may still be in TIME_WAIT
+        proc, url, out["restart_s"] = _start(root)
+        _stop(proc)
     out["goals"] = GOALS
     out["mage"] = MAGE
     if args.json:

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.fixtures.orch_projects import create_pg_database, make_project, wait_until  # noqa: E402
+from tests.fixtures.orch_projects import create_pg_database, make_project, run_worker_processes  # noqa: E402
 
 pytestmark = pytest.mark.integration
 UTC = timezone.utc
@@ -56,24 +54,7 @@ def test_worker_processes_never_run_more_than_the_pipeline_limit_at_once(pg_proj
         for t in range(2):
             trig = repo.create_trigger(s, "slow", f"api{t}", schedule_type="api")
             ids += [repo.create_run(s, "slow", source="api", trigger_id=trig.id, variables={"SLEEP_SECONDS": 0.4}).id for _ in range(2)]
-    env = dict(os.environ, DAGSMITH_POLL_INTERVAL="0.02", DAGSMITH_HEARTBEAT_INTERVAL="0.5")
-    workers = [
-        subprocess.Popen([sys.executable, "-m", "dagsmith.cli.app", "start", str(project), "--role", "worker", "--concurrency", "4"],
-                         env=env, stdout=open(tmp_path / f"w{i}.log", "wb"), stderr=subprocess.STDOUT)
-        for i in range(2)
-    ]
-    try:
-        def done():
-            with db.read() as s:
-                counts = repo.count_runs(s)
-            return counts.get("completed", 0) + counts.get("failed", 0) == len(ids)
-
-        wait_until(done, 120, 0.1, "all runs finished")
-    finally:
-        for w in workers:
-            w.terminate()
-        for w in workers:
-            w.wait(30)
+    run_worker_processes(project, db, 2, len(ids), tmp_path)
     with db.read() as s:
         runs = sorted((repo.get_run(s, i) for i in ids), key=lambda r: r.started_at)
     assert {r.status for r in runs} == {"completed"}

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.fixtures.orch_projects import create_pg_database, make_project, marks, wait_until  # noqa: E402
+from tests.fixtures.orch_projects import create_pg_database, make_project, run_worker_processes, marks  # noqa: E402
 
 pytestmark = pytest.mark.integration
 UTC = timezone.utc
@@ -114,24 +114,7 @@ def test_worker_processes_execute_each_run_exactly_once(pg_project, tmp_path):
     n = 120
     with db.session() as s:
         ids = [repo.create_run(s, "counted", source="api", variables={"key": f"k{i}"}).id for i in range(n)]
-    env = dict(os.environ, DAGSMITH_POLL_INTERVAL="0.02", DAGSMITH_HEARTBEAT_INTERVAL="0.5")
-    workers = [
-        subprocess.Popen([sys.executable, "-m", "dagsmith.cli.app", "start", str(project), "--role", "worker", "--concurrency", "4"],
-                         env=env, stdout=open(tmp_path / f"w{i}.log", "wb"), stderr=subprocess.STDOUT)
-        for i in range(3)
-    ]
-    try:
-        def done():
-            with db.read() as s:
-                counts = repo.count_runs(s)
-            return counts.get("completed", 0) + counts.get("failed", 0) == n
-
-        wait_until(done, 120, 0.1, "all runs finished")
-    finally:
-        for w in workers:
-            w.terminate()
-        for w in workers:
-            w.wait(30)
+    run_worker_processes(project, db, 3, n, tmp_path)
     with db.read() as s:
         runs = [repo.get_run(s, i) for i in ids]
     assert {r.status for r in runs} == {"completed"}

@@ -9,12 +9,9 @@ import pytest
 
 from dagsmith.errors import ConfigError
 from dagsmith.orchestration.scheduler.backfills import backfill_dates, run_rows
+from tests.fixtures.clock import utc
 
 UTC = timezone.utc
-
-
-def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=UTC)
 
 
 def test_daily_range_is_inclusive():

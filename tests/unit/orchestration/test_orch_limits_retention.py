@@ -13,20 +13,9 @@ from fastapi.testclient import TestClient
 from dagsmith.orchestration.scheduler.loop import Scheduler
 from dagsmith.orchestration.store import repo
 from dagsmith.orchestration.worker import Worker
+from tests.fixtures.clock import Clock, utc
 
 UTC = timezone.utc
-
-
-def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

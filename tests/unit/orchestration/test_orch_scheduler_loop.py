@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import timezone
 
 import pytest
 import yaml
 
 from dagsmith.orchestration.scheduler.loop import Scheduler
 from dagsmith.orchestration.store import repo
+from tests.fixtures.clock import Clock, utc
 
 UTC = timezone.utc
-
-
-def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def _dates(db, trigger_id):

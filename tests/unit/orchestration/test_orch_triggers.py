@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 
 import pytest
 
@@ -15,12 +15,9 @@ from dagsmith.orchestration.scheduler.triggers import (
     ticks_between,
     validate_schedule,
 )
+from tests.fixtures.clock import utc
 
 UTC = timezone.utc
-
-
-def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=UTC)
 
 
 def test_presets_follow_mage_periods():
