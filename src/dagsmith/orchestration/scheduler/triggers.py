@@ -76,7 +76,24 @@ def cron_expression(interval: str) -> str:
             f"schedule_interval {value!r} is neither a preset nor a 5-field cron expression",
             hint="use @hourly, @daily, @weekly, @monthly, @once or a cron such as '0 5 * * *' (minute hour day month weekday)",
         )
+    if not _ever_fires(expr):
+        raise ConfigError(
+            f"schedule_interval {value!r} never fires: no date has that day in that month (such as 31 February)",
+            hint="check the day-of-month and month fields, e.g. '0 0 28 2 *' for 28 February, or 'L' for the last day of a month",
+        )
     return expr
+
+
+def _ever_fires(expr: str) -> bool:
+    """False for a valid cron whose day and month never meet (``0 0 31 2 *``): refused when a trigger is made, not every tick."""
+    from croniter import CroniterBadDateError, croniter
+
+    try:
+        # 29 February on a given weekday comes round within 28 years
+        croniter(expr, datetime(2000, 1, 1), max_years_between_matches=30).get_next(datetime)
+    except CroniterBadDateError:
+        return False
+    return True
 
 
 def validate_schedule(interval: str, tz: str | None = "UTC") -> None:
