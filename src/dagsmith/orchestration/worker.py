@@ -9,6 +9,13 @@ back in the queue by any scheduler or worker and resumed from its unfinished
 blocks: completed blocks are passed to the engine as ``completed`` and read from
 the variables store, never run twice.
 
+Everything a worker's runs write (block runs, heartbeats, run ends) goes through one
+``RunRecorder`` thread that batches it into few transactions, retries through database
+outages while the runs stay claimed, and fences every write with the run's claim count:
+a worker never claims a run it is still executing, takes back a run that was handed
+back to the queue while it ran (when nobody claimed it since), and stops its copy of a
+run another worker claimed.
+
 Cancellation: a cancel request (API/UI) reaches the run's ``cancel_event`` at the next
 heartbeat, or at once in the same process; the engine stops the running block and
 starts nothing downstream. A trigger's ``timeout`` fails the run the same way.
@@ -36,8 +43,9 @@ def utcnow() -> datetime:
 
 
 class _Active:
-    def __init__(self, run_id: int) -> None:
+    def __init__(self, run_id: int, claims: int = 0) -> None:
         self.run_id = run_id
+        self.claims = claims  # the claim count this worker saw: the run's fencing token
         self.cancel = threading.Event()
         self.reason: str | None = None  # cancelled | timeout | lost | shutdown
 
@@ -80,12 +88,27 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._secret_values: list[str] | None = None
         self._registered = False
+        self._recorder = None
+        self._recorder_lock = threading.Lock()
+        self._pending_beat: cf.Future | None = None
         from dagsmith.orchestration.concurrency import PipelineLimitsCache
 
         #: each pipeline's concurrency_config limits, honoured when claiming
         self.pipeline_limits = PipelineLimitsCache(settings.project_root)
 
     # ------------------------------------------------------------------ public
+    @property
+    def recorder(self):
+        """The writer thread of this worker's runs (started on first use)."""
+        if self._recorder is None:
+            with self._recorder_lock:
+                if self._recorder is None:
+                    from dagsmith.orchestration.recorder import RunRecorder
+
+                    self._recorder = RunRecorder(self.db, self.worker_id, clock=self.clock, on_lost=self._lost,
+                                                 register_worker=self._registered)
+        return self._recorder
+
     def register(self) -> None:
         from dagsmith.orchestration.store import repo
 
@@ -94,6 +117,7 @@ class Worker:
             # runs left "running" by a crashed process of this machine resume now, not after the heartbeat timeout
             repo.recover_dead_local_runs(session, socket.gethostname(), now=self.clock())
         self._registered = True
+        self.recorder.register_worker = True
         self._install_secret_resolver()
 
     def notify(self) -> None:
@@ -120,7 +144,8 @@ class Worker:
 
         if self.stopping.is_set():
             return []
-        room = self.concurrency - len(self.active_runs)
+        held = self.active_runs
+        room = self.concurrency - len(held)
         if room <= 0:
             return []
         with self.db.session() as session:
@@ -128,35 +153,53 @@ class Worker:
                 session,
                 self.worker_id,
                 limit=room,
-                now=self.clock(),
+                clock=self.clock,
                 global_limit=self.settings.global_run_limit,
                 backfill_id=self.backfill_id,
                 pipeline_limits=self.pipeline_limits,
+                exclude_ids=held,
+                logs_root=str(self.settings.logs_dir),
             )
-            claimed = [(r.id, _snapshot(r)) for r in runs]
+            names = repo.trigger_names(session, [r.trigger_id for r in runs]) if runs else {}
+            claimed = [(r.id, _snapshot(r, names)) for r in runs]
         for run_id, snap in claimed:
-            active = _Active(run_id)
+            active = _Active(run_id, snap["claims"])
+            self.recorder.track(run_id, snap["claims"])
             with self._lock:
                 self._active[run_id] = active
             self._futures[run_id] = self._pool.submit(self._execute, snap, active)
         return [rid for rid, _ in claimed]
 
-    def heartbeat(self) -> None:
-        """Refresh this worker's runs; stop runs that were cancelled or taken over."""
-        from dagsmith.orchestration.store import repo
+    def heartbeat(self, timeout: float | None = None) -> None:
+        """Refresh this worker's runs; stop runs that were cancelled or taken over.
 
-        now = self.clock()
-        with self.db.session() as session:
-            if self._registered:
-                repo.worker_heartbeat(session, self.worker_id, now=now)
-            states = repo.heartbeat_runs(session, self.worker_id, self.active_runs, now=now)
-        for run_id, state in states.items():
+        Goes through the recorder (one writer per worker: no lock waits between its own
+        transactions); while the database is unreachable the beat stays queued and is
+        retried, and no second one is queued behind it.
+        """
+        if self._pending_beat is None or self._pending_beat.done():
+            self._pending_beat = self.recorder.heartbeat()
+        wait = max(0.05, float(self.settings.heartbeat_interval)) if timeout is None else timeout
+        try:
+            states = self._pending_beat.result(timeout=wait)
+        except cf.TimeoutError:
+            return
+        for run_id, state in (states or {}).items():
             if state in ("cancel", "lost"):
-                with self._lock:
-                    active = self._active.get(run_id)
-                if active is not None and not active.cancel.is_set():
-                    active.reason = "cancelled" if state == "cancel" else "lost"
-                    active.cancel.set()
+                self._stop_local(run_id, "cancelled" if state == "cancel" else "lost")
+
+    def _lost(self, run_id: int) -> None:
+        """The recorder found that another worker claimed this run: stop our copy, write nothing more for it."""
+        self._stop_local(run_id, "lost")
+
+    def _stop_local(self, run_id: int, reason: str) -> None:
+        with self._lock:
+            active = self._active.get(run_id)
+        if active is not None and not active.cancel.is_set():
+            if reason == "lost":
+                log.warning("run %s was claimed by another worker; stopping this copy", run_id)
+            active.reason = reason
+            active.cancel.set()
 
     def recover(self) -> list[int]:
         from dagsmith.orchestration.store import repo
@@ -189,12 +232,16 @@ class Worker:
         futures = list(self._futures.values())
         if futures:
             cf.wait(futures, timeout=grace)
-        for run_id in self.active_runs:
-            self._active[run_id].reason = "shutdown"
-            self._active[run_id].cancel.set()
+        with self._lock:
+            still = list(self._active.values())
+        for active in still:
+            active.reason = "shutdown"
+            active.cancel.set()
         if futures:
             cf.wait(futures, timeout=30)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._recorder is not None:
+            self._recorder.close(timeout=5)
         if getattr(self, "_resolver", None) is not None:  # the resolver is process-wide: take ours back
             from dagsmith.project import io_config
 
@@ -263,33 +310,28 @@ class Worker:
         return notifier if notifier.enabled else None
 
     def _execute(self, snap: dict, active: _Active) -> None:
+        from pathlib import Path
+
         from dagsmith.orchestration.logs import RunLogWriter, run_log_dir
         from dagsmith.orchestration.observer import DbObserver
         from dagsmith.orchestration.scheduler.triggers import get_zone
         from dagsmith.orchestration.store import repo
-        from dagsmith.orchestration.store.models import Trigger
 
         run_id = snap["id"]
         timer: threading.Timer | None = None
         writer = None
         status, error = "failed", None
         try:
-            log_dir = run_log_dir(self.settings.logs_dir, snap["pipeline_uuid"], run_id)
+            log_dir = Path(snap["log_dir"]) if snap["log_dir"] else run_log_dir(self.settings.logs_dir, snap["pipeline_uuid"], run_id)
             writer = RunLogWriter(log_dir, run_id, secrets=self._secret_values or ())
-            with self.db.session() as session:
-                run = repo.get_run(session, run_id)
-                run.log_dir = str(log_dir)
-                completed = {
-                    br.block_uuid: br.partition or snap["partition"]
-                    for br in repo.list_block_runs(session, run_id)
-                    if br.status == "completed"
-                }
-                trigger_name, sla = None, None
-                if snap["trigger_id"] is not None:
-                    trig = session.get(Trigger, snap["trigger_id"])
-                    trigger_name = trig.name if trig is not None else None
-                    sla = trig.sla if trig is not None else None
-            if snap["claims"] > 1:
+            completed: dict[str, str] = {}
+            if snap["claims"] > 1:  # resumed or retried: its finished blocks are not run again
+                with self.db.read() as session:
+                    completed = {
+                        br.block_uuid: br.partition or snap["partition"]
+                        for br in repo.list_block_runs(session, run_id)
+                        if br.status == "completed"
+                    }
                 writer.info(f"resuming run on worker {self.worker_id}; {len(completed)} block(s) already completed")
             if snap["timeout"]:
                 def _time_out() -> None:
@@ -303,8 +345,8 @@ class Worker:
             interval = None
             if snap["interval_start"] and snap["interval_end"]:
                 interval = (snap["interval_start"].astimezone(zone), snap["interval_end"].astimezone(zone))
-            observer = DbObserver(self.db, run_id, snap["pipeline_uuid"], log_writer=writer, partition=snap["partition"])
-            notifier = self._notifier(snap["pipeline_uuid"], run_id, sla, writer)
+            observer = DbObserver(self.db, run_id, snap["pipeline_uuid"], log_writer=writer, partition=snap["partition"], recorder=self.recorder)
+            notifier = self._notifier(snap["pipeline_uuid"], run_id, snap["sla"], writer)
             if notifier is not None:
                 from dagsmith.engine.observer import Fanout
 
@@ -318,7 +360,7 @@ class Worker:
                 interval=interval,
                 event=snap["event"] or None,
                 env=self.settings.env,
-                trigger_name=trigger_name,
+                trigger_name=snap["trigger_name"],
                 partition=snap["partition"],
                 completed=completed or None,
                 observer=observer,
@@ -341,18 +383,18 @@ class Worker:
         if reason == "timeout":
             status, error = "failed", f"timed out after {snap['timeout']:g} s (trigger setting 'timeout')"
         try:
-            with self.db.session() as session:
-                if reason == "shutdown":
-                    repo.release_run(session, run_id, self.worker_id, now=self.clock())
-                elif reason == "lost":
-                    pass  # another worker owns it now
-                else:
-                    if status == "cancelled" and reason != "cancelled" and error is None:
-                        error = "cancelled"
-                    repo.finish_run(session, run_id, self.worker_id, status, error=error, now=self.clock())
-        except Exception:  # noqa: BLE001
+            # The run stays in _active (heart-beaten) until its end is written: the recorder retries
+            # through a database outage, so no other worker finds it stale and runs it again.
+            if reason == "shutdown":
+                self.recorder.release(run_id).result()
+            elif reason != "lost":  # a lost run belongs to another worker now
+                if status == "cancelled" and reason != "cancelled" and error is None:
+                    error = "cancelled"
+                self.recorder.finish(run_id, status, error).result()
+        except Exception:  # noqa: BLE001 - the recorder is closed (shutdown) or refused the write
             log.exception("could not record the end of run %s", run_id)
         finally:
+            self.recorder.untrack(run_id)
             if writer is not None:
                 writer.close()
             with self._lock:
@@ -361,12 +403,15 @@ class Worker:
             self.wake.set()
 
 
-def _snapshot(run) -> dict:
+def _snapshot(run, triggers: dict[int, tuple[str, Any]] | None = None) -> dict:
     """The fields a run needs to execute, read while its session is open."""
+    name, sla = (triggers or {}).get(run.trigger_id, (None, None))
     return {
         "id": run.id,
         "pipeline_uuid": run.pipeline_uuid,
         "trigger_id": run.trigger_id,
+        "trigger_name": name,
+        "sla": sla,
         "variables": dict(run.variables or {}),
         "event": dict(run.event or {}),
         "execution_date": run.execution_date,
@@ -374,6 +419,7 @@ def _snapshot(run) -> dict:
         "interval_end": run.interval_end,
         "timezone": run.timezone or "UTC",
         "partition": run.partition or str(run.id),
+        "log_dir": run.log_dir,
         "claims": run.claims,
         "timeout": run.timeout,
         "allow_blocks_to_fail": bool(run.allow_blocks_to_fail),
