@@ -32,9 +32,8 @@ from typing import Any, Callable
 
 log = logging.getLogger("dagsmith.worker")
 
-#: seconds between retries of a failing transaction: doubles up to the cap
+#: seconds before the first retry of a failing transaction; doubles up to the cap (the heartbeat interval)
 BACKOFF_START = 0.05
-BACKOFF_CAP = 2.0
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -61,8 +60,9 @@ class RunRecorder:
     """Batches the metadata writes of one worker's runs; see the module docstring."""
 
     def __init__(self, db, worker_id: str, *, clock: Callable[[], datetime], on_lost: Callable[[int], None] | None = None,
-                 register_worker: bool = False) -> None:
+                 register_worker: bool = False, backoff_cap: float = 2.0) -> None:
         self.db = db
+        self.backoff_cap = backoff_cap
         self.worker_id = worker_id
         self.clock = clock
         self.on_lost = on_lost
@@ -145,7 +145,7 @@ class RunRecorder:
                 self._write_with_retries(batch)
 
     def _write_with_retries(self, batch: list[_Item]) -> None:
-        delay = BACKOFF_START
+        delay = min(BACKOFF_START, self.backoff_cap)
         while True:
             try:
                 results = self._write(batch)
@@ -157,7 +157,7 @@ class RunRecorder:
                         return
                     log.warning("metadata DB write failed (%s); retrying in %.2f s", type(exc).__name__, delay)
                     time.sleep(delay)
-                    delay = min(BACKOFF_CAP, delay * 2)
+                    delay = min(self.backoff_cap, delay * 2)
                     continue
                 if len(batch) > 1:  # find the write the schema refuses; the others go through
                     for item in batch:

@@ -92,9 +92,12 @@ class Worker:
         self._recorder_lock = threading.Lock()
         self._pending_beat: cf.Future | None = None
         from dagsmith.orchestration.concurrency import PipelineLimitsCache
+        from dagsmith.orchestration.contact import DbContact
 
         #: each pipeline's concurrency_config limits, honoured when claiming
         self.pipeline_limits = PipelineLimitsCache(settings.project_root)
+        #: whether this worker may judge others' heartbeats (not right after it was cut off from the DB)
+        self.contact = DbContact(settings.heartbeat_timeout)
 
     # ------------------------------------------------------------------ public
     @property
@@ -106,7 +109,8 @@ class Worker:
                     from dagsmith.orchestration.recorder import RunRecorder
 
                     self._recorder = RunRecorder(self.db, self.worker_id, clock=self.clock, on_lost=self._lost,
-                                                 register_worker=self._registered)
+                                                 register_worker=self._registered,
+                                                 backoff_cap=max(0.05, float(self.settings.heartbeat_interval)))
         return self._recorder
 
     def register(self) -> None:
@@ -202,8 +206,11 @@ class Worker:
             active.cancel.set()
 
     def recover(self) -> list[int]:
+        """Put runs of workers that stopped heart-beating back in the queue (see ``contact``)."""
         from dagsmith.orchestration.store import repo
 
+        if not self.contact.may_judge():
+            return []
         with self.db.session() as session:
             return repo.recover_stale_runs(session, now=self.clock(), timeout=self.settings.heartbeat_timeout, exclude_worker=self.worker_id)
 
@@ -269,7 +276,9 @@ class Worker:
                     if self.recover():
                         self.wake.set()
                 claimed = self.step()
+                self.contact.ok()
             except Exception:  # noqa: BLE001 - keep polling through DB hiccups
+                self.contact.failed()
                 log.exception("worker poll failed")
                 claimed = []
             if claimed and len(self.active_runs) < self.concurrency:
