@@ -177,10 +177,12 @@ def create_run(
     allow_blocks_to_fail: bool = False,
     timeout: float | None = None,
     worker_id: str | None = None,
+    idempotency_key: str | None = None,
     now: datetime | None = None,
 ) -> PipelineRun:
     now = now or utcnow()
     run = PipelineRun(
+        idempotency_key=idempotency_key,
         pipeline_uuid=pipeline_uuid,
         source=source,
         trigger_id=trigger_id,
@@ -208,6 +210,11 @@ def create_run(
     run.partition = str(run.id)
     session.flush()
     return run
+
+
+def find_keyed_run(session: Session, trigger_id: int, key: str) -> PipelineRun | None:
+    """The run a trigger made for an idempotency key, if any."""
+    return session.scalars(select(PipelineRun).where(PipelineRun.trigger_id == trigger_id, PipelineRun.idempotency_key == key)).first()
 
 
 def insert_keyed_runs(session: Session, rows: Sequence[dict]) -> int:

@@ -2,14 +2,15 @@
 
 ``POST /api/pipeline_schedules/<id>/pipeline_runs/<token>`` (or ``…/api_trigger`` with
 ``Authorization: Bearer <token>``) takes ``{"pipeline_run": {"variables": {…}}}``; other
-top-level keys become the run's ``event``. A wrong token is 401, malformed JSON 422 and
-an oversized body 413 — and none of them creates anything. Changes to an in-code
+top-level keys become the run's ``event``. A wrong token is 401, malformed JSON, JSON nested
+too deep or holding NaN 422, and an oversized body 413 — and none of them creates anything.
+An ``Idempotency-Key`` header (or body ``idempotency_key``) makes a repeated call answer
+with the run the first call made. Changes to an in-code
 trigger are written back to ``pipelines/<p>/triggers.yaml``.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -41,8 +42,11 @@ def _next_run(trigger) -> Any:
 
 def _validate(fields: dict, existing=None) -> None:
     from dagsmith.errors import ConfigError
+    from dagsmith.orchestration.payloads import check_json
     from dagsmith.orchestration.scheduler.triggers import get_zone, validate_schedule
 
+    for name in ("variables", "settings"):
+        check_json(fields.get(name), f"pipeline_schedule.{name}")
     schedule_type = fields.get("schedule_type") or (existing.schedule_type if existing else "time")
     interval = fields.get("schedule_interval", existing.schedule_interval if existing else None)
     tz = fields.get("timezone") or (existing.timezone if existing else "UTC")
@@ -166,7 +170,7 @@ def trigger_runs(trigger_id: int, db: DbDep, limit: int = 50, offset: int = 0) -
 
 
 async def _trigger(request: Request, trigger_id: int, token: str | None) -> dict:
-    from dagsmith.errors import ConfigError
+    from dagsmith.orchestration.payloads import parse_json_body
     from dagsmith.orchestration.service import api_trigger_run, check_token
     from dagsmith.orchestration.store import repo
 
@@ -180,14 +184,9 @@ async def _trigger(request: Request, trigger_id: int, token: str | None) -> dict
     raw = await request.body()
     payload: Any = {}
     if raw.strip():
-        try:
-            payload = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ConfigError(
-                f"the request body is not valid JSON: {exc}",
-                hint='send {"pipeline_run": {"variables": {"name": "value"}}} with Content-Type: application/json',
-            ) from None
-    run = await run_in_threadpool(api_trigger_run, db, trigger_id, token, payload)
+        payload = parse_json_body(raw, hint='send {"pipeline_run": {"variables": {"name": "value"}}} with Content-Type: application/json')
+    key = request.headers.get("idempotency-key")
+    run = await run_in_threadpool(lambda: api_trigger_run(db, trigger_id, token, payload, idempotency_key=key))
     notify(getattr(request.app.state, "runtime", None))
     return {"pipeline_run": run}
 
@@ -206,15 +205,15 @@ async def api_trigger_bearer(trigger_id: int, request: Request) -> dict:
 
 @router.post("/events", summary="Send an event; every active event trigger whose event_matchers match gets a run")
 async def post_event(request: Request) -> dict:
-    from dagsmith.errors import ConfigError
+    from dagsmith.orchestration.payloads import parse_json_body
     from dagsmith.orchestration.service import fire_event
 
     raw = await request.body()
-    try:
-        payload = json.loads(raw) if raw.strip() else {}
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"the request body is not valid JSON: {exc}", hint='send {"event": {"source": "...", "detail": {...}}}') from None
+    payload = parse_json_body(raw, hint='send {"event": {"source": "...", "detail": {...}}}') if raw.strip() else {}
+    key = request.headers.get("idempotency-key")
+    if isinstance(payload, dict) and "event" in payload:  # {"event": {...}, "idempotency_key": "..."}
+        key = key or payload.get("idempotency_key")
     event = payload.get("event", payload) if isinstance(payload, dict) else payload
-    runs = await run_in_threadpool(fire_event, request.app.state.db, event)
+    runs = await run_in_threadpool(lambda: fire_event(request.app.state.db, event, idempotency_key=key))
     notify(getattr(request.app.state, "runtime", None))
     return {"event": event, "pipeline_runs": runs}
