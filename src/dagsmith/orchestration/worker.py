@@ -91,6 +91,7 @@ class Worker:
         self._recorder = None
         self._recorder_lock = threading.Lock()
         self._pending_beat: cf.Future | None = None
+        self._spec_cache: dict[str, tuple[list, tuple[Any, Any]]] = {}
         from dagsmith.orchestration.concurrency import PipelineLimitsCache
         from dagsmith.orchestration.contact import DbContact
 
@@ -307,12 +308,35 @@ class Worker:
         except Exception:  # noqa: BLE001 - secrets are optional for running
             self._secret_values = []
 
+    def _specs(self, pipeline_uuid: str) -> tuple[Any, Any]:
+        """The project and pipeline specs, parsed again only when either metadata.yaml changed.
+
+        Reading both YAML files for every run cost a twentieth of a busy worker's time.
+        """
+        from dagsmith.project.pipelines import METADATA_FILE, load_pipeline, load_project, metadata_path
+
+        stamps = []
+        for path in (self.settings.project_root / METADATA_FILE, metadata_path(self.settings.project_root, pipeline_uuid)):
+            try:
+                stat = path.stat()
+                stamps.append((stat.st_mtime_ns, stat.st_size))
+            except OSError:
+                stamps.append(None)
+        hit = self._spec_cache.get(pipeline_uuid)
+        if hit is not None and hit[0] == stamps:
+            return hit[1]
+        project = load_project(self.settings.project_root)
+        specs = (project, load_pipeline(project.root, pipeline_uuid))
+        self._spec_cache[pipeline_uuid] = (stamps, specs)
+        return specs
+
     def _notifier(self, pipeline_uuid: str, run_id: int, sla: Any, writer: Any) -> Any:
         """The run's alert sender when the project or pipeline configures notifications."""
         try:
             from dagsmith.orchestration.notifications import NotificationObserver
 
-            notifier = NotificationObserver(self.settings.project_root, pipeline_uuid, sla=sla, run_ref=lambda: run_id)
+            project, spec = self._specs(pipeline_uuid)
+            notifier = NotificationObserver(project, spec, sla=sla, run_ref=lambda: run_id)
         except Exception as exc:  # noqa: BLE001 - a bad notification config must not stop the run
             writer.write(None, {"level": "WARNING", "message": f"notifications disabled for this run: {exc}"})
             return None

@@ -745,7 +745,6 @@ def ensure_block_runs(session: Session, run_id: int, block_uuids: Sequence[str],
     """Create the missing block-run rows of a run (existing rows keep their state)."""
     if not block_uuids:
         return
-    existing = set(session.scalars(select(BlockRun.block_uuid).where(BlockRun.pipeline_run_id == run_id)))
     now = utcnow()
     rows = [
         {
@@ -753,9 +752,8 @@ def ensure_block_runs(session: Session, run_id: int, block_uuids: Sequence[str],
             "log_path": f"{log_dir}/{b}.jsonl" if log_dir else None, "created_at": now, "updated_at": now,
         }
         for b in dict.fromkeys(block_uuids)
-        if b not in existing
     ]
-    if rows:
+    if rows:  # rows that exist keep their state (ON CONFLICT DO NOTHING): no read first
         insert = _insert(session)
         session.execute(insert(BlockRun).values(rows).on_conflict_do_nothing(index_elements=["pipeline_run_id", "block_uuid"]))
 
