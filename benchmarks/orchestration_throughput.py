@@ -9,8 +9,10 @@ on time whether or not earlier ones have been answered), then waits for the queu
 Printed per load: runs accepted, completed, lost (accepted but not completed after the
 drain), completed runs per minute over the whole window (first call → last completion),
 latency from sending the call to the run's ``completed_at`` (p50 / p95 / max, ms), HTTP
-errors, and server CPU seconds per run. The machine is shared, so the load average before
-and after each step is printed too: compare figures from one invocation, and repeat.
+errors, CPU ms per run of each dagsmith process (server first) and of all PostgreSQL
+processes (shared with anyone else using that server). The machine is shared, so the load
+average before and after each step is printed too: compare figures from one invocation,
+and repeat.
 
 Goal (issue 12): 3,000 runs/min sustained at p95 < 250 ms on 2 cores, 0 lost.
 
@@ -123,7 +125,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=None, help="runs each worker process executes at once")
     parser.add_argument("--drain", type=float, default=60.0, help="seconds to wait for the queue to drain after a load")
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
-    parser.add_argument("--profile", default=None, help="py-spy: record the first process's stacks into this file (collapsed-stack text; summarise with benchmarks/stacks.py)")
+    parser.add_argument("--profile", default=None, help="py-spy: record each dagsmith process's stacks into <PROFILE>.<n>.txt (collapsed stacks; summarise with benchmarks/stacks.py)")
     args = parser.parse_args()
     loads = [float(x) for x in args.loads.split(",") if x.strip()]
 
@@ -141,7 +143,7 @@ def main() -> None:
         base += ["--concurrency", str(args.concurrency)]
     roles = ["--role", "server,scheduler"] if args.workers else []
     procs = [subprocess.Popen(base + roles, env=env, stdout=open(tmp / "server.log", "wb"), stderr=subprocess.STDOUT)]
-    profiler = None
+    profilers: list[subprocess.Popen] = []
     try:
         wait_until(lambda: _ok(f"{api}/health"), 60, 0.1, "server up")
         for i in range(args.workers):
@@ -158,8 +160,10 @@ def main() -> None:
         asyncio.run(_offer(trigger_url, 600, 6, "warmup"))
         wait_until(lambda: unfinished() == 0, 120, 0.2, "warm-up drained")
         if args.profile:
-            profiler = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw", "-o", args.profile, "--pid", str(procs[0].pid), "--rate", "200", "--nonblocking"],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for n, proc in enumerate(procs):
+                profilers.append(subprocess.Popen(
+                    [str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw", "-o", f"{args.profile}.{n}.txt",
+                     "--pid", str(proc.pid), "--rate", "200", "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             time.sleep(1)
         where = f"one process (server, scheduler, worker)" if not args.workers else f"server+scheduler process and {args.workers} worker process(es)"
         print(f"dagsmith start: {where}; PostgreSQL metadata; pipeline 'pair' (2 trivial blocks); {os.cpu_count()} CPUs; {args.seconds:g} s per load")
@@ -168,13 +172,13 @@ def main() -> None:
               f"{'max ms':>7} {'http err':>8} {'cpu ms/run':>10} {'pg ms/run':>9} {'load avg':>9}")
         for rate in loads:
             load_before = os.getloadavg()[0]
-            cpu0, pg0 = _cpu([p.pid for p in procs]), _pg_cpu()
+            cpu0, pg0 = [_cpu([p.pid]) for p in procs], _pg_cpu()
             started = time.time()
             sent, errors, samples = asyncio.run(_offer(trigger_url, rate, args.seconds, f"r{rate:g}"))
             deadline = time.monotonic() + args.drain
             while unfinished() and time.monotonic() < deadline:
                 time.sleep(0.2)
-            cpu1, pg1 = _cpu([p.pid for p in procs]), _pg_cpu()
+            cpu1, pg1 = [_cpu([p.pid]) for p in procs], _pg_cpu()
             rows = db.execute(
                 "SELECT id, status, extract(epoch FROM completed_at) FROM pipeline_runs WHERE id = ANY(%s)", (list(sent),)
             ).fetchall()
@@ -187,14 +191,14 @@ def main() -> None:
             n = max(1, len(done))
             print(f"{rate:11.0f} {len(sent):8d} {len(done):9d} {lost:4d} {failed:6d} {per_min:8.0f} {_percentile(latencies, 0.5):7.0f} "
                   f"{_percentile(latencies, 0.95):7.0f} {max(latencies, default=float('nan')):7.0f} {errors:8d} "
-                  f"{(cpu1 - cpu0) / n * 1000:10.1f} {(pg1 - pg0) / n * 1000:9.1f} {load_before:4.1f}/{os.getloadavg()[0]:<4.1f}")
+                  f"{'+'.join(f'{(b - a) / n * 1000:.1f}' for a, b in zip(cpu0, cpu1)):>10} {(pg1 - pg0) / n * 1000:9.1f} {load_before:4.1f}/{os.getloadavg()[0]:<4.1f}")
             for sample in samples:
                 print(f"    http error sample: {sample}")
             if lost:
                 wait_until(lambda: unfinished() == 0, 300, 0.5, "queue drained")
         db.close()
     finally:
-        if profiler is not None:
+        for profiler in profilers:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(60)
         for proc in procs:

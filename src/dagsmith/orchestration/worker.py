@@ -153,6 +153,7 @@ class Worker:
         room = self.concurrency - len(held)
         if room <= 0:
             return []
+        names: dict[int, tuple[str, Any]] = {}
         with self.db.session() as session:
             runs = repo.claim_runs(
                 session,
@@ -164,8 +165,11 @@ class Worker:
                 pipeline_limits=self.pipeline_limits,
                 exclude_ids=held,
                 logs_root=str(self.settings.logs_dir),
+                trigger_info=names,
             )
-            names = repo.trigger_names(session, [r.trigger_id for r in runs]) if runs else {}
+            missing = {r.trigger_id for r in runs if r.trigger_id is not None and r.trigger_id not in names}
+            if missing:
+                names.update(repo.trigger_names(session, missing))
             claimed = [(r.id, _snapshot(r, names)) for r in runs]
         for run_id, snap in claimed:
             active = _Active(run_id, snap["claims"])

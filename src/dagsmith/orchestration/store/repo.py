@@ -343,6 +343,7 @@ def claim_runs(
     pipeline_limits: Callable[[str], Any] | None = None,
     exclude_ids: Iterable[int] = (),
     logs_root: str | None = None,
+    trigger_info: dict[int, tuple[str, int | None]] | None = None,
 ) -> list[PipelineRun]:
     """Atomically take up to ``limit`` waiting runs for ``worker_id``, honouring concurrency limits.
 
@@ -358,10 +359,12 @@ def claim_runs(
     still executes — a run handed back to the queue while its worker still holds it must
     never be claimed a second time by that worker. With ``logs_root`` the run's ``log_dir``
     is set to ``<logs_root>/<pipeline>/<id>`` unless it has one. The returned rows carry
-    their new state (status, worker, claims, heartbeat, start, log dir) without a reload.
+    their new state (status, worker, claims, heartbeat, start, log dir) without a reload;
+    ``trigger_info`` is filled with ``{trigger id: (name, sla)}`` of the triggers read.
     """
     if limit <= 0:
         return []
+    info = trigger_info if trigger_info is not None else {}
     pg = _dialect(session) == "postgresql"
     if pg:
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK_KEY})
@@ -401,8 +404,9 @@ def claim_runs(
             back_pipeline[back] = pipe
     trig_limits: dict[int, int | None] = {}
     if by_trigger:
-        for tid, settings in session.execute(select(Trigger.id, Trigger.settings).where(Trigger.id.in_(by_trigger))):
+        for tid, settings, name, sla in session.execute(select(Trigger.id, Trigger.settings, Trigger.name, Trigger.sla).where(Trigger.id.in_(by_trigger))):
             trig_limits[tid] = _tighter(_limit_of(settings), pipe_limits(trig_pipeline[tid])[0])
+            info[tid] = (name, sla)
     back_limits: dict[int, int | None] = {}
     if by_backfill:
         for bid, conc in session.execute(select(Backfill.id, Backfill.concurrency).where(Backfill.id.in_(by_backfill))):
@@ -432,8 +436,9 @@ def claim_runs(
     # limits of triggers/backfills that appear only among the candidates
     need_t = {c.trigger_id: c.pipeline_uuid for c in candidates if c.trigger_id is not None and c.trigger_id not in trig_limits}
     if need_t:
-        for tid, settings in session.execute(select(Trigger.id, Trigger.settings).where(Trigger.id.in_(need_t))):
+        for tid, settings, name, sla in session.execute(select(Trigger.id, Trigger.settings, Trigger.name, Trigger.sla).where(Trigger.id.in_(need_t))):
             trig_limits[tid] = _tighter(_limit_of(settings), pipe_limits(need_t[tid])[0])
+            info[tid] = (name, sla)
     need_b = {c.backfill_id: c.pipeline_uuid for c in candidates if c.backfill_id is not None and c.backfill_id not in back_limits}
     if need_b:
         for bid, conc in session.execute(select(Backfill.id, Backfill.concurrency).where(Backfill.id.in_(need_b))):
@@ -470,12 +475,11 @@ def claim_runs(
     if logs_root is not None:
         prefix = str(logs_root).rstrip("/") + "/"
         values["log_dir"] = func.coalesce(PipelineRun.log_dir, literal(prefix) + PipelineRun.pipeline_uuid + "/" + cast(PipelineRun.id, String))
-    rows = session.execute(
-        update(PipelineRun)
+    rows = session.connection().execute(  # Core, not the ORM's bulk-update path: this runs for every claim
+        update(PipelineRun.__table__)
         .where(PipelineRun.id.in_([r.id for r in chosen]), PipelineRun.status == RUN_INITIAL)
         .values(**values)
         .returning(PipelineRun.id, PipelineRun.claims, PipelineRun.started_at, PipelineRun.log_dir)
-        .execution_options(synchronize_session=False)
     ).all()
     fresh = {rid: (claims, started, log_dir) for rid, claims, started, log_dir in rows}
     out = []
@@ -519,27 +523,25 @@ def heartbeat_runs(
     if not ids:
         return {}
     touched = dict(
-        session.execute(
-            update(PipelineRun)
+        session.connection().execute(
+            update(PipelineRun.__table__)
             .where(PipelineRun.id.in_(ids), PipelineRun.worker_id == worker_id, PipelineRun.status == RUN_RUNNING)
             .values(heartbeat_at=now)
             .returning(PipelineRun.id, PipelineRun.cancel_requested)
-            .execution_options(synchronize_session=False)
         ).all()
     )
     if isinstance(run_ids, dict):
         for rid in ids:
             if rid in touched:
                 continue
-            back = session.execute(
-                update(PipelineRun)
+            back = session.connection().execute(
+                update(PipelineRun.__table__)
                 .where(
                     PipelineRun.id == rid, PipelineRun.status == RUN_INITIAL, PipelineRun.worker_id.is_(None),
                     PipelineRun.claims == run_ids[rid], PipelineRun.cancel_requested.is_(False),
                 )
                 .values(status=RUN_RUNNING, worker_id=worker_id, heartbeat_at=now, updated_at=now)
                 .returning(PipelineRun.id)
-                .execution_options(synchronize_session=False)
             ).first()
             if back is not None:
                 touched[rid] = False
@@ -636,20 +638,18 @@ def finish_run(
 ) -> bool:
     """Record the end of a run this worker holds; False if the run was taken away meanwhile."""
     now = now or utcnow()
-    result = session.execute(
-        update(PipelineRun)
+    result = session.connection().execute(
+        update(PipelineRun.__table__)
         .where(PipelineRun.id == run_id, PipelineRun.worker_id == worker_id, PipelineRun.status == RUN_RUNNING)
         .values(status=status, completed_at=now, error=error, updated_at=now, heartbeat_at=None)
-        .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
         return False
     if status in (RUN_CANCELLED, RUN_FAILED):
-        session.execute(
-            update(BlockRun)
+        session.connection().execute(
+            update(BlockRun.__table__)
             .where(BlockRun.pipeline_run_id == run_id, BlockRun.status.in_(("initial", "queued", "running")))
             .values(status="cancelled" if status == RUN_CANCELLED else "upstream_failed", completed_at=now)
-            .execution_options(synchronize_session=False)
         )
     return True
 
@@ -657,18 +657,16 @@ def finish_run(
 def release_run(session: Session, run_id: int, worker_id: str, *, now: datetime | None = None) -> bool:
     """Hand a run back to the queue (worker shutting down); it resumes from its unfinished blocks."""
     now = now or utcnow()
-    result = session.execute(
-        update(PipelineRun)
+    result = session.connection().execute(
+        update(PipelineRun.__table__)
         .where(PipelineRun.id == run_id, PipelineRun.worker_id == worker_id, PipelineRun.status == RUN_RUNNING)
         .values(status=RUN_INITIAL, worker_id=None, heartbeat_at=None, updated_at=now)
-        .execution_options(synchronize_session=False)
     )
     if result.rowcount:
-        session.execute(
-            update(BlockRun)
+        session.connection().execute(
+            update(BlockRun.__table__)
             .where(BlockRun.pipeline_run_id == run_id, BlockRun.status.in_(("running", "queued", "cancelled")))
             .values(status="initial")
-            .execution_options(synchronize_session=False)
         )
     return bool(result.rowcount)
 
@@ -755,7 +753,7 @@ def ensure_block_runs(session: Session, run_id: int, block_uuids: Sequence[str],
     ]
     if rows:  # rows that exist keep their state (ON CONFLICT DO NOTHING): no read first
         insert = _insert(session)
-        session.execute(insert(BlockRun).values(rows).on_conflict_do_nothing(index_elements=["pipeline_run_id", "block_uuid"]))
+        session.connection().execute(insert(BlockRun.__table__).values(rows).on_conflict_do_nothing(index_elements=["pipeline_run_id", "block_uuid"]))
 
 
 def update_block_run(session: Session, run_id: int, block_uuid: str, **values: Any) -> None:
@@ -932,7 +930,7 @@ def register_worker(session: Session, worker_id: str, role: str, hostname: str, 
 
 
 def worker_heartbeat(session: Session, worker_id: str, *, now: datetime | None = None) -> None:
-    session.execute(update(Worker).where(Worker.id == worker_id).values(heartbeat_at=now or utcnow()))
+    session.connection().execute(update(Worker.__table__).where(Worker.id == worker_id).values(heartbeat_at=now or utcnow()))
 
 
 def remove_worker(session: Session, worker_id: str) -> None:
