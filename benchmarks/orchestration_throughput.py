@@ -58,7 +58,8 @@ async def _offer(url: str, rate_per_min: float, seconds: float, tag: str) -> tup
     sent: dict[int, float] = {}
     errors = 0
     samples: list[str] = []
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    # expire idle connections before uvicorn does (5 s), or a reused one fails with ReadError
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200, keepalive_expiry=2.0)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
 
         async def one(i: int) -> None:
@@ -163,7 +164,7 @@ def main() -> None:
             for n, proc in enumerate(procs):
                 profilers.append(subprocess.Popen(
                     [str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw", "-o", f"{args.profile}.{n}.txt",
-                     "--pid", str(proc.pid), "--rate", "200", "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                     "--pid", str(proc.pid), "--rate", "200", "--nonblocking", "--gil"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             time.sleep(1)
         where = f"one process (server, scheduler, worker)" if not args.workers else f"server+scheduler process and {args.workers} worker process(es)"
         print(f"dagsmith start: {where}; PostgreSQL metadata; pipeline 'pair' (2 trivial blocks); {os.cpu_count()} CPUs; {args.seconds:g} s per load")
