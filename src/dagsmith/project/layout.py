@@ -112,6 +112,31 @@ def data_dir(project_root: str | os.PathLike[str]) -> Path:
     return Path(project_root).resolve() / DATA_DIR_NAME
 
 
+def private_dir(path: str | os.PathLike[str]) -> Path:
+    """Create ``path`` (and parents) and make it 0700: dagsmith's data, logs and keys are the owner's alone."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        if folder.stat().st_mode & 0o077:
+            os.chmod(folder, 0o700)
+    except OSError:  # a folder we do not own (shared mount): leave it
+        pass
+    return folder
+
+
+def private_file(path: str | os.PathLike[str]) -> Path:
+    """Make sure ``path`` exists with mode 0600 (created empty if missing; an existing file is tightened)."""
+    file = Path(path)
+    try:
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.close(fd)
+        if file.stat().st_mode & 0o077:
+            os.chmod(file, 0o600)
+    except OSError:
+        pass
+    return file
+
+
 def confine(project_root: str | os.PathLike[str], relpath: str) -> Path:
     """Resolve ``relpath`` inside the project, refusing anything that escapes it.
 

@@ -146,7 +146,7 @@ def project_file(root: str | os.PathLike[str], relpath: str, *, forbidden: Itera
         for index, part in enumerate(parts):
             last = index == len(parts) - 1
             if part in (".", ".."):
-                problem = "contains '.' or '..'; only files inside the project can be opened"
+                problem = "contains '..' or '.'; only files inside the project can be opened"
             elif part.startswith(".") and not last:
                 problem = "goes through a hidden folder"
             elif len(part) > MAX_NAME:
