@@ -104,8 +104,10 @@ def main() -> int:
         except Exception as exc:  # noqa: BLE001 - a probe that crashed is reported, the rest still runs
             report("probe run", f"crashed: {type(exc).__name__}: {exc}", False)
         after = tree(project) if project.is_dir() else {}
-        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k) and "pipelines/leaky" not in k)
-        report("project tree after all probes", "unchanged" if not changed else f"changed: {changed[:6]}", not changed)
+        # new files with cleaned, safe names (a pipeline called "/tmp/x" becomes pipelines/tmp_x) are expected;
+        # an existing file changed or gone is not
+        changed = sorted(k for k in before if before.get(k) != after.get(k) and "pipelines/leaky" not in k and "pipelines/victim" not in k)
+        report("existing project files after all probes", "unchanged" if not changed else f"changed: {changed[:6]}", not changed)
         report("folder outside the project", "unchanged" if tree(outside) == outside_before else "changed", tree(outside) == outside_before)
     finally:
         server.terminate()
@@ -148,7 +150,7 @@ def probe_names(client, base, port, project: Path, outside: Path, work: Path, da
     r = client.post("/pipelines/victim/clone", data={"name": str(work / "abs_clone"), "csrf_token": token})
     report("clone pipeline to an absolute path", f"{r.status_code}", not (work / "abs_clone").exists())
     r = client.post("/pipelines/victim2/rename", data={"name": str(work / "abs_renamed"), "csrf_token": token})
-    report("rename pipeline to an absolute path", f"{r.status_code}", not (work / "abs_renamed").exists() and (project / "pipelines" / "victim2").is_dir())
+    report("rename pipeline to an absolute path", f"{r.status_code} {r.headers.get('location', '')[:60]}", not (work / "abs_renamed").exists())
     r = client.put("/api/pipelines/linked/variables", json={"variables": {"pwned": 1}}, headers=hdr)
     report("PUT variables of a pipeline symlinked outside", f"{r.status_code}", "pwned" not in (outside / "metadata.yaml").read_text())
     r = client.post("/pipelines/victim/edit/blocks", data={"name": str(outside / "v"), "type": "data_loader", "language": "python", "template": "generic", "csrf_token": token})
@@ -208,7 +210,8 @@ def probe_secrets(client, base, port, project: Path, outside: Path, work: Path, 
     loose = {k: v for k, v in modes.items() if v != "0o600"}
     report("log/DB/key files 0600", f"{len(loose)} loose {list(loose.items())[:3]}", not loose)
     proc = subprocess.run([dagsmith, "run", str(project), "leaky"], env=env, capture_output=True, text=True)
-    report("dagsmith run output", f"exit {proc.returncode}", "late-secret-77c1" not in proc.stdout + proc.stderr and "envpass-9f3a1" not in proc.stdout + proc.stderr)
+    shown = proc.stdout + proc.stderr
+    report("dagsmith run output", f"exit {proc.returncode}, {'masked' if '******' in shown else 'no mask seen'}", proc.returncode == 0 and "late-secret-77c1" not in shown and "envpass-9f3a1" not in shown)
 
 
 def probe_triggers(client, base, port, project: Path, outside: Path, work: Path, dagsmith: str, env: dict) -> None:
@@ -220,7 +223,8 @@ def probe_triggers(client, base, port, project: Path, outside: Path, work: Path,
     report("API-trigger answer free of stored variables", f"{r.status_code} keys={sorted((r.json().get('pipeline_run') or {}).keys())[:8]}", "trigger-var-5511" not in r.text)
     r1 = client.post(f"/api/pipeline_schedules/{trig['id']}/pipeline_runs/wrong", json={})
     r2 = client.post("/api/pipeline_schedules/999999/pipeline_runs/wrong", json={})
-    report("known vs unknown trigger id, wrong token", f"{r1.status_code} vs {r2.status_code}", r1.status_code == r2.status_code and r1.json() == r2.json())
+    same = r1.text.replace(str(trig["id"]), "N") == r2.text.replace("999999", "N")
+    report("known vs unknown trigger id, wrong token", f"{r1.status_code} vs {r2.status_code}, bodies {'alike' if same else 'differ'}", r1.status_code == r2.status_code and same)
     client.put(f"/api/pipeline_schedules/{trig['id']}", json={"pipeline_schedule": {"status": "inactive"}}, headers=hdr)
     r = client.post(f"/api/pipeline_schedules/{trig['id']}/pipeline_runs/{trig['token']}", json={})
     still = client.get(f"/api/pipeline_schedules/{trig['id']}").json()["pipeline_schedule"]["status"]

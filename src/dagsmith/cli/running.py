@@ -265,6 +265,7 @@ def _run(project: str, pipeline: str, console: Console, *, as_json: bool, **kw: 
     from dagsmith.engine.runner import run_pipeline
 
     observers: list[Any] = []
+    _lazy_secret_resolver(project)
     recorder = _history_observer(project, pipeline, kw.get("variables"))
     if recorder is not None:
         observers.append(recorder)
@@ -303,6 +304,29 @@ def _combine(observers: list[Any]) -> Any:
     from dagsmith.engine.observer import Fanout
 
     return Fanout([o for o in observers if o is not None])
+
+
+def _lazy_secret_resolver(project: str) -> None:
+    """Secrets stored with the UI/API resolve in ``dagsmith run`` too; the metadata DB is opened only when one is asked for.
+
+    The store, once opened, is also the masking source: the values it hands out never reach
+    the terminal (``project.masking``).
+    """
+    from dagsmith.project.io_config import set_secret_resolver
+
+    store: list[Any] = []
+
+    def resolve(name: str) -> Any:
+        if not store:
+            from dagsmith.orchestration.db import get_database
+            from dagsmith.orchestration.secrets import SecretStore
+            from dagsmith.orchestration.settings import OrchestrationSettings
+
+            settings = OrchestrationSettings.from_env(project)
+            store.append(SecretStore(get_database(settings), settings.data_dir))
+        return store[0].get(name)
+
+    set_secret_resolver(resolve)
 
 
 def _history_observer(project: str, pipeline: str, variables: dict | None = None) -> Any:

@@ -27,6 +27,8 @@ from typing import Callable, Iterable
 
 MASK = "******"
 MIN_LENGTH = 4
+#: placeholders an unset variable renders as; masking them would garble every log
+_NOT_SECRETS = frozenset({"None", "none", "null", "NULL", "true", "false", "True", "False", "undefined"})
 REFRESH_SECONDS = 2.0
 
 _SECRET_WORDS = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "PRIVATE", "PKEY", "CREDENTIAL", "API_KEY", "ACC_KEY", "ACCESS_KEY")
@@ -55,7 +57,7 @@ class Masker:
     # ------------------------------------------------------------ feeding
     def add(self, *values: object) -> None:
         """Mask these values from now on (strings shorter than ``MIN_LENGTH`` are ignored)."""
-        fresh = {str(v) for v in values if v is not None and len(str(v)) >= MIN_LENGTH}
+        fresh = {str(v) for v in values if v is not None and len(str(v)) >= MIN_LENGTH and str(v) not in _NOT_SECRETS}
         if not fresh - self._static:
             return
         with self._lock:
@@ -82,7 +84,7 @@ class Masker:
         found: dict[str, set[str]] = {}
         for key, source in sources.items():
             try:
-                found[key] = {str(v) for v in source() if v is not None and len(str(v)) >= MIN_LENGTH}
+                found[key] = {str(v) for v in source() if v is not None and len(str(v)) >= MIN_LENGTH and str(v) not in _NOT_SECRETS}
             except Exception:  # noqa: BLE001 - a source that cannot answer keeps its last values
                 continue
         with self._lock:

@@ -211,18 +211,26 @@ async def guard_route(request: Request) -> None:
     """App-wide dependency: the name gate for path/query names, then CSRF for state-changing requests."""
     from fastapi import HTTPException
 
-    from dagsmith.project.names import UnsafeName, check_name
+    from dagsmith.project.names import UnsafeName, check_name, confined
 
     route = request.scope.get("route")
     convertors = getattr(route, "param_convertors", {}) or {}
+    root = getattr(request.app.state, "project_root", None)
+
+    def gate(name: str, value: str) -> None:
+        kind = PARAM_KINDS.get(name, "name")
+        check_name(value, kind)
+        if kind == "pipeline" and root is not None:
+            confined(root / "pipelines", value, kinds=["pipeline"])  # a pipeline folder linked out of the project
+
     try:
         for name, value in request.path_params.items():
             if isinstance(value, str) and type(convertors.get(name)).__name__ in ("StringConvertor", "NoneType"):
-                check_name(value, PARAM_KINDS.get(name, "name"))
+                gate(name, value)
         for name in NAME_QUERY_PARAMS:
             for value in request.query_params.getlist(name):
                 if value != "":
-                    check_name(value, PARAM_KINDS.get(name, "name"))
+                    gate(name, value)
     except UnsafeName as exc:
         raise HTTPException(status_code=422, detail=exc.message) from None
     if request.method in SAFE_METHODS:
