@@ -131,7 +131,8 @@ def _wrong_token(trigger_id: Any) -> Unauthorized:
 
 
 def check_token(trigger, token: str | None) -> None:
-    if not token or not hmac.compare_digest(str(token), str(trigger.token)):
+    # bytes: compare_digest refuses non-ASCII str, and a token in a URL can be anything
+    if not token or not hmac.compare_digest(str(token).encode(), str(trigger.token).encode()):
         raise _wrong_token(trigger.id)
 
 
@@ -143,7 +144,7 @@ def check_trigger_call(db, trigger_id: int, token: str | None) -> None:
         try:
             trigger = repo.get_trigger(session, trigger_id)
         except repo.NotFound:
-            hmac.compare_digest(str(token or ""), "x" * 32)  # about the same work as a real comparison
+            hmac.compare_digest(str(token or "").encode(), b"x" * 32)  # about the same work as a real comparison
             raise _wrong_token(trigger_id) from None
         check_token(trigger, token)
         if trigger.status != "active":

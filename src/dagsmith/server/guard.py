@@ -223,6 +223,11 @@ async def guard_route(request: Request) -> None:
         if kind == "pipeline" and root is not None:
             confined(root / "pipelines", value, kinds=["pipeline"])  # a pipeline folder linked out of the project
 
+    for name, value in [*request.path_params.items(), *request.query_params.items()]:
+        # ids and counts beyond 64 bits cannot name a row; the databases would raise on them
+        if (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and value.lstrip("-").isdigit()):
+            if not -(2**63) <= int(value) < 2**63:
+                raise HTTPException(status_code=422, detail=f"{name} {str(value)[:30]} is out of range")
     try:
         for name, value in request.path_params.items():
             if isinstance(value, str) and type(convertors.get(name)).__name__ in ("StringConvertor", "NoneType"):
