@@ -66,6 +66,36 @@ def _server_class():
     return _Server
 
 
+def _claim_singletons(settings, roles: tuple[str, ...], host: str, is_postgres: bool, console) -> object:
+    """Refuse a second scheduler/server on the same SQLite project; on PostgreSQL say we join as a peer.
+
+    Two schedulers on one SQLite file would both tick (and a second server would quietly take
+    another port), so the second ``dagsmith start`` stops here with who is running. PostgreSQL
+    claims runs with row locks, so there more processes are peers. Workers are never limited.
+    """
+    from dagsmith.cli.instance import SINGLETON_ROLES, Claim
+
+    claim = Claim(settings.data_dir)
+    db_kind = "postgresql" if is_postgres else "sqlite"
+    for role in (r for r in roles if r in SINGLETON_ROLES):
+        other = claim.take(role, {"host": host, "db": db_kind})
+        if other is None:
+            continue
+        where = f" (pid {other['pid']})" if other.get("pid") else ""
+        address = f" serving http://{other['host']}:{other['port']}" if other.get("port") else ""
+        if is_postgres:
+            console.print(f"dagsmith: another {role}{where}{address} runs this project; joining it as a peer on the shared PostgreSQL DB")
+            continue
+        claim.release()
+        console.print(f"[bold red]error:[/] a dagsmith {role} is already running this project{where}{address}, with the SQLite metadata DB {settings.data_dir / 'dagsmith.db'}")
+        console.print(
+            "[yellow]hint:[/] stop it first (Ctrl-C in its terminal), add workers with `--role worker`,"
+            " or share a PostgreSQL DB (DAGSMITH_DATABASE_URL=postgresql+psycopg://…) to run more schedulers and servers"
+        )
+        raise typer.Exit(2)
+    return claim
+
+
 def command(
     project: str = typer.Argument(".", help="Project folder (default: the current folder)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 exposes the server to the network)."),
@@ -114,6 +144,7 @@ def command(
         if exc.hint:
             console.print(f"[yellow]hint:[/] {exc.hint}")
         raise typer.Exit(2)
+    claim = _claim_singletons(settings, roles, host, runtime.db.is_postgres, console)
     where = "PostgreSQL" if runtime.db.is_postgres else f"SQLite {settings.data_dir / 'dagsmith.db'}"
     console.print(f"dagsmith: project {root.name} — roles {', '.join(roles)} — metadata DB {where}")
     stop = threading.Event()
@@ -136,6 +167,7 @@ def command(
             chosen = _free_port(host, port)
             if chosen != port:
                 console.print(f"[yellow]port {port} is busy; using {chosen}[/]")
+            claim.note("server", {"host": host, "port": chosen, "db": "postgresql" if runtime.db.is_postgres else "sqlite"})
             app = create_app(root, settings, runtime=runtime, migrate=False)
             console.print(f"dagsmith: serving http://{host}:{chosen}  (API docs: http://{host}:{chosen}/api/docs)")
             config = uvicorn.Config(app, host=host, port=chosen, log_level=log_level.lower(), access_log=False, timeout_graceful_shutdown=5)
@@ -162,4 +194,5 @@ def command(
         sys.stdout.flush()
         sys.stderr.flush()
         runtime.db.dispose()
+        claim.release()
         os._exit(code)
