@@ -398,6 +398,8 @@ def _report(console: Console, result: Any, project: str, pipeline: str, blocks: 
         err.print(f"[bold red]✘ block {uid} failed:[/] {b.error}", soft_wrap=True)
         if b.traceback:
             err.print(b.traceback.rstrip(), markup=False, soft_wrap=True)
+        if b.extra.get("hint"):
+            err.print(f"[yellow]hint:[/] {b.extra['hint']}", soft_wrap=True)
     if result.status == "cancelled":
         err.print(f"[magenta]run {result.run_id} was cancelled[/]")
     else:

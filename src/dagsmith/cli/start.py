@@ -84,13 +84,17 @@ def _claim_singletons(settings, roles: tuple[str, ...], host: str, is_postgres: 
         where = f" (pid {other['pid']})" if other.get("pid") else ""
         address = f" serving http://{other['host']}:{other['port']}" if other.get("port") else ""
         if is_postgres:
-            console.print(f"dagsmith: another {role}{where}{address} runs this project; joining it as a peer on the shared PostgreSQL DB")
+            console.print(f"dagsmith: another {role}{where}{address} runs this project; joining it as a peer on the shared PostgreSQL DB", soft_wrap=True)
             continue
         claim.release()
-        console.print(f"[bold red]error:[/] a dagsmith {role} is already running this project{where}{address}, with the SQLite metadata DB {settings.data_dir / 'dagsmith.db'}")
+        console.print(
+            f"[bold red]error:[/] a dagsmith {role} is already running this project{where}{address},"
+            f" with the SQLite metadata DB {settings.data_dir / 'dagsmith.db'}", soft_wrap=True,
+        )
         console.print(
             "[yellow]hint:[/] stop it first (Ctrl-C in its terminal), add workers with `--role worker`,"
-            " or share a PostgreSQL DB (DAGSMITH_DATABASE_URL=postgresql+psycopg://…) to run more schedulers and servers"
+            " or share a PostgreSQL DB (DAGSMITH_DATABASE_URL=postgresql+psycopg://…) to run more schedulers and servers",
+            soft_wrap=True,
         )
         raise typer.Exit(2)
     return claim
@@ -146,7 +150,7 @@ def command(
         raise typer.Exit(2)
     claim = _claim_singletons(settings, roles, host, runtime.db.is_postgres, console)
     where = "PostgreSQL" if runtime.db.is_postgres else f"SQLite {settings.data_dir / 'dagsmith.db'}"
-    console.print(f"dagsmith: project {root.name} — roles {', '.join(roles)} — metadata DB {where}")
+    console.print(f"dagsmith: project {root.name} — roles {', '.join(roles)} — metadata DB {where}", soft_wrap=True)
     stop = threading.Event()
     if "server" not in roles:
 
@@ -169,7 +173,7 @@ def command(
                 console.print(f"[yellow]port {port} is busy; using {chosen}[/]")
             claim.note("server", {"host": host, "port": chosen, "db": "postgresql" if runtime.db.is_postgres else "sqlite"})
             app = create_app(root, settings, runtime=runtime, migrate=False)
-            console.print(f"dagsmith: serving http://{host}:{chosen}  (API docs: http://{host}:{chosen}/api/docs)")
+            console.print(f"dagsmith: serving http://{host}:{chosen}  (API docs: http://{host}:{chosen}/api/docs)", soft_wrap=True)
             config = uvicorn.Config(app, host=host, port=chosen, log_level=log_level.lower(), access_log=False, timeout_graceful_shutdown=5)
             _Server(config).run()  # returns on SIGTERM / Ctrl-C
         else:

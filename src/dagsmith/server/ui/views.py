@@ -289,8 +289,19 @@ def _check_pipeline(request: Request, pipeline_uuid: str) -> None:
     check_pipeline(_root(request), pipeline_uuid)
 
 
-def _not_found(request: Request, exc: Exception) -> HTMLResponse:
-    return render(request, "error_page.html", status_code=404, title="Not found", message=_error_text(exc))
+def _not_found(request: Request, exc: Exception) -> Response:
+    return error_page(request, 404, "Not found", _error_text(exc))
+
+
+def error_page(request: Request, status_code: int, title: str, message: str) -> Response:
+    """An error as a whole page for a browser; only the message for HTMX swaps and non-browser clients."""
+    if request.headers.get("hx-request"):
+        return render(request, "_error.html", status_code=status_code, message=message)
+    if "text/html" not in request.headers.get("accept", ""):
+        from fastapi.responses import PlainTextResponse
+
+        return PlainTextResponse(f"{status_code} {title}: {message}\n", status_code=status_code)
+    return render(request, "error_page.html", status_code=status_code, title=title, message=message)
 
 
 # ---------------------------------------------------------------- sign-in
