@@ -108,6 +108,9 @@ def command(
     workers: Optional[int] = typer.Option(None, "--concurrency", help="Runs this process executes at the same time."),
     grace: float = typer.Option(10.0, "--grace", help="Seconds to let running runs finish on shutdown before handing them back."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    no_requirements: bool = typer.Option(
+        False, "--no-requirements", help="Do not pip-install the project's requirements.txt (done when it changed, as Mage's container does)."
+    ),
 ) -> None:
     """Start the server, the scheduler and a worker (migrates the metadata DB first)."""
     import logging
@@ -149,6 +152,16 @@ def command(
             console.print(f"[yellow]hint:[/] {exc.hint}")
         raise typer.Exit(2)
     claim = _claim_singletons(settings, roles, host, runtime.db.is_postgres, console)
+    if not no_requirements:
+        from dagsmith.cli.requirements import install_requirements
+
+        try:
+            install_requirements(root, settings.data_dir, say=lambda text: console.print(text, markup=False, soft_wrap=True))
+        except DagsmithError as exc:
+            claim.release()
+            console.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
+            console.print(f"[yellow]hint:[/] {exc.hint}", soft_wrap=True)
+            raise typer.Exit(2)
     where = "PostgreSQL" if runtime.db.is_postgres else f"SQLite {settings.data_dir / 'dagsmith.db'}"
     console.print(f"dagsmith: project {root.name} — roles {', '.join(roles)} — metadata DB {where}", soft_wrap=True)
     stop = threading.Event()
