@@ -64,7 +64,32 @@ def init(path: str = typer.Argument(..., help="Folder to create (its name is the
     except DagsmithError as exc:
         _fail(exc)
     typer.echo(f"Created project {root}")
-    typer.echo(f"Run the example pipeline with:  dagsmith run {path} {EXAMPLE_PIPELINE}")
+    typer.echo(f"Run the example pipeline with:  {_self_command()} run {path} {EXAMPLE_PIPELINE}")
+
+
+def _self_command() -> str:
+    """How to type this dagsmith again: ``dagsmith`` when that is on PATH, else the path that ran it
+    (``.venv/bin/dagsmith`` when the venv is not activated)."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    me = Path(sys.argv[0])
+    if me.name != "dagsmith":  # python -m dagsmith
+        me = Path(sys.executable).with_name("dagsmith")
+        if not me.exists():
+            return f"{sys.executable} -m dagsmith"
+    found = shutil.which("dagsmith")
+    try:
+        if found and os.path.samefile(found, me):
+            return "dagsmith"
+    except OSError:
+        pass
+    try:
+        rel = os.path.relpath(me)
+    except ValueError:  # another drive (Windows)
+        rel = ".."
+    return str(me.absolute()) if rel.startswith("..") else rel
 
 
 def _parse_vars(runtime_vars: Optional[str], pairs: Optional[List[str]]) -> dict:
