@@ -64,6 +64,11 @@ def init(path: str = typer.Argument(..., help="Folder to create (its name is the
     except DagsmithError as exc:
         _fail(exc)
     typer.echo(f"Created project {root}")
+    if not root.name.isidentifier():
+        typer.echo(
+            f"note: '{root.name}' is not a Python package name, so blocks cannot `import {root.name}.utils…`;"
+            " everything else works (Mage allows such names too)", err=True,
+        )
     typer.echo(f"Run the example pipeline with:  {_self_command()} run {path} {EXAMPLE_PIPELINE}")
 
 

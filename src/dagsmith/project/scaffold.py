@@ -185,11 +185,8 @@ def init_project(path: str | os.PathLike[str], *, example: bool = True) -> Path:
             f"{root} already exists; dagsmith init never overwrites a folder",
             hint="choose a new path, or remove the folder first",
         )
-    if not root.name.isidentifier():
-        raise ProjectError(
-            f"project name '{root.name}' is not a valid Python package name",
-            hint="use letters, digits and underscores (e.g. my_project), so `import my_project.utils` works",
-        )
+    # A name like the course's `magic-zoomcamp` is fine for Mage and for dagsmith; only
+    # `import <project>.utils…` needs a Python name (the CLI says so).
     root.mkdir(parents=True)
     try:
         (root / "__init__.py").touch()
