@@ -43,13 +43,14 @@ def _root(
 def _fail(exc: BaseException, code: int = 2) -> None:
     """Print a dagsmith error the way a person can act on it, then exit."""
     from rich.console import Console
+    from rich.markup import escape
 
     err = Console(stderr=True, highlight=False)
     msg = getattr(exc, "message", None) or str(exc)
-    err.print(f"[bold red]error:[/] {msg}", markup=True, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(msg)}", markup=True, soft_wrap=True)
     hint = getattr(exc, "hint", None)
     if hint:
-        err.print(f"[yellow]hint:[/] {hint}", soft_wrap=True)
+        err.print(f"[yellow]hint:[/] {escape(hint)}", soft_wrap=True)
     raise typer.Exit(code)
 
 

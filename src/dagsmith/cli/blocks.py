@@ -19,12 +19,13 @@ _EXT = {"python": "py", "sql": "sql"}
 
 def _fail(exc: BaseException) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
     err = Console(stderr=True, highlight=False)
-    err.print(f"[bold red]error:[/] {getattr(exc, 'message', None) or exc}", soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(str(getattr(exc, 'message', None) or exc))}", soft_wrap=True)
     hint = getattr(exc, "hint", None)
     if hint:
-        err.print(f"[yellow]hint:[/] {hint}", soft_wrap=True)
+        err.print(f"[yellow]hint:[/] {escape(hint)}", soft_wrap=True)
     raise typer.Exit(2)
 
 

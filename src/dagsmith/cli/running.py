@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, List, Optional
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 STYLE = {
@@ -399,7 +400,7 @@ def _report(console: Console, result: Any, project: str, pipeline: str, blocks: 
         if b.traceback:
             err.print(b.traceback.rstrip(), markup=False, soft_wrap=True)
         if b.extra.get("hint"):
-            err.print(f"[yellow]hint:[/] {b.extra['hint']}", soft_wrap=True)
+            err.print(f"[yellow]hint:[/] {escape(b.extra['hint'])}", soft_wrap=True)
     if result.status == "cancelled":
         err.print(f"[magenta]run {result.run_id} was cancelled[/]")
     else:

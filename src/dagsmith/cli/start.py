@@ -119,6 +119,7 @@ def command(
     from pathlib import Path
 
     from rich.console import Console
+    from rich.markup import escape
 
     from dagsmith.errors import DagsmithError
 
@@ -147,9 +148,9 @@ def command(
         runtime = Runtime(settings, roles=roles)
         runtime.db.migrate()
     except DagsmithError as exc:
-        console.print(f"[bold red]error:[/] {exc.message}")
+        console.print(f"[bold red]error:[/] {escape(exc.message)}")
         if exc.hint:
-            console.print(f"[yellow]hint:[/] {exc.hint}")
+            console.print(f"[yellow]hint:[/] {escape(exc.hint)}")
         raise typer.Exit(2)
     claim = _claim_singletons(settings, roles, host, runtime.db.is_postgres, console)
     if not no_requirements:
@@ -159,8 +160,8 @@ def command(
             install_requirements(root, settings.data_dir, say=lambda text: console.print(text, markup=False, soft_wrap=True))
         except DagsmithError as exc:
             claim.release()
-            console.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
-            console.print(f"[yellow]hint:[/] {exc.hint}", soft_wrap=True)
+            console.print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)
+            console.print(f"[yellow]hint:[/] {escape(exc.hint)}", soft_wrap=True)
             raise typer.Exit(2)
     where = "PostgreSQL" if runtime.db.is_postgres else f"SQLite {settings.data_dir / 'dagsmith.db'}"
     console.print(f"dagsmith: project {root.name} — roles {', '.join(roles)} — metadata DB {where}", soft_wrap=True)

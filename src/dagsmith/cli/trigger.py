@@ -30,11 +30,12 @@ def _open(project: str):
 
 def _fail_text(message: str, hint: str | None = None) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
     err = Console(stderr=True, highlight=False)
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     if hint:
-        err.print(f"[yellow]hint:[/] {hint}", soft_wrap=True)
+        err.print(f"[yellow]hint:[/] {escape(hint)}", soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -64,6 +65,7 @@ def list_cmd(
     from datetime import datetime, timezone
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from dagsmith.orchestration.scheduler.code_triggers import CodeTriggerSync
@@ -244,7 +246,11 @@ def url_cmd(
                     hint=("its triggers: " + ", ".join(names)) if names else f"create one: dagsmith trigger create {project} {trigger} {name} --api",
                 )
         elif trigger.isdigit():
-            found = repo.get_trigger(session, int(trigger))
+            from dagsmith.orchestration.store.models import Trigger
+
+            found = session.get(Trigger, int(trigger))
+            if found is None:
+                raise ConfigError(f"trigger {trigger} does not exist", hint=f"see the ids with: dagsmith trigger list {project}")
         else:
             raise ConfigError(
                 f"{trigger!r} is not a trigger id",
