@@ -89,6 +89,8 @@ def list_cmd(
         print(json.dumps(rows, default=str, indent=2))
         return
     console = Console()
+    if not console.is_terminal:  # piped or captured: full cells rather than 80 columns of ellipses
+        console.width = 240
     table = Table(show_edge=False)
     for col in ("id", "pipeline", "name", "type", "schedule", "timezone", "status", "catchup", "in code", "next run"):
         table.add_column(col)
