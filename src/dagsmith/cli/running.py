@@ -48,8 +48,10 @@ class ctrl_c_cancels:
     Only the main thread can own SIGINT; elsewhere (tests calling the CLI in a thread) it does nothing.
     """
 
-    def __init__(self, event: threading.Event) -> None:
+    def __init__(self, event: threading.Event, say: Callable[[str], None] | None = None) -> None:
         self.event = event
+        self.say = say
+        """prints the first press's notice (through the Rich console while its live view is drawn)"""
         self.presses = 0
         self.previous: Any = None
 
@@ -71,8 +73,12 @@ class ctrl_c_cancels:
         err = getattr(sys.stderr, "real", sys.stderr)
         if self.presses == 1:
             self.event.set()
-            err.write("\ncancelling the run: running blocks are interrupted (press Ctrl-C again to exit at once)\n")
-            err.flush()
+            notice = "cancelling the run: running blocks are interrupted (press Ctrl-C again to exit at once)"
+            if self.say is not None:
+                self.say(notice)
+            else:
+                err.write(f"\n{notice}\n")
+                err.flush()
             return
         err.write("\nexiting now (the run is left unfinished)\n")
         err.flush()
@@ -264,7 +270,8 @@ def run_command(
     result = None
     cancel = threading.Event()
     try:
-        with ctrl_c_cancels(cancel):
+        say = (lambda text: console.print(text, style="magenta", markup=False)) if console.is_terminal and not as_json else None
+        with ctrl_c_cancels(cancel, say):
             result = _run(
                 project,
                 pipeline,
