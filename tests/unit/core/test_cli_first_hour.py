@@ -198,3 +198,50 @@ def test_second_ctrl_c_exits_at_once(tmp_path):
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
     assert "exiting now" in err
+
+
+# ----------------------------------------------------------------- polish
+
+
+def test_init_hint_works_without_an_activated_venv_and_course_names_are_accepted(tmp_path):
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}  # the venv is not activated
+    r = subprocess.run([DAGSMITH, "init", "magic-zoomcamp"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    hint = next(line for line in r.stdout.splitlines() if line.startswith("Run the example pipeline with:"))
+    command = hint.split(":", 1)[1].split()
+    assert command[0] == DAGSMITH and command[1:] == ["run", "magic-zoomcamp", "example_pipeline"]
+    assert "not a Python package name" in r.stderr
+    r = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env={**env, "DAGSMITH_NO_HISTORY": "1"}, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"exported 443 rows to main.trips ({tmp_path / 'magic-zoomcamp' / 'warehouse.duckdb'})" in r.stdout
+
+
+def test_a_block_without_stored_upstream_outputs_suggests_with_upstream(tmp_path):
+    assert dagsmith("init", "demo", cwd=tmp_path).returncode == 0
+    r = dagsmith("run", "demo", "example_pipeline", "--block", "drop_empty_trips", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "needs the output of upstream block 'load_trips'" in r.stderr
+    assert "hint:" in r.stderr and "--with-upstream" in r.stderr
+    r = dagsmith("run", "demo", "example_pipeline", "--block", "drop_empty_trips", "--with-upstream", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_missing_extra_hint_keeps_its_brackets(tmp_path):
+    """Hints are text, not Rich markup: pip install 'dagsmith[postgres]' must print as written."""
+    root = make_project(tmp_path)
+    add_pipeline(root, "p", [{"uuid": "a", "type": "data_loader", "code": (
+        "from dagsmith.errors import ConfigError\n@data_loader\ndef f(*a, **k):\n"
+        "    raise ConfigError('no driver', hint=\"pip install 'dagsmith[postgres]'\")\n")}])
+    r = dagsmith("run", str(root), "p")
+    assert r.returncode == 1 and "pip install 'dagsmith[postgres]'" in r.stderr
+
+
+def test_stored_run_logs_have_one_case_of_level(tmp_path):
+    from dagsmith.orchestration.logs import RunLogWriter, read_logs
+
+    writer = RunLogWriter(tmp_path / "logs", 1)
+    writer.write("blk", {"level": "info", "message": "from a block"})
+    writer.write(None, {"level": "ERROR", "message": "run failed"})
+    writer.write("blk", {"message": "no level"})
+    writer.close()
+    assert [r["level"] for r in read_logs(tmp_path / "logs")] == ["INFO", "ERROR", "INFO"]
