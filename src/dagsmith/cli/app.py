@@ -45,7 +45,9 @@ def _fail(exc: BaseException, code: int = 2) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    err = Console(stderr=True, highlight=False)
+    from dagsmith.project.masking import MaskedStream
+
+    err = Console(stderr=True, highlight=False, file=MaskedStream(sys.stderr))
     msg = getattr(exc, "message", None) or str(exc)
     err.print(f"[bold red]error:[/] {escape(msg)}", markup=True, soft_wrap=True)
     hint = getattr(exc, "hint", None)

@@ -266,10 +266,14 @@ class _RenderState:
 
     def env_var(self, name: str, default: Any = _NO_DEFAULT) -> Any:
         value = os.environ.get(str(name))
+        if value in (None, "") and default is not _NO_DEFAULT and default is not None:
+            value = default
         if value not in (None, ""):
+            if is_secret_key(str(name)):  # masked wherever it is printed
+                from dagsmith.project.masking import add_secret
+
+                add_secret(value)
             return value
-        if default is not _NO_DEFAULT and default is not None:
-            return default
         token = _UNRESOLVED.format(len(self.failures))
         state = "is not set" if value is None else "is empty"
         self.failures[token] = (
@@ -284,7 +288,11 @@ class _RenderState:
 
     def secret(self, name: str) -> Any:
         try:
-            return _secret_resolver(name)
+            value = _secret_resolver(name)
+            from dagsmith.project.masking import add_secret
+
+            add_secret(value)
+            return value
         except ConfigError as exc:
             token = _UNRESOLVED.format(len(self.failures))
             self.failures[token] = (name, exc)
@@ -459,7 +467,12 @@ def read_io_config(path: str | os.PathLike[str]) -> ParsedConfig:
         raise ConfigError(f"{file}:{line}: not UTF-8 text") from None
     state = _RenderState(str(file.parent / ".env"))
     rendered = _render(text, str(file), state)
-    return ParsedConfig(str(file), _parse(rendered, str(file)), state.failures)
+    profiles = _parse(rendered, str(file))
+    from dagsmith.project.masking import add_secret
+
+    # values under secret-looking keys (POSTGRES_PASSWORD, …_TOKEN) are masked wherever printed
+    add_secret(*[v for v in secret_values(profiles) if not v.startswith("__dagsmith_unresolved")])
+    return ParsedConfig(str(file), profiles, state.failures)
 
 
 def load_profile(project_root: str | os.PathLike[str], profile: str = "default") -> dict[str, Any]:
