@@ -299,3 +299,12 @@ def test_is_secret_key():
     assert io_config.is_secret_key("AWS_SECRET_ACCESS_KEY")
     assert not io_config.is_secret_key("GOOGLE_SERVICE_ACC_KEY_FILEPATH")
     assert not io_config.is_secret_key("POSTGRES_HOST")
+
+
+def test_listing_a_profile_shows_unset_env_vars_as_none_but_reading_them_fails(project, monkeypatch):
+    monkeypatch.delenv("DAGSMITH_T_MISSING_DB", raising=False)
+    root = project("default:\n  POSTGRES_DBNAME: \"{{ env_var('DAGSMITH_T_MISSING_DB') }}\"\n  POSTGRES_HOST: db\n")
+    loader = ConfigFileLoader(str(root / "io_config.yaml"))
+    assert dict(loader.items()) == {"POSTGRES_DBNAME": None, "POSTGRES_HOST": "db"}
+    with pytest.raises(ConfigError, match="DAGSMITH_T_MISSING_DB is not set"):
+        loader["POSTGRES_DBNAME"]

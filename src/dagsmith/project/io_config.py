@@ -437,16 +437,21 @@ class ParsedConfig:
         return {str(k): _clean_value(v) for k, v in raw.items()}
 
     def check_value(self, profile: str, key: str, value: Any) -> Any:
-        """Raise for a value that holds an unresolved secret; return it otherwise."""
+        """Raise for a value that holds an unresolved secret or env_var(); return it otherwise."""
         if not self.failures:
             return value
         text = json.dumps(value, default=str) if not isinstance(value, str) else value
         for token, (name, exc) in self.failures.items():
             if token in text:
-                raise ConfigError(
+                kind = UnsetEnvVarError if name.startswith("env_var(") else ConfigError
+                raise kind(
                     f"{self.filename}: profile {profile!r}, key {key!r}: {exc.message}", hint=exc.hint
                 ) from None
         return value
+
+
+class UnsetEnvVarError(ConfigError):
+    """A profile key read through ``env_var('X')`` while X is unset or empty."""
 
 
 def read_io_config(path: str | os.PathLike[str]) -> ParsedConfig:
@@ -559,7 +564,15 @@ class ConfigFileLoader:
         return len(self.config)
 
     def items(self) -> list[tuple[str, Any]]:
-        return [(k, self.get(k)) for k in self.config]
+        """Every key with its value; a key whose env_var() resolves to nothing shows None here
+        (reading that key itself, as connectors do, is the error)."""
+        out = []
+        for k in self.config:
+            try:
+                out.append((k, self.get(k)))
+            except UnsetEnvVarError:
+                out.append((k, None))
+        return out
 
     def secrets(self) -> list[str]:
         """Secret values of this profile (resolved ones only), for scrubbing messages."""
