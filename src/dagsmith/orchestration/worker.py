@@ -388,6 +388,8 @@ class Worker:
                 from dagsmith.engine.observer import Fanout
 
                 observer = Fanout([observer, notifier])
+            log.info("run %s of %s started (%s, execution date %s)", run_id, snap["pipeline_uuid"],
+                     f"trigger {snap['trigger_name']}" if snap["trigger_name"] else "no trigger", snap["execution_date"].isoformat())
             result = self.run_fn(
                 self.settings.project_root,
                 snap["pipeline_uuid"],
@@ -428,6 +430,9 @@ class Worker:
                 if status == "cancelled" and reason != "cancelled" and error is None:
                     error = "cancelled"
                 self.recorder.finish(run_id, status, error).result()
+            if reason != "lost":
+                log.info("run %s of %s %s%s", run_id, snap["pipeline_uuid"],
+                         "handed back to the queue" if reason == "shutdown" else status, f": {error}" if error else "")
         except Exception:  # noqa: BLE001 - the recorder is closed (shutdown) or refused the write
             log.exception("could not record the end of run %s", run_id)
         finally:
