@@ -66,6 +66,8 @@ class Partition:
         if pa.types.is_dictionary(array.type):
             array = array.cast(array.type.value_type)
         t = array.type
+        if pa.types.is_null(t):  # no typed values (an empty or all-null column): none is inside
+            return pa.array([False] * len(array), pa.bool_())
         low = _arrow_scalar(self.low, t)
         if self.is_range:
             inside = pc.and_(pc.greater_equal(array, low), pc.less(array, _arrow_scalar(self.high, t)))
@@ -77,6 +79,8 @@ class Partition:
         """Whether a value written as text (a hive path segment) is in the partition."""
         import pyarrow as pa
 
+        if arrow_type is None or pa.types.is_null(_plain(arrow_type)):
+            arrow_type = pa.scalar(self.low).type  # an empty frame: the partition value's own type
         try:
             value = pa.array([text]).cast(_plain(arrow_type))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -113,7 +117,7 @@ def resolve_partition(
     import pyarrow as pa
 
     column = require_column(column, where)
-    t = _plain(arrow_type)
+    t = _plain(arrow_type) if arrow_type is not None else pa.null()
     if value is None:
         if variables is None:
             from dagsmith.io.runtime import current_variables
@@ -126,6 +130,8 @@ def resolve_partition(
                 f"{where}: no partition_value given and no run interval to take it from (not inside a pipeline run)",
                 hint="pass partition_value='2021-01-05' (or a (low, high) pair) to export()",
             )
+        if pa.types.is_null(t):
+            t = pa.timestamp("us", "UTC")  # an empty frame: compare as times (the database casts)
         if not (pa.types.is_date(t) or pa.types.is_timestamp(t)):
             raise ConfigError(
                 f"{where}: column {column!r} is {t}, so the partition cannot be taken from the run's interval",
@@ -195,6 +201,14 @@ def _typed(value: Any, t: "pa.DataType", column: str, where: str) -> Any:
 
     if hasattr(value, "to_pydatetime"):
         value = value.to_pydatetime()
+    if pa.types.is_null(t):  # an empty frame has no column type: ISO text becomes a date or a time
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                return dt.date.fromisoformat(text) if len(text) == 10 else _as_datetime(text)
+            except ValueError:
+                return value
+        return value
     if pa.types.is_date(t):
         if isinstance(value, dt.datetime):
             return value.date()
