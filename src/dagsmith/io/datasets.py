@@ -16,18 +16,22 @@ publishes:
   where the kernel lacks it, recovered on the next write). Any reader — pyarrow,
   pandas, DuckDB, Spark — sees the old folder or the new one. Writers of one dataset
   take turns (``flock`` on ``.<name>.lock`` beside it).
-- **object stores** (no rename): a marker in the staging prefix records the write;
-  the staged files are copied into the dataset (server-side copies; each object
-  appears whole or not at all), then ``_dagsmith_manifest.json`` is written — one
-  PUT, the commit point — listing exactly the dataset's files; files the write
-  replaces are deleted after it. dagsmith's loaders read what the manifest lists, so
-  they see the old version or the new one. Other readers may meanwhile see complete
-  new files beside the old ones. One writer per dataset at a time (there is no lock).
+- **object stores** (no rename): the manifest beside the dataset,
+  ``<parent>/.<name>.manifest.json``, lists exactly the dataset's files. A write
+  records itself there as *pending* (its staging prefix, host and pid, then the files
+  it will add), writes its files to staging, copies them into the dataset
+  (server-side; each object appears whole or not at all), then rewrites the manifest
+  with the new file list — one PUT, the commit point — and deletes the files it
+  replaced. dagsmith's loaders read what the manifest lists, so they see the old
+  version or the new one; other readers may meanwhile see complete new files beside
+  the old ones. Nothing but Parquet files is put inside the dataset's prefix (an
+  external table over it keeps working). A second writer while one is pending is
+  refused (retryable) unless the pending one is dead.
 
 Leftovers of a killed writer (``.<name>.tmp-<pid>``; copies it made before its
 commit; files its commit replaced) are removed by the next write to the dataset:
-locally under the lock, on object stores when the marker's process is gone (same
-host) or older than a day (another host).
+locally under the lock, on object stores when the pending writer's process is gone
+(same host) or started more than a day ago (another host).
 
 Write modes: ``append`` (new files beside the current ones; pyarrow's
 ``overwrite_or_ignore``), ``delete_matching`` (the partitions written are replaced),
@@ -60,9 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from dagsmith.io.partitions import Partition
 
-MANIFEST = "_dagsmith_manifest.json"
-MARKER = "_dagsmith_staging.json"
-STALE_AFTER_S = 24 * 3600  # a staging prefix of another host is abandoned after this long
+STALE_AFTER_S = 24 * 3600  # a pending write of another host is abandoned after this long
 MODES = ("append", "delete_matching", "replace_partition", "replace", "error")
 
 
@@ -175,11 +177,15 @@ def read_dataset(
     import pyarrow.parquet as pq
 
     local = _local_root(filesystem, root)
+    if local is not None and not local.exists():
+        olds = sorted(local.parent.glob(f".{local.name}.old-*"), key=lambda p: p.stat().st_mtime)
+        if olds:  # a writer died between the two renames of the fallback swap: the previous version
+            local = olds[-1]
     fs, base = _fs_and_base(filesystem, local, root)
     expression = pq.filters_to_expression(filters) if isinstance(filters, (list, tuple)) else filters
     partitioning = ds.HivePartitioning.discover(infer_dictionary=True)
     for attempt in (1, 2):
-        manifest = _read_json(fs, f"{base}/{MANIFEST}")
+        manifest = _read_json(fs, _manifest_path(base)) if local is None else None
         try:
             if manifest is not None:
                 paths = [f"{base}/{rel}" for rel in manifest.get("files", [])]
@@ -259,7 +265,7 @@ def _write_local(
             dropped = _dropped(current, new, mode, partition, table.schema)
             taken = set(new)
             for rel in current:  # the files the next version keeps: hard links, no data copied
-                if rel in dropped or rel in taken or rel == MANIFEST:
+                if rel in dropped or rel in taken:
                     continue
                 _link(root / rel, staging / rel)
             _fsync_files(staging, new)
@@ -313,23 +319,28 @@ _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
 
-def _exchange(a: Path, b: Path) -> None:
-    """Swap two folders atomically (Linux ``renameat2``); elsewhere two renames, recovered on the next
-    write by :func:`_recover_local` when interrupted between them."""
+def _renameat2_exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one system call (Linux ≥ 3.15); False where the system cannot."""
     import ctypes
     import errno
 
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
-        renameat2 = None
-    if renameat2 is not None:
-        if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-            return
-        err = ctypes.get_errno()
-        if err not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
-            raise OSError(err, f"cannot swap {a} and {b}: {os.strerror(err)}")
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(err, f"cannot swap {a} and {b}: {os.strerror(err)}")
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Swap two folders atomically; without ``renameat2``, two renames: interrupted between them, the
+    previous version waits in ``.<name>.old-<pid>`` — readers read it, the next write puts it back."""
+    if _renameat2_exchange(a, b):
+        return
     old = b.parent / f".{b.name}.old-{os.getpid()}"
     os.rename(b, old)
     fault_point("dataset.half_swapped")
@@ -364,6 +375,11 @@ def _fsync_dir(path: Path) -> None:
 # --------------------------------------------------------------------------- object stores
 
 
+def _manifest_path(root: str) -> str:
+    parent, _, name = root.rpartition("/")
+    return f"{parent}/.{name}.manifest.json"
+
+
 def _write_remote(
     table: "pa.Table", fs: Any, root: str, partition_cols: list[str], mode: str, partition: Any,
     basename: str | None, where: str, options: dict[str, Any],
@@ -371,36 +387,38 @@ def _write_remote(
     parent, _, name = root.rpartition("/")
     if not parent or not name:
         raise ConfigError(f"{where}: give the dataset a prefix inside the bucket (bucket/prefix)")
-    claimed = _recover_remote(fs, root)
-    current = [rel for rel in _remote_files(fs, root) if rel not in claimed]
+    manifest_path = _manifest_path(root)
+    _recover_remote(fs, root, _read_json(fs, manifest_path) or {}, where)
+    current = _remote_files(fs, root)  # committed files, and files other tools put there (adopted)
     if mode == "error" and current:
         raise TerminalConnectorError(
             f"{where}: the dataset already has files and existing_data_behavior='error' (if_exists='fail')"
         )
     write_id = uuid.uuid4().hex[:12]
     staging = f"{parent}/.{name}.tmp-{os.getpid()}"
+    base = {"format": "dagsmith-dataset", "version": 1, "partition_cols": partition_cols}
+    pending = {"write_id": write_id, "host": socket.gethostname(), "pid": os.getpid(), "started_at": time.time(),
+               "staging": staging, "files": []}
     _delete_tree(fs, staging)
-    marker = {"host": socket.gethostname(), "pid": os.getpid(), "write_id": write_id,
-              "started_at": time.time(), "phase": "writing"}
-    _write_json(fs, f"{staging}/{MARKER}", marker)
+    _write_json(fs, manifest_path, {**base, "files": current, "pending": pending})
     copied: list[str] = []
     committed = False
     try:
         new = _write_files(table, staging, partition_cols, _basename(basename, write_id), fs, options)
         fault_point("dataset.written")
         dropped = _dropped(current, new, mode, partition, table.schema)
-        marker.update(phase="publishing", files=new, drop=sorted(dropped))
-        _write_json(fs, f"{staging}/{MARKER}", marker)
+        pending["files"] = new  # from here on, a dead writer's copies are known and removed
+        _write_json(fs, manifest_path, {**base, "files": current, "pending": pending})
         fault_point("dataset.staged")
         for rel in new:
             fs.copy_file(f"{staging}/{rel}", f"{root}/{rel}")
             copied.append(rel)
             fault_point("dataset.copied")
         files = sorted((set(current) - dropped) | set(new))
-        _write_json(fs, f"{root}/{MANIFEST}", {
-            "format": "dagsmith-dataset", "version": 1, "write_id": write_id,
-            "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "partition_cols": partition_cols, "schema": _schema_text(table.schema), "files": files,
+        _write_json(fs, manifest_path, {
+            **base, "write_id": write_id, "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "schema": _schema_text(table.schema), "files": files,
+            "cleanup": {"files": sorted(dropped), "staging": staging},
         })
         committed = True
         fault_point("dataset.committed")
@@ -408,53 +426,51 @@ def _write_remote(
             _delete_file(fs, f"{root}/{rel}")
         _prune_folders(fs, root, dropped, files)
     except BaseException:
-        if not committed:
+        if not committed:  # undo: the dataset stays as it was, and says no write is pending
             for rel in copied:
                 _delete_file(fs, f"{root}/{rel}")
-            _delete_tree(fs, staging)
-        raise  # committed but a replaced file could not be deleted: the marker stays, the next write finishes
+            _write_json(fs, manifest_path, {**base, "files": current})
+        _delete_tree(fs, staging)
+        raise  # after the commit, replaced files left behind are in "cleanup": the next write deletes them
     _delete_tree(fs, staging)
     return DatasetWrite(f"{root}", new, sorted(dropped), table.num_rows)
 
 
-def _recover_remote(fs: Any, root: str) -> set[str]:
-    """Finish or undo what dead writers of this dataset left (their staging prefixes); returns the files
-    claimed by writers still at work (not part of the dataset yet)."""
-    from pyarrow import fs as pafs
+def _recover_remote(fs: Any, root: str, manifest: dict[str, Any], where: str) -> None:
+    """Finish what the last write left: delete the files its commit replaced; if it died before its
+    commit, delete the copies it made and its staging prefix. A pending write still alive is refused."""
+    from dagsmith.errors import TransientConnectorError
 
-    parent, _, name = root.rpartition("/")
-    claimed: set[str] = set()
-    prefix = f".{name}.tmp-"
-    try:
-        entries = fs.get_file_info(pafs.FileSelector(parent, recursive=False, allow_not_found=True))
-    except OSError:
-        return claimed
-    stagings = {e.path.rstrip("/") for e in entries if e.base_name.startswith(prefix)}
-    if not stagings:
-        return claimed
-    manifest = _read_json(fs, f"{root}/{MANIFEST}") or {}
-    for staging in sorted(stagings):
-        marker = _read_json(fs, f"{staging}/{MARKER}")
-        if marker is not None and not _abandoned(marker):
-            claimed.update(marker.get("files", []))
-            continue
-        if marker is not None and marker.get("phase") == "publishing":
-            listed = set(manifest.get("files", []))
-            if manifest.get("write_id") == marker.get("write_id"):  # committed: finish its deletes
-                doomed = [rel for rel in marker.get("drop", []) if rel not in listed]
-            else:  # not committed: undo its copies
-                doomed = [rel for rel in marker.get("files", []) if rel not in listed]
-            for rel in doomed:
-                _delete_file(fs, f"{root}/{rel}")
-        _delete_tree(fs, staging)
-    return claimed
+    listed = set(manifest.get("files", []))
+    cleanup = manifest.get("cleanup") or {}
+    for rel in cleanup.get("files", []):
+        if rel not in listed:
+            _delete_file(fs, f"{root}/{rel}")
+    if cleanup.get("staging"):
+        _delete_tree(fs, str(cleanup["staging"]))
+    pending = manifest.get("pending")
+    if not pending:
+        return
+    if not _abandoned(pending):
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(pending.get("started_at") or 0)))
+        raise TransientConnectorError(
+            f"{where}: another write to this dataset is in progress (pid {pending.get('pid')} on "
+            f"{pending.get('host')}, since {since}); nothing was written",
+            hint="run one export of a dataset at a time; a writer that died is cleaned up by the next write "
+            "(at once on the same machine, after 24 h from another one)",
+        )
+    for rel in pending.get("files", []):
+        if rel not in listed:
+            _delete_file(fs, f"{root}/{rel}")
+    if pending.get("staging"):
+        _delete_tree(fs, str(pending["staging"]))
 
 
-def _abandoned(marker: dict[str, Any]) -> bool:
-    if marker.get("host") == socket.gethostname():
-        pid = int(marker.get("pid") or 0)
+def _abandoned(pending: dict[str, Any]) -> bool:
+    if pending.get("host") == socket.gethostname():
+        pid = int(pending.get("pid") or 0)
         return pid == os.getpid() or not _alive(pid)
-    return time.time() - float(marker.get("started_at") or 0) > STALE_AFTER_S
+    return time.time() - float(pending.get("started_at") or 0) > STALE_AFTER_S
 
 
 def _alive(pid: int) -> bool:

@@ -511,9 +511,12 @@ class FileIO(Connector):
         from dagsmith.io.datasets import read_dataset
 
         root = self.resolve(path)
-        if not root.is_dir():
-            raise TerminalConnectorError(f"dataset folder not found: {root}", hint="paths are relative to the project folder")
-        return arrow_to_pandas(read_dataset(root, filters=filters))
+        try:
+            return arrow_to_pandas(read_dataset(root, filters=filters))
+        except FileNotFoundError:
+            raise TerminalConnectorError(
+                f"dataset folder not found: {root}", hint="paths are relative to the project folder"
+            ) from None
 
     def _public_settings(self) -> dict[str, Any]:
         return {"root": str(self.root)}
