@@ -555,12 +555,14 @@ class Postgres(Connector):
         target = f"{quote_ident(schema)}.{quote_ident(name)}"
         try:
             existing = self._columns(cur, schema, name)
+            if existing is None:  # concurrent runs (a backfill) may all find no table: one creates it
+                claim_new_table(cur, schema, name)
+                existing = self._columns(cur, schema, name)
             if existing and policy is ExportWritePolicy.FAIL:
                 raise TerminalConnectorError(
                     f"table {schema}.{name} already exists on {self._where()} and if_exists='fail'",
                     hint="use if_exists='replace' or 'append', or drop the table first",
                 )
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
             if existing is None or policy is ExportWritePolicy.REPLACE:
                 fresh = f"{name[:40]}__dagsmith_{uuid.uuid4().hex[:8]}" if existing is not None else name
                 cur.execute(_create_sql(schema, fresh, types))
@@ -679,9 +681,11 @@ class Postgres(Connector):
         target = f"{quote_ident(schema)}.{quote_ident(name)}"
         try:
             existing = self._columns(cur, schema, name)
+            if existing is None:
+                claim_new_table(cur, schema, name)
+                existing = self._columns(cur, schema, name)
             if existing is not None and policy is ExportWritePolicy.FAIL:
                 raise TerminalConnectorError(f"table {schema}.{name} already exists on {self._where()} and if_exists='fail'")
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
             body = query.strip().rstrip(";")
             if policy is ExportWritePolicy.REPLACE_PARTITION:
                 cur.execute(f"CREATE TEMPORARY TABLE {RESULT_TABLE} ON COMMIT DROP AS {body}")
@@ -727,6 +731,20 @@ class Postgres(Connector):
 
 # --------------------------------------------------------------------------- drift and partitions
 # Shared by this connector (ADBC cursor, ``$n`` parameters) and SQL blocks (psycopg cursor, ``%s``).
+
+_LOCK_CLASS = 1684105075  # first key of dagsmith's two-key advisory locks on tables and schemas ("dags")
+
+
+def claim_new_table(cur: Any, schema: str, name: str) -> None:
+    """Before creating ``schema.name``: wait for any other transaction creating it (a transaction-scoped
+    advisory lock on the name), and create the schema if missing — ``CREATE SCHEMA IF NOT EXISTS`` and
+    ``CREATE TABLE`` race between concurrent transactions (duplicate key errors). Re-read the table after."""
+    cur.execute(f"SELECT pg_advisory_xact_lock({_LOCK_CLASS}, hashtext({_quote_literal(schema + '.' + name)}))")
+    cur.execute(f"SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = {_quote_literal(schema)}")
+    if not cur.fetchall():
+        cur.execute(f"SELECT pg_advisory_xact_lock({_LOCK_CLASS}, hashtext({_quote_literal('schema:' + schema)}))")
+        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+
 
 RESULT_TABLE = "_dagsmith_result"
 """The temporary table a query's result (or, ``WITH NO DATA``, its columns) is put in before writing."""

@@ -324,7 +324,8 @@ def _fits(new: Column, col: Column, array: Any) -> tuple[bool, str, "pa.DataType
 
 
 def _values_survive(array: Any, src: "pa.DataType", dst: "pa.DataType", col: Column, new: Column):
-    """Value-level check: casting every value to ``dst`` and back gives the value again."""
+    """Value-level check: every value cast to ``dst`` and back is the value again (Arrow's own "safe"
+    casts let some changes through, e.g. float → decimal rounds)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -332,23 +333,17 @@ def _values_survive(array: Any, src: "pa.DataType", dst: "pa.DataType", col: Col
         return False, f"{new.type} values may not fit in {col.type}; cast them in the query", None
     if pa.types.is_dictionary(array.type):
         array = array.cast(array.type.value_type)
+        src = array.type
     try:
-        pc.cast(array, dst, safe=True)
-        return True, "", dst
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    total = len(array) - array.null_count
-    try:
-        there = pc.cast(array, dst, safe=False)
-        back = pc.cast(there, src, safe=False)
+        back = pc.cast(pc.cast(array, dst, safe=False), src, safe=False)
         bad = pc.fill_null(pc.not_equal(back, array), False)
         count = pc.sum(bad).as_py() or 0
-        index = pc.index(bad, True).as_py() if count else -1
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        count, index = 0, -1
-    if index < 0:
         return False, f"some values cannot be stored exactly in {col.type}", None
-    example = array[index].as_py()
+    if not count:
+        return True, "", dst
+    total = len(array) - array.null_count
+    example = array[pc.index(bad, True).as_py()].as_py()
     stored = _stored_as(example, dst)
     what = f"{example!r} would be stored as {stored!r}" if stored is not None else f"{example!r} does not fit"
     return False, f"{count} of {total} values change, e.g. {what}", None

@@ -216,15 +216,17 @@ class PostgresDialect(Dialect):
         self, stmt: Statement, schema: str, table: str, policy: str, options: WriteOptions = WriteOptions()
     ) -> None:
         from dagsmith.io.base import ExportWritePolicy
-        from dagsmith.io.postgres import RESULT_TABLE, check_result_drift, replace_partition_from_result
+        from dagsmith.io.postgres import RESULT_TABLE, check_result_drift, claim_new_table, replace_partition_from_result
 
         conn = self._conn()
         target = f"{self.quote(schema)}.{self.quote(table)}"
         result = f"CREATE TEMPORARY TABLE {RESULT_TABLE} ON COMMIT DROP AS{_WRAP}"
         try:
             with conn.cursor() as cur:
-                cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self.quote(schema)}")
                 exists = self._exists(cur, schema, table)
+                if not exists:  # concurrent runs may all find no table: one creates it
+                    claim_new_table(cur, schema, table)
+                    exists = self._exists(cur, schema, table)
                 if exists and policy == "fail":
                     raise DatabaseFailure(
                         f"table {schema}.{table} already exists and export_write_policy is 'fail'"
