@@ -234,3 +234,26 @@ def test_local_writer_killed_from_outside_at_any_moment(tmp_path, delay_s):
     write_in_process(store, NEW)
     assert store.read() == EXPECTED_NEW and store.leftovers() == []
     assert len(store.data_files()) == 4
+
+
+@pytest.mark.parametrize("store", ["local", "gcs", "s3"], indirect=True)
+def test_concurrent_writers_of_one_dataset_take_turns(store):
+    """A backfill with concurrency: runs of different days replace their partitions at the same time;
+    every partition ends up there exactly once (writers wait for each other, none truncates another)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dagsmith.io.files import FileIO
+
+    conn = FileIO(root=store.base) if store.name == "local" else store.conn
+    where = ("lake/trips",) if store.name == "local" else (store.bucket, "lake/trips")
+    days = range(1, 7)
+
+    def write(day: int) -> None:
+        df = frame(range(day, day + 1), 1, rows_per_day=50)
+        conn.export_partitioned(df, *where, ["day"], if_exists="replace_partition", partition_value=f"2021-01-{day:02d}")
+
+    for _ in range(2):  # twice, as a re-run of the backfill
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(write, days))
+    assert store.read() == rows(frame(days, 1, rows_per_day=50))
+    assert len(store.data_files()) == len(days) and store.leftovers() == []

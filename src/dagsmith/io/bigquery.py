@@ -235,6 +235,13 @@ class BigQuery(Connector):
                 )
                 check_within(arrow, partition, target=full)
             fields = None
+            if partition is not None and current is None:
+                # the first run creates the table; concurrent runs (a backfill) must not truncate each other
+                try:
+                    self._load(arrow, full, bigquery.WriteDisposition.WRITE_EMPTY, None, overwrite_types)
+                    return arrow.num_rows
+                except gexc.Conflict:
+                    current = self._get_table(full)  # created meanwhile: replace this run's partition in it
             if current is not None:
                 arrow, fields = self._check_drift(full, current, arrow, None, policy, schema_change)
             if partition is not None and current is not None:
@@ -415,8 +422,15 @@ class BigQuery(Connector):
                 hint="filter the query to the partition (WHERE …), or pass the partition_value that covers it",
             )
         if current is None:
-            self.client.copy_table(stage, full, job_config=bigquery.CopyJobConfig(write_disposition="WRITE_TRUNCATE")).result()
-            return
+            from google.api_core import exceptions as gexc
+
+            try:  # WRITE_EMPTY: a concurrent run that created the table first is not overwritten
+                self.client.copy_table(
+                    stage, full, job_config=bigquery.CopyJobConfig(write_disposition="WRITE_EMPTY")
+                ).result()
+                return
+            except gexc.Conflict:
+                current = self.client.get_table(full)
         self._check_drift(full, current, None, list(columns.values()), ExportWritePolicy.REPLACE_PARTITION, schema_change)
         self._merge_partition(full, stage, list(columns), partition)
 

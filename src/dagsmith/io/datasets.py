@@ -47,6 +47,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import socket
 import time
 import uuid
@@ -65,6 +66,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from dagsmith.io.partitions import Partition
 
 STALE_AFTER_S = 24 * 3600  # a pending write of another host is abandoned after this long
+WAIT_FOR_WRITER_S = 600.0  # how long a write waits for another live writer of the same dataset
+SETTLE_S = 0.2  # object stores: wait before reading back a claim (two writers claiming at once)
+_LIVE_WRITES: set[str] = set()  # write ids in progress in this process (threads share a pid)
 MODES = ("append", "delete_matching", "replace_partition", "replace", "error")
 
 
@@ -388,22 +392,74 @@ def _write_remote(
     if not parent or not name:
         raise ConfigError(f"{where}: give the dataset a prefix inside the bucket (bucket/prefix)")
     manifest_path = _manifest_path(root)
-    _recover_remote(fs, root, _read_json(fs, manifest_path) or {}, where)
-    current = _remote_files(fs, root)  # committed files, and files other tools put there (adopted)
-    if mode == "error" and current:
-        raise TerminalConnectorError(
-            f"{where}: the dataset already has files and existing_data_behavior='error' (if_exists='fail')"
-        )
     write_id = uuid.uuid4().hex[:12]
-    staging = f"{parent}/.{name}.tmp-{os.getpid()}"
+    staging = f"{parent}/.{name}.tmp-{os.getpid()}-{write_id}"
     base = {"format": "dagsmith-dataset", "version": 1, "partition_cols": partition_cols}
     pending = {"write_id": write_id, "host": socket.gethostname(), "pid": os.getpid(), "started_at": time.time(),
                "staging": staging, "files": []}
-    _delete_tree(fs, staging)
-    _write_json(fs, manifest_path, {**base, "files": current, "pending": pending})
+    _LIVE_WRITES.add(write_id)
+    try:
+        return _publish_remote(table, fs, root, manifest_path, staging, base, pending, partition_cols, mode,
+                               partition, basename, where, options)
+    finally:
+        _LIVE_WRITES.discard(write_id)
+
+
+def _claim(fs: Any, root: str, manifest_path: str, base: dict[str, Any], pending: dict[str, Any], where: str) -> list[str]:
+    """Record this write as the dataset's pending one, after any live writer finished (waiting up to
+    ``WAIT_FOR_WRITER_S``) and what dead ones left was cleaned up; returns the dataset's current files.
+
+    Object stores have no lock: two writers that claim at the same moment both write, read back after
+    ``SETTLE_S``, and the one whose record stayed goes first; the commit checks the record again."""
+    from dagsmith.errors import TransientConnectorError
+
+    deadline = time.monotonic() + WAIT_FOR_WRITER_S
+    delay = 0.05
+    while True:
+        manifest = _read_json(fs, manifest_path) or {}
+        busy = manifest.get("pending")
+        if busy and _abandoned(busy):
+            busy = None
+        if busy is None:
+            _recover_remote(fs, root, manifest)
+            current = _remote_files(fs, root)  # committed files, and files other tools put there (adopted)
+            if (_read_json(fs, manifest_path) or {}) == manifest:  # nobody claimed meanwhile
+                _write_json(fs, manifest_path, {**base, "files": current, "pending": pending})
+                time.sleep(SETTLE_S)
+                if _pending_id(fs, manifest_path) == pending["write_id"]:
+                    return current
+        elif time.monotonic() > deadline:
+            since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(busy.get("started_at") or 0)))
+            raise TransientConnectorError(
+                f"{where}: another write to this dataset is still in progress after {WAIT_FOR_WRITER_S:.0f} s"
+                f" (pid {busy.get('pid')} on {busy.get('host')}, since {since}); nothing was written",
+                hint="a writer that died is cleaned up by the next write (at once on the same machine, after 24 h "
+                "from another one); retry later",
+            )
+        time.sleep(delay + random.uniform(0, delay))
+        delay = min(delay * 2, 2.0)
+
+
+def _pending_id(fs: Any, manifest_path: str) -> str | None:
+    return ((_read_json(fs, manifest_path) or {}).get("pending") or {}).get("write_id")
+
+
+def _publish_remote(
+    table: "pa.Table", fs: Any, root: str, manifest_path: str, staging: str, base: dict[str, Any],
+    pending: dict[str, Any], partition_cols: list[str], mode: str, partition: Any, basename: str | None,
+    where: str, options: dict[str, Any],
+) -> DatasetWrite:
+    from dagsmith.errors import TransientConnectorError
+
+    write_id = pending["write_id"]
+    current = _claim(fs, root, manifest_path, base, pending, where)
     copied: list[str] = []
     committed = False
     try:
+        if mode == "error" and current:
+            raise TerminalConnectorError(
+                f"{where}: the dataset already has files and existing_data_behavior='error' (if_exists='fail')"
+            )
         new = _write_files(table, staging, partition_cols, _basename(basename, write_id), fs, options)
         fault_point("dataset.written")
         dropped = _dropped(current, new, mode, partition, table.schema)
@@ -415,6 +471,11 @@ def _write_remote(
             copied.append(rel)
             fault_point("dataset.copied")
         files = sorted((set(current) - dropped) | set(new))
+        if _pending_id(fs, manifest_path) != write_id:
+            raise TransientConnectorError(
+                f"{where}: another writer took over the dataset during this write; nothing was written",
+                hint="run one export of a dataset at a time, or retry",
+            )
         _write_json(fs, manifest_path, {
             **base, "write_id": write_id, "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "schema": _schema_text(table.schema), "files": files,
@@ -429,18 +490,17 @@ def _write_remote(
         if not committed:  # undo: the dataset stays as it was, and says no write is pending
             for rel in copied:
                 _delete_file(fs, f"{root}/{rel}")
-            _write_json(fs, manifest_path, {**base, "files": current})
+            if _pending_id(fs, manifest_path) == write_id:
+                _write_json(fs, manifest_path, {**base, "files": current})
         _delete_tree(fs, staging)
         raise  # after the commit, replaced files left behind are in "cleanup": the next write deletes them
     _delete_tree(fs, staging)
     return DatasetWrite(f"{root}", new, sorted(dropped), table.num_rows)
 
 
-def _recover_remote(fs: Any, root: str, manifest: dict[str, Any], where: str) -> None:
+def _recover_remote(fs: Any, root: str, manifest: dict[str, Any]) -> None:
     """Finish what the last write left: delete the files its commit replaced; if it died before its
-    commit, delete the copies it made and its staging prefix. A pending write still alive is refused."""
-    from dagsmith.errors import TransientConnectorError
-
+    commit (its pending record is abandoned), delete the copies it made and its staging prefix."""
     listed = set(manifest.get("files", []))
     cleanup = manifest.get("cleanup") or {}
     for rel in cleanup.get("files", []):
@@ -451,14 +511,6 @@ def _recover_remote(fs: Any, root: str, manifest: dict[str, Any], where: str) ->
     pending = manifest.get("pending")
     if not pending:
         return
-    if not _abandoned(pending):
-        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(pending.get("started_at") or 0)))
-        raise TransientConnectorError(
-            f"{where}: another write to this dataset is in progress (pid {pending.get('pid')} on "
-            f"{pending.get('host')}, since {since}); nothing was written",
-            hint="run one export of a dataset at a time; a writer that died is cleaned up by the next write "
-            "(at once on the same machine, after 24 h from another one)",
-        )
     for rel in pending.get("files", []):
         if rel not in listed:
             _delete_file(fs, f"{root}/{rel}")
@@ -469,7 +521,9 @@ def _recover_remote(fs: Any, root: str, manifest: dict[str, Any], where: str) ->
 def _abandoned(pending: dict[str, Any]) -> bool:
     if pending.get("host") == socket.gethostname():
         pid = int(pending.get("pid") or 0)
-        return pid == os.getpid() or not _alive(pid)
+        if pid == os.getpid():  # this process: abandoned unless one of its threads is still writing it
+            return pending.get("write_id") not in _LIVE_WRITES
+        return not _alive(pid)
     return time.time() - float(pending.get("started_at") or 0) > STALE_AFTER_S
 
 
