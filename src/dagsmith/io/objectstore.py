@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from dagsmith.errors import ConfigError, TerminalConnectorError
-from dagsmith.io.base import QUERY_ROW_LIMIT, Capabilities, Connector, detect_format, to_arrow
+from dagsmith.io.base import QUERY_ROW_LIMIT, Capabilities, Connector, detect_format
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
