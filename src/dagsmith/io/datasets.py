@@ -150,7 +150,7 @@ def write_dataset(
                          basename_template, where, options)
 
 
-def write_partition(
+def partition_for_write(
     df: Any, mode: str, partition_cols: list[str], column: str | None, value: Any, where: str
 ) -> Any:
     """The partition a ``replace_partition`` dataset write replaces (None for other modes): the export

@@ -498,12 +498,13 @@ class FileIO(Connector):
     ) -> Path:
         """Write a hive-partitioned Parquet dataset (``col=value/`` folders) under ``path``, staged beside it
         and swapped in atomically (:mod:`dagsmith.io.datasets`; modes as ``ObjectStore.export_partitioned``)."""
-        from dagsmith.io.datasets import dataset_mode, write_dataset, write_partition
+        from dagsmith.io.datasets import dataset_mode, partition_for_write, write_dataset
 
         root = self.resolve(path)
         mode = dataset_mode(if_exists, existing_data_behavior)
-        partition = write_partition(df, mode, partition_cols, partition_column, partition_value, str(root))
-        write_dataset(df, root, list(partition_cols), mode=mode, partition=partition, where=str(root), **kwargs)
+        table = to_arrow(df)  # once: the partition check and the write share it
+        partition = partition_for_write(table, mode, partition_cols, partition_column, partition_value, str(root))
+        write_dataset(table, root, list(partition_cols), mode=mode, partition=partition, where=str(root), **kwargs)
         return root
 
     def load_partitioned(self, path: str | os.PathLike[str], filters: Any = None) -> "pd.DataFrame":

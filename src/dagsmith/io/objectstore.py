@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from dagsmith.errors import ConfigError, TerminalConnectorError
-from dagsmith.io.base import QUERY_ROW_LIMIT, Capabilities, Connector, detect_format
+from dagsmith.io.base import QUERY_ROW_LIMIT, Capabilities, Connector, detect_format, to_arrow
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -159,16 +159,17 @@ class ObjectStore(Connector):
         interval), so a backfill run twice gives the same rows; ``if_exists='replace'`` replaces the
         whole dataset.
         """
-        from dagsmith.io.datasets import dataset_mode, write_dataset, write_partition
+        from dagsmith.io.datasets import dataset_mode, partition_for_write, write_dataset
 
         if not self._bucket_exists(bucket_name):
             raise self._missing(bucket_name)
         root = f"{bucket_name}/{prefix.strip('/')}"
         mode = dataset_mode(if_exists, existing_data_behavior)
-        partition = write_partition(df, mode, partition_cols, partition_column, partition_value, self._url(root))
+        table = to_arrow(df)  # once: the partition check and the write share it
+        partition = partition_for_write(table, mode, partition_cols, partition_column, partition_value, self._url(root))
         try:
             write_dataset(
-                df, root, list(partition_cols), filesystem=self.filesystem(), mode=mode, partition=partition,
+                table, root, list(partition_cols), filesystem=self.filesystem(), mode=mode, partition=partition,
                 basename_template=basename_template, where=self._url(root), **kwargs,
             )
         except OSError as exc:
