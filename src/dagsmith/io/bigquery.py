@@ -218,9 +218,9 @@ class BigQuery(Connector):
             checked = policy in (ExportWritePolicy.APPEND, ExportWritePolicy.REPLACE_PARTITION)
             current = self._get_table(full) if checked else None
             if query_string is not None:
-                return self._export_query(
+                return self._exported(self._export_query(
                     query_string, full, disposition, policy, current, schema_change, part_column, part_value
-                )
+                ), full)
             arrow = rename_columns(to_arrow(df, index=index), auto_clean_name=auto_clean_name, case_sensitive=True)
             arrow = _bq_ready(arrow)
             partition = None
@@ -239,7 +239,7 @@ class BigQuery(Connector):
                 # the first run creates the table; concurrent runs (a backfill) must not truncate each other
                 try:
                     self._load(arrow, full, bigquery.WriteDisposition.WRITE_EMPTY, None, overwrite_types)
-                    return arrow.num_rows
+                    return self._exported(arrow.num_rows, full)
                 except gexc.Conflict:
                     current = self._get_table(full)  # created meanwhile: replace this run's partition in it
             if current is not None:
@@ -251,9 +251,9 @@ class BigQuery(Connector):
                     self._merge_partition(full, stage, arrow.column_names, partition)
                 finally:
                     self.client.delete_table(stage, not_found_ok=True)
-                return arrow.num_rows
+                return self._exported(arrow.num_rows, full)
             self._load(arrow, full, disposition, fields, overwrite_types)
-            return arrow.num_rows
+            return self._exported(arrow.num_rows, full)
         except (ConfigError, TerminalConnectorError, TransientConnectorError):
             raise
         except gexc.Conflict as exc:

@@ -372,7 +372,7 @@ class DuckDB(Connector):
                     conn.execute(f"DROP TABLE IF EXISTS temp.main.{_q(view)}")
                 except duckdb.Error:
                     pass
-        return count
+        return self._exported(count, f"{schema}.{table_name} ({self.database})")
 
     def target_columns(self, schema: str, table_name: str, catalog: str | None = None) -> list[Any]:
         """The table's columns for the schema-drift check (:func:`duckdb_column`)."""

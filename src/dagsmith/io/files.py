@@ -480,7 +480,11 @@ class FileIO(Connector):
         """Write ``df`` to ``filepath`` (atomically); returns the absolute path written."""
         path = self.resolve(filepath)
         fmt = detect_format(str(path), format)
-        return write_table(df, path, fmt, index=index)
+        written = write_table(df, path, fmt, index=index)
+        from dagsmith.io.objectstore import _row_count
+
+        self._exported(_row_count(df), str(written))
+        return written
 
     def exists(self, filepath: str | os.PathLike[str]) -> bool:
         return self.resolve(filepath).exists()
@@ -505,6 +509,7 @@ class FileIO(Connector):
         table = to_arrow(df)  # once: the partition check and the write share it
         partition = partition_for_write(table, mode, partition_cols, partition_column, partition_value, str(root))
         write_dataset(table, root, list(partition_cols), mode=mode, partition=partition, where=str(root), **kwargs)
+        self._exported(table.num_rows, f"{root} (partitioned by {', '.join(partition_cols)})")
         return root
 
     def load_partitioned(self, path: str | os.PathLike[str], filters: Any = None) -> "pd.DataFrame":

@@ -506,10 +506,11 @@ class Postgres(Connector):
             if part_column and auto_clean_name:
                 part_column = _clean_key(part_column, case_sensitive)
 
+        target = f"{schema_name}.{table_name}"
         if query_string is not None:
-            return self._export_query(
+            return self._exported(self._export_query(
                 query_string, schema_name, table_name, policy, cascade_on_drop, schema_change, part_column, part_value
-            )
+            ), target)
 
         table = rename_columns(to_arrow(df, index=index), auto_clean_name=auto_clean_name, case_sensitive=case_sensitive)
         table = _rechunk(_ingestable(table))
@@ -533,9 +534,9 @@ class Postgres(Connector):
         for column, sql_type in (overwrite_types or {}).items():
             if column in types:
                 types[column] = sql_type
-        return self._write(
+        return self._exported(self._write(
             table, types, schema_name, table_name, policy, keys, method, cascade_on_drop, schema_change, partition
-        )
+        ), target)
 
     def _write(
         self,
