@@ -752,8 +752,8 @@ async def editor_sql_config(request: Request, pipeline_uuid: str, block_uuid: st
             if not limit.isdigit():
                 raise ConfigError(f"limit {limit!r} is not a whole number", hint="0 means no limit")
             config["limit"] = int(limit)
-        if config.get("export_write_policy") not in (None, "append", "replace", "fail"):
-            raise ConfigError("write policy must be append, replace or fail")
+        if config.get("export_write_policy") not in (None, "append", "replace", "fail", "replace_partition"):
+            raise ConfigError("write policy must be append, replace, fail or replace_partition")
         update_block_entry(_root(request), pipeline_uuid, block_uuid, {"configuration": config})
     except DagsmithError as exc:
         return _error_fragment(request, exc)
