@@ -37,7 +37,12 @@ def start(project: Path, port: int, log: Path) -> subprocess.Popen:
         except httpx.HTTPError:
             return False
 
-    wait_until(up, 60, 0.1, "server up")
+    try:
+        wait_until(up, 60, 0.1, "server up")
+    except BaseException:
+        proc.kill()  # a server that never answered must not outlive the test
+        proc.wait(30)
+        raise
     return proc
 
 
