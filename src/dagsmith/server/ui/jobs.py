@@ -1,16 +1,26 @@
 """Block runs started from the editor: one engine run per click, in a background thread.
 
 ``BlockJobs.start`` runs ``engine.run_pipeline(block_uuids=[b], with_upstream=…)`` in a
-daemon thread and returns a job id at once; ``wait`` blocks (up to a timeout) until the
-job ends, so the page long-polls and shows the result the moment it exists. When the run
-ends, the block's stdout, test counts, error and a preview of its stored output are kept
-in memory (the newest 200 jobs). Live stdout lines arrive through the engine observer.
+daemon thread and returns a job id at once. The page follows it with ``state(job, since)``:
+the lines printed since the last poll, the status and the elapsed time, so output streams
+while the block runs (``views`` long-polls on it, waking within ~20 ms of a new line).
+When the run ends, the block's stdout, test counts, error, a preview and a profile of its
+stored output are kept in memory (the newest 200 jobs).
+
+Each job also leaves a small record in ``<data dir>/ui/jobs/<id>.json`` (written when it
+starts and when it ends): a server that stops while a block runs finds the record still
+``running`` when it starts again and reports the job as interrupted, so the cell can say
+what happened and offer to run again instead of waiting for a job nobody runs.
+
 As Mage does, each block that ran gets ``status: executed`` (or ``failed``) in its entry of
 ``pipelines/<p>/metadata.yaml``; the editor's conflict check guards block files, not that file.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import threading
 import time
 import uuid as uuidlib
@@ -19,9 +29,11 @@ from pathlib import Path
 from typing import Any
 
 MAX_JOBS = 200
+MAX_LINES = 5000
 #: engine block status → the ``status`` Mage keeps in a block's metadata.yaml entry
 YAML_STATUS = {"completed": "executed", "failed": "failed"}
 _yaml_lock = threading.Lock()
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,13 +42,17 @@ class BlockJob:
     pipeline_uuid: str
     block_uuid: str
     with_upstream: bool
-    status: str = "running"  # running | completed | failed | cancelled
+    #: ``block`` (this block), ``upstream`` (with all upstream), ``downstream`` (this block and all downstream)
+    mode: str = "block"
+    status: str = "running"  # running | completed | failed | cancelled | interrupted
     started: float = field(default_factory=time.time)
     ended: float | None = None
     #: when the engine reported the block itself finished (before outputs are stored and previewed)
     block_ended: float | None = None
     blocks: dict[str, dict[str, Any]] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
+    #: wall-clock time each line of ``lines`` was printed (for the live-output lag benchmark)
+    line_times: list[float] = field(default_factory=list)
     preview: dict[str, Any] | None = None
     error: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
@@ -49,6 +65,10 @@ class BlockJob:
     @property
     def seconds(self) -> float:
         return (self.ended or time.time()) - self.started
+
+    def record(self) -> dict[str, Any]:
+        return {"id": self.id, "pipeline_uuid": self.pipeline_uuid, "block_uuid": self.block_uuid, "mode": self.mode,
+                "status": self.status, "started": self.started, "ended": self.ended}
 
 
 class _Observer:
@@ -63,9 +83,11 @@ class _Observer:
 
     def on_block_log(self, *, block_uuid: str = "", record: dict | None = None, **kw: Any) -> None:
         msg = str((record or {}).get("message", ""))
-        if msg and len(self.job.lines) < 5000:
-            prefix = "" if block_uuid == self.job.block_uuid else f"[{block_uuid}] "
-            self.job.lines.append(prefix + msg.rstrip("\n"))
+        job = self.job
+        if len(job.lines) < MAX_LINES:
+            prefix = "" if block_uuid == job.block_uuid else f"[{block_uuid}] "
+            job.line_times.append(time.time())
+            job.lines.append(prefix + msg.rstrip("\n"))  # appended last: pollers read len(lines)
 
     def on_block_end(self, *, block_uuid: str = "", status: str = "", result: Any = None, **kw: Any) -> None:
         if block_uuid == self.job.block_uuid and status in ("completed", "failed", "cancelled"):
@@ -82,11 +104,68 @@ class _Observer:
 class BlockJobs:
     """The editor's block runs of one project (thread-safe)."""
 
-    def __init__(self, project_root: Path) -> None:
+    def __init__(self, project_root: Path, state_dir: Path | None = None) -> None:
         self.root = Path(project_root)
+        self.state_dir = Path(state_dir) if state_dir is not None else None
         self._jobs: dict[str, BlockJob] = {}
         self._latest: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
+        self._load_interrupted()
+
+    # ---- records on disk (survive a restart)
+
+    def _record_path(self, job_id: str) -> Path | None:
+        if self.state_dir is None or not job_id.isalnum():
+            return None
+        return self.state_dir / f"{job_id}.json"
+
+    def _write_record(self, job: BlockJob) -> None:
+        path = self._record_path(job.id)
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(job.record()), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:  # the run matters more than its record
+            log.warning("could not write the editor job record %s: %s", path, exc)
+
+    def _load_interrupted(self) -> None:
+        """Jobs whose record still says ``running`` were cut off by a stop of the server."""
+        if self.state_dir is None or not self.state_dir.is_dir():
+            return
+        records = []
+        for path in self.state_dir.glob("*.json"):
+            try:
+                records.append((path, json.loads(path.read_text(encoding="utf-8"))))
+            except (OSError, ValueError):
+                continue
+        records.sort(key=lambda r: float(r[1].get("started") or 0))
+        stopped = time.time()
+        for path, rec in records[:-MAX_JOBS] if len(records) > MAX_JOBS else []:
+            path.unlink(missing_ok=True)
+        for path, rec in records[-MAX_JOBS:]:
+            if rec.get("status") == "running":
+                rec["status"] = "interrupted"
+                rec["ended"] = path.stat().st_mtime if path.exists() else stopped
+                try:
+                    path.write_text(json.dumps(rec), encoding="utf-8")
+                except OSError:
+                    pass
+            if rec.get("status") != "interrupted":
+                continue
+            job = BlockJob(str(rec["id"]), str(rec["pipeline_uuid"]), str(rec["block_uuid"]), rec.get("mode") == "upstream",
+                           mode=str(rec.get("mode") or "block"), status="interrupted", started=float(rec.get("started") or 0),
+                           ended=float(rec.get("ended") or stopped))
+            job.error = ("The server stopped while this block was running, so the run was cut off and its output is lost. "
+                         "Run the block again.")
+            job.done.set()
+            self._jobs[job.id] = job
+            key = (job.pipeline_uuid, job.block_uuid)
+            self._latest[key] = job.id
+
+    # ---- jobs
 
     def get(self, job_id: str) -> BlockJob | None:
         with self._lock:
@@ -97,8 +176,14 @@ class BlockJobs:
             job_id = self._latest.get((pipeline_uuid, block_uuid))
             return self._jobs.get(job_id) if job_id else None
 
-    def start(self, pipeline_uuid: str, block_uuid: str, *, with_upstream: bool = False, run_fn=None) -> BlockJob:
-        job = BlockJob(uuidlib.uuid4().hex[:12], pipeline_uuid, block_uuid, with_upstream)
+    def running(self, pipeline_uuid: str) -> list[BlockJob]:
+        with self._lock:
+            return [j for j in self._jobs.values() if j.pipeline_uuid == pipeline_uuid and not j.done.is_set()]
+
+    def start(self, pipeline_uuid: str, block_uuid: str, *, with_upstream: bool = False, mode: str | None = None,
+              variables: dict[str, Any] | None = None, run_fn=None) -> BlockJob:
+        mode = mode or ("upstream" if with_upstream else "block")
+        job = BlockJob(uuidlib.uuid4().hex[:12], pipeline_uuid, block_uuid, mode == "upstream", mode=mode)
         with self._lock:
             self._jobs[job.id] = job
             self._latest[(pipeline_uuid, block_uuid)] = job.id
@@ -106,46 +191,68 @@ class BlockJobs:
                 oldest = next(iter(self._jobs))
                 if not self._jobs[oldest].done.is_set():
                     break
-                del self._jobs[oldest]
-        thread = threading.Thread(target=self._run, args=(job, run_fn), name=f"dagsmith-editor-{job.id}", daemon=True)
+                old = self._jobs.pop(oldest)
+                path = self._record_path(old.id)
+                if path is not None:
+                    path.unlink(missing_ok=True)
+        self._write_record(job)
+        thread = threading.Thread(target=self._run, args=(job, run_fn, variables), name=f"dagsmith-editor-{job.id}", daemon=True)
         thread.start()
         return job
 
-    def _run(self, job: BlockJob, run_fn) -> None:
+    def _selection(self, job: BlockJob) -> list[str]:
+        if job.mode != "downstream":
+            return [job.block_uuid]
+        from dagsmith.project.pipelines import load_pipeline
+
+        spec = load_pipeline(self.root, job.pipeline_uuid)
+        down: dict[str, list[str]] = {}
+        for b in spec.blocks:
+            for up in b.upstream_blocks:
+                down.setdefault(up, []).append(b.uuid)
+        seen, stack = {job.block_uuid}, [job.block_uuid]
+        while stack:
+            for child in down.get(stack.pop(), []):
+                if child not in seen:
+                    seen.add(child)
+                    stack.append(child)
+        return [b.uuid for b in spec.blocks if b.uuid in seen]
+
+    def _run(self, job: BlockJob, run_fn, variables: dict[str, Any] | None) -> None:
         try:
             if run_fn is None:
                 from dagsmith.engine import run_pipeline as run_fn
             result = run_fn(
                 self.root,
                 job.pipeline_uuid,
-                block_uuids=[job.block_uuid],
-                with_upstream=job.with_upstream,
+                block_uuids=self._selection(job),
+                with_upstream=job.mode == "upstream",
                 observer=_Observer(job),
                 cancel_event=job.cancel,
                 persist=True,
                 env="dev",
+                **({"variables": variables} if variables else {}),
             )
             for uuid, br in result.blocks.items():
                 job.blocks.setdefault(uuid, {}).update(br.to_dict())
             mine = result.blocks.get(job.block_uuid)
             job.status = mine.status if mine is not None else result.status
-            if job.status == "completed":
+            if job.mode == "downstream" and job.status == "completed" and result.status != "completed":
+                job.status = result.status
+            if mine is not None and mine.status == "completed":
                 job.preview = self._preview(job.pipeline_uuid, job.block_uuid, result.partition)
             self._record_status(job.pipeline_uuid, {u: br.status for u, br in result.blocks.items()})
         except Exception as exc:  # noqa: BLE001 - shown in the cell, never raised into the server
-            from dagsmith.errors import DagsmithError
-
             job.status = "failed"
-            job.error = exc.message + (f"\nhint: {exc.hint}" if exc.hint else "") if isinstance(exc, DagsmithError) else f"{type(exc).__name__}: {exc}"
+            job.error = error_text(exc)
             self._record_status(job.pipeline_uuid, {job.block_uuid: "failed"})
         finally:
             job.ended = time.time()
             job.done.set()
+            self._write_record(job)
 
     def _record_status(self, pipeline_uuid: str, statuses: dict[str, str]) -> None:
         """Write ``status: executed|failed`` into the entries of the blocks that ran (only where it changes)."""
-        import logging
-
         from dagsmith.project.pipelines import read_pipeline_raw, update_block_entry
 
         wanted = {u: YAML_STATUS[s] for u, s in statuses.items() if s in YAML_STATUS}
@@ -158,17 +265,85 @@ class BlockJobs:
                     if block_uuid in current and current[block_uuid] != status:
                         update_block_entry(self.root, pipeline_uuid, block_uuid, {"status": status})
         except Exception as exc:  # noqa: BLE001 - the run's result matters more than its bookkeeping
-            logging.getLogger(__name__).warning("could not record block status in pipeline %s: %s", pipeline_uuid, exc)
+            log.warning("could not record block status in pipeline %s: %s", pipeline_uuid, exc)
 
     def _preview(self, pipeline_uuid: str, block_uuid: str, partition: str) -> dict[str, Any] | None:
-        return output_preview(self.root, pipeline_uuid, block_uuid, partition)
+        return output_preview(self.root, pipeline_uuid, block_uuid, partition, profile=True)
 
     def wait(self, job: BlockJob, timeout: float) -> bool:
         return job.done.wait(timeout)
 
 
-def output_preview(root: Path, pipeline_uuid: str, block_uuid: str, partition: str | None = None, rows: int = 10) -> dict[str, Any] | None:
-    """Preview of a block's stored output (its latest partition unless one is given); None if nothing is stored."""
+def state(job: BlockJob, since: int = 0) -> dict[str, Any]:
+    """What a poll needs: the lines printed since line ``since``, status, elapsed seconds."""
+    count = len(job.lines)
+    since = max(0, min(since, count))
+    return {
+        "id": job.id,
+        "status": job.status if job.done.is_set() else "running",
+        "done": job.done.is_set(),
+        "seconds": round(job.seconds, 3),
+        "lines": job.lines[since:count],
+        "next": count,
+        "blocks": {u: info.get("status") for u, info in job.blocks.items()},
+    }
+
+
+#: hints that tell a terminal user which command to type; the cell has its own buttons
+_CLI_HINT_PREFIXES = ("run `dagsmith", "run 'dagsmith", "dagsmith ", "use `dagsmith", "try `dagsmith")
+
+
+def error_text(exc: BaseException) -> str:
+    """One readable message for the cell: the error and its hint, without command-line advice."""
+    from dagsmith.errors import DagsmithError
+
+    if isinstance(exc, DagsmithError):
+        hint = (exc.hint or "").strip()
+        if hint.lower().startswith(_CLI_HINT_PREFIXES):
+            hint = ""
+        return exc.message + (f"\nhint: {hint}" if hint else "")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def error_view(result: dict[str, Any], root: Path | None = None) -> dict[str, Any] | None:
+    """A block's error split for display: message (location said once), location relative to the project, traceback."""
+    message = str(result.get("error") or "").strip()
+    if not message:
+        return None
+    location = str(result.get("error_location") or "")
+    short = location
+    if root is not None and location:
+        try:
+            path, _, line = location.rpartition(":")
+            short = f"{Path(path).resolve().relative_to(Path(root).resolve().parent).as_posix()}:{line}"
+        except (ValueError, OSError):
+            short = location
+    if location:
+        message = message.replace(f" at {location}", "")
+    return {"message": message, "location": short or None, "traceback": result.get("traceback") or None}
+
+
+def stored_output(store, pipeline_uuid: str, partition: str, block_uuid: str) -> Any:
+    """A block's first stored output: a memory-mapped Arrow table for frames (no pandas conversion), else the value."""
+    from dagsmith.data.preview import stored_table
+
+    folder = store.block_dir(pipeline_uuid, partition, block_uuid) / "output_0"
+    table = stored_table(folder) if folder.is_dir() else None
+    if table is not None:
+        return table
+    outputs, _multi = store.read_outputs(pipeline_uuid, partition, block_uuid)
+    return outputs[0] if outputs else None
+
+
+def output_preview(root: Path, pipeline_uuid: str, block_uuid: str, partition: str | None = None, rows: int = 10,
+                   profile: bool = False) -> dict[str, Any] | None:
+    """Preview of a block's stored output (its latest partition unless one is given); None if nothing is stored.
+
+    Frames are read memory-mapped from their Arrow file; with ``profile`` the preview also
+    carries a profile of every column of the whole output (``data.preview.profile``).
+    """
+    import json
+
     from dagsmith.data.preview import preview
     from dagsmith.data.store import VariableStore
     from dagsmith.project.layout import data_dir
@@ -177,13 +352,26 @@ def output_preview(root: Path, pipeline_uuid: str, block_uuid: str, partition: s
     part = partition if partition and store.has_outputs(pipeline_uuid, partition, block_uuid) else store.latest_partition(pipeline_uuid, block_uuid)
     if part is None:
         return None
+    folder = store.block_dir(pipeline_uuid, part, block_uuid)
     try:
-        outputs, multi = store.read_outputs(pipeline_uuid, part, block_uuid)
+        meta = json.loads((folder / "_meta.json").read_text(encoding="utf-8"))
+        count = len(meta["inline"]) if "inline" in meta else int(meta.get("count") or 0)
+        if meta.get("packed"):
+            count = 1
+        value = stored_output(store, pipeline_uuid, part, block_uuid) if count else None
     except Exception as exc:  # noqa: BLE001
         return {"kind": "error", "text": f"could not read the stored output: {exc}", "rows": None}
-    if not outputs:
+    if not count:
         return {"kind": "none", "text": "(the block returned nothing)", "rows": None}
-    out = preview(outputs[0], rows=rows)
-    if multi and len(outputs) > 1:
-        out["more_outputs"] = len(outputs) - 1
+    out = preview(value, rows=rows)
+    if profile and "columns" in out:
+        from dagsmith.data.preview import profile as profile_of
+
+        try:
+            out["profile"] = profile_of(value)
+        except Exception as exc:  # noqa: BLE001 - a profile that fails never hides the rows
+            out["profile_error"] = f"{type(exc).__name__}: {exc}"
+    out["partition"] = part
+    if meta.get("multi") and count > 1:
+        out["more_outputs"] = count - 1
     return out

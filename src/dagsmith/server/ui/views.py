@@ -213,6 +213,9 @@ def _templates():
         _env.filters["secs"] = _fmt_secs
         _env.globals["duration"] = _duration
         _env.globals["quote"] = lambda s: quote(str(s), safe="")
+        from dagsmith.server.ui import present
+
+        present.extend(_env)
     return _env
 
 
@@ -486,6 +489,67 @@ def _template_choices(templates: list[dict[str, str]], language: str = "python")
     return out
 
 
+def shared_blocks(root: Path, spec) -> dict[str, list[str]]:
+    """block uuid → the OTHER pipelines that list the same block file (same type and uuid)."""
+    from dagsmith.project.pipelines import list_pipelines
+
+    users: dict[tuple[str, str], list[str]] = {}
+    for uuid in list_pipelines(root):
+        if uuid == spec.uuid:
+            continue
+        try:
+            raw = _cached_raw(root, uuid)
+        except DagsmithError:
+            continue
+        for b in raw.get("blocks") or []:
+            if isinstance(b, dict):
+                users.setdefault((str(b.get("type")), str(b.get("uuid"))), []).append(uuid)
+    return {b.uuid: users[(b.type, b.uuid)] for b in spec.blocks if (b.type, b.uuid) in users}
+
+
+_lines_cache: dict[str, tuple[tuple[int, int], int]] = {}
+
+
+def cell_heights(spec) -> dict[str, int]:
+    """Pixels each cell will take once loaded (from its line count), so placeholders hold their place
+    and a ``#block-x`` link lands on its cell while the cells above it load."""
+    out = {}
+    for b in spec.blocks:
+        try:
+            st = b.path.stat()
+        except OSError:
+            continue
+        key = str(b.path)
+        hit = _lines_cache.get(key)
+        stamp = (st.st_mtime_ns, st.st_size)
+        if hit is None or hit[0] != stamp:
+            try:
+                n = b.path.read_bytes().count(b"\n") + 1
+            except OSError:
+                continue
+            if len(_lines_cache) > 20000:
+                _lines_cache.clear()
+            _lines_cache[key] = (stamp, n)
+            hit = _lines_cache[key]
+        lines = min(hit[1], 30)  # the editor stops growing at about 30 lines (CSS max-height)
+        out[b.uuid] = 8 + 10 + lines * 18 + 44 + 30 + (120 if b.language == "sql" else 0)
+    return out
+
+
+def _editor_statuses(request: Request, spec) -> dict[str, str]:
+    """Each block's status from its latest editor run (the DAG colours its nodes with it)."""
+    jobs = request.app.state.ui_jobs
+    out = {}
+    for b in spec.blocks:
+        job = jobs.latest(spec.uuid, b.uuid)
+        if job is not None:
+            out[b.uuid] = job.status if job.done.is_set() else "running"
+            for u, info in job.blocks.items():
+                if u != b.uuid and info.get("status") and u not in out:
+                    out[u] = info["status"]
+    return out
+
+
 def _dag_svg_context(spec) -> dict[str, Any]:
     from dagsmith.server.ui.dag import NODE_H, NODE_W, layout
 
@@ -524,6 +588,9 @@ def editor_page(request: Request, pipeline_uuid: str, ok: str | None = None, err
         variables_yaml=dump_yaml(variables) if variables else "",
         ok=ok,
         error=error,
+        shared=shared_blocks(_root(request), spec),
+        heights=cell_heights(spec),
+        node_status=_editor_statuses(request, spec),
         **_dag_svg_context(spec),
     )
 
@@ -676,7 +743,12 @@ async def editor_run(request: Request, pipeline_uuid: str, block_uuid: str) -> H
                 return render(request, "_save_status.html", status_code=409, headers=retarget, block=block, pipeline_uuid=pipeline_uuid, conflict=True)
         else:
             new_hash = None
-        job = request.app.state.ui_jobs.start(pipeline_uuid, block_uuid, with_upstream=form.get("with_upstream") == "1")
+        if form.get("sql_config") == "1":  # the cell's SQL settings as shown, saved or not: Run uses them
+            _save_sql_config(request, pipeline_uuid, block, form)
+        mode = str(form.get("mode") or ("upstream" if form.get("with_upstream") == "1" else "block"))
+        if mode not in ("block", "upstream", "downstream"):
+            raise ConfigError(f"run mode {mode!r} is unknown", hint="use block, upstream or downstream")
+        job = request.app.state.ui_jobs.start(pipeline_uuid, block_uuid, mode=mode)
     except DagsmithError as exc:
         return _error_fragment(request, exc)
     return render(request, "_output.html", job=job, block=block, pipeline_uuid=pipeline_uuid, new_hash=new_hash)
@@ -689,7 +761,7 @@ async def editor_job(request: Request, pipeline_uuid: str, job_id: str, wait: fl
     jobs = request.app.state.ui_jobs
     job = jobs.get(job_id)
     if job is None:
-        return render(request, "_error.html", status_code=404, message="This run is no longer in memory (the server restarted); run the block again.")
+        return render(request, "_job_lost.html", block_uuid=request.query_params.get("block", ""), job_id=job_id)
     if wait and not job.done.is_set():
         # long poll without holding a worker thread: many cells may wait at once
         loop = asyncio.get_running_loop()
@@ -727,34 +799,42 @@ async def editor_upstream(request: Request, pipeline_uuid: str, block_uuid: str)
     return _redirect(request, _flash_url(base, f"Edges of {block_uuid} saved.") + f"#block-{quote(block_uuid)}")
 
 
-@_post("/pipelines/{pipeline_uuid}/edit/blocks/{block_uuid}/config")
-async def editor_sql_config(request: Request, pipeline_uuid: str, block_uuid: str) -> HTMLResponse:
+def _save_sql_config(request: Request, pipeline_uuid: str, block, form) -> bool:
+    """Write the SQL settings of a cell into its block entry; True when something changed."""
     from dagsmith.project.pipelines import update_block_entry
 
+    config = dict(block.configuration or {})
+    before = dict(config)
+    for key in ("data_provider", "data_provider_profile", "data_provider_database", "data_provider_schema", "data_provider_table", "export_write_policy"):
+        if key in form:
+            value = str(form.get(key) or "").strip()
+            if value:
+                config[key] = value
+            else:
+                config.pop(key, None)
+    config["use_raw_sql"] = form.get("use_raw_sql") in ("1", "on", "true")
+    limit = str(form.get("limit") or "").strip()
+    if limit:
+        if not limit.isdigit():
+            raise ConfigError(f"limit {limit!r} is not a whole number", hint="0 means no limit")
+        config["limit"] = int(limit)
+    if config.get("export_write_policy") not in (None, "append", "replace", "fail"):
+        raise ConfigError("write policy must be append, replace or fail")
+    if config == before:
+        return False
+    update_block_entry(_root(request), pipeline_uuid, block.uuid, {"configuration": config})
+    return True
+
+
+@_post("/pipelines/{pipeline_uuid}/edit/blocks/{block_uuid}/config")
+async def editor_sql_config(request: Request, pipeline_uuid: str, block_uuid: str) -> HTMLResponse:
     form = await request.form()
     try:
         spec = _load_spec(request, pipeline_uuid)
-        block = spec.block(block_uuid)
-        config = dict(block.configuration or {})
-        for key in ("data_provider", "data_provider_profile", "data_provider_database", "data_provider_schema", "data_provider_table", "export_write_policy"):
-            if key in form:
-                value = str(form.get(key) or "").strip()
-                if value:
-                    config[key] = value
-                else:
-                    config.pop(key, None)
-        config["use_raw_sql"] = form.get("use_raw_sql") in ("1", "on", "true")
-        limit = str(form.get("limit") or "").strip()
-        if limit:
-            if not limit.isdigit():
-                raise ConfigError(f"limit {limit!r} is not a whole number", hint="0 means no limit")
-            config["limit"] = int(limit)
-        if config.get("export_write_policy") not in (None, "append", "replace", "fail"):
-            raise ConfigError("write policy must be append, replace or fail")
-        update_block_entry(_root(request), pipeline_uuid, block_uuid, {"configuration": config})
+        _save_sql_config(request, pipeline_uuid, spec.block(block_uuid), form)
     except DagsmithError as exc:
         return _error_fragment(request, exc)
-    return HTMLResponse("<span class='ok'>SQL settings saved.</span>")
+    return HTMLResponse(f"<span class='ok'>SQL settings saved {datetime.now(UTC).strftime('%H:%M:%S')}.</span>")
 
 
 @_post("/pipelines/{pipeline_uuid}/edit/blocks/{block_uuid}/remove")
@@ -773,31 +853,44 @@ async def editor_remove(request: Request, pipeline_uuid: str, block_uuid: str) -
 @_post("/pipelines/{pipeline_uuid}/variables")
 async def pipeline_variables(request: Request, pipeline_uuid: str) -> Response:
     from dagsmith.project.pipelines import set_pipeline_variables
-    from dagsmith.project.yamlio import parse_yaml
 
     form = await request.form()
     back = str(form.get("back") or f"/pipelines/{quote(pipeline_uuid)}/edit")
     if not back.startswith("/") or back.startswith("//"):
         back = "/pipelines"
     try:
-        text = str(form.get("variables") or "")
-        data = parse_yaml(text, "variables") if text.strip() else {}
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError("variables must be a YAML mapping of name: value", hint="e.g.\nbucket: my-bucket\nyear: 2021")
+        data = parse_variables(str(form.get("variables") or ""))
         set_pipeline_variables(_root(request), pipeline_uuid, data)
     except DagsmithError as exc:
+        if _is_htmx(request):  # the text stays in the box; the error says what to fix
+            return render(request, "_error.html", message=_error_text(exc))
         return _redirect(request, _flash_url(back, _error_text(exc), "error"))
+    if _is_htmx(request):
+        return HTMLResponse(f"<span class='ok'>Variables of {pipeline_uuid} saved {datetime.now(UTC).strftime('%H:%M:%S')}.</span>")
     return _redirect(request, _flash_url(back, f"Variables of {pipeline_uuid} saved."))
 
 
+def parse_variables(text: str) -> dict[str, Any]:
+    """Pipeline or run variables typed as YAML (``name: value`` lines); ``ConfigError`` naming the line if invalid."""
+    from dagsmith.project.yamlio import parse_yaml
+
+    data = parse_yaml(text, "variables") if text.strip() else {}
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("variables must be a YAML mapping of name: value", hint="e.g.\nbucket: my-bucket\nyear: 2021")
+    return data
+
+
 @_post("/pipelines/{pipeline_uuid}/run")
-def pipeline_run_now(request: Request, pipeline_uuid: str) -> Response:
+async def pipeline_run_now(request: Request, pipeline_uuid: str) -> Response:
     from dagsmith.orchestration.service import create_run_now
 
+    form = await request.form()
     try:
-        run = create_run_now(_db(request), _root(request), pipeline_uuid, source="ui", actor=_actor(request))
+        once = parse_variables(str(form.get("variables") or "")) if "variables" in form else None
+        extra = {"variables": once} if once else {}
+        run = create_run_now(_db(request), _root(request), pipeline_uuid, source="ui", actor=_actor(request), **extra)
     except DagsmithError as exc:
         return _redirect(request, _flash_url(f"/pipelines/{quote(pipeline_uuid)}/edit", _error_text(exc), "error"))
     _notify(request)
