@@ -906,33 +906,71 @@ def _actor(request: Request) -> str:
 # ---------------------------------------------------------------- runs
 
 
-def _run_rows(request: Request, *, pipeline_uuid: str | None, status: str | None, page: int, per_page: int = 50):
+def _run_rows(request: Request, *, pipeline_uuid: str | None, status: str | None, page: int, per_page: int = 50, backfill_id: int | None = None):
     from dagsmith.orchestration.store import repo
 
     trigger_names: dict[int, str] = {}
+    backfill_names: dict[int, str] = {}
     with _db(request).read() as session:
-        runs, total = repo.list_runs(session, pipeline_uuid=pipeline_uuid, status=[s for s in (status or "").split(",") if s] or None, limit=per_page, offset=(page - 1) * per_page)
+        runs, total = repo.list_runs(session, pipeline_uuid=pipeline_uuid, backfill_id=backfill_id, status=[s for s in (status or "").split(",") if s] or None, limit=per_page, offset=(page - 1) * per_page)
         for t in repo.list_triggers(session, pipeline_uuid, include_hidden=True):
             trigger_names[t.id] = t.name
-    return runs, total, trigger_names
+        for bid in {r.backfill_id for r in runs if r.backfill_id} | ({backfill_id} if backfill_id else set()):
+            try:
+                backfill_names[bid] = repo.get_backfill(session, bid).name
+            except DagsmithError:
+                pass
+    return runs, total, trigger_names, backfill_names
+
+
+def _day_counts(request: Request, pipeline_uuid: str | None, days: int = 30) -> list[tuple[Any, str, int]]:
+    """(day, status, runs) of the last ``days`` days, by the day each run was created (UTC)."""
+    from sqlalchemy import func, select
+
+    from dagsmith.orchestration.store.models import PipelineRun
+
+    since = datetime.now(UTC) - timedelta(days=days)
+    day = func.date(PipelineRun.created_at)
+    stmt = select(day, PipelineRun.status, func.count()).where(PipelineRun.created_at >= since)
+    if pipeline_uuid:
+        stmt = stmt.where(PipelineRun.pipeline_uuid == pipeline_uuid)
+    with _db(request).read() as session:
+        return [(d, s, n) for d, s, n in session.execute(stmt.group_by(day, PipelineRun.status))]
+
+
+def _recent_runs(request: Request, pipeline_uuid: str, limit: int = 200) -> list[Any]:
+    from dagsmith.orchestration.store import repo
+
+    with _db(request).read() as session:
+        runs, _total = repo.list_runs(session, pipeline_uuid=pipeline_uuid, limit=limit)
+    return list(reversed(runs))
 
 
 @_get("/pipeline-runs")
 def runs_page(request: Request, status: str | None = None, page: int = 1) -> HTMLResponse:
+    from dagsmith.server.ui.insights import day_strip
+
     page = max(1, page)
-    runs, total, names = _run_rows(request, pipeline_uuid=None, status=status, page=page)
-    return render(request, "runs.html", title="Pipeline runs", nav="runs", runs=runs, total=total, trigger_names=names, status=status, page=page, pipeline_uuid=None)
+    runs, total, names, bnames = _run_rows(request, pipeline_uuid=None, status=status, page=page)
+    return render(request, "runs.html", title="Pipeline runs", nav="runs", runs=runs, total=total, trigger_names=names, backfill_names=bnames,
+                  status=status, page=page, pipeline_uuid=None, strip=day_strip(_day_counts(request, None)))
 
 
 @_get("/pipelines/{pipeline_uuid}/runs")
-def pipeline_runs_page(request: Request, pipeline_uuid: str, status: str | None = None, page: int = 1) -> HTMLResponse:
+def pipeline_runs_page(request: Request, pipeline_uuid: str, status: str | None = None, page: int = 1, backfill: int | None = None) -> HTMLResponse:
+    from dagsmith.server.ui.insights import day_strip, duration_chart
+
     try:
         _check_pipeline(request, pipeline_uuid)
     except DagsmithError as exc:
         return _not_found(request, exc)
     page = max(1, page)
-    runs, total, names = _run_rows(request, pipeline_uuid=pipeline_uuid, status=status, page=page)
-    return render(request, "runs.html", title=f"{pipeline_uuid} · runs", nav="p-runs", runs=runs, total=total, trigger_names=names, status=status, page=page, pipeline_uuid=pipeline_uuid)
+    backfill = int(backfill) if backfill is not None and str(backfill).isdigit() else None
+    runs, total, names, bnames = _run_rows(request, pipeline_uuid=pipeline_uuid, status=status, page=page, backfill_id=backfill)
+    return render(request, "runs.html", title=f"{pipeline_uuid} · runs", nav="p-runs", runs=runs, total=total, trigger_names=names, backfill_names=bnames,
+                  status=status, page=page, pipeline_uuid=pipeline_uuid, backfill=backfill,
+                  durations=None if backfill else duration_chart(_recent_runs(request, pipeline_uuid)),
+                  strip=None if backfill else day_strip(_day_counts(request, pipeline_uuid)))
 
 
 @_get("/pipelines/{pipeline_uuid}/runs/{run_id}")
@@ -942,8 +980,14 @@ def pipeline_run_link(request: Request, pipeline_uuid: str, run_id: int) -> Resp
 
 
 def _run_context(request: Request, run_id: int, selected: str | None) -> dict[str, Any]:
+    """The run page: timeline with attempts and a time axis, DAG with block statuses, logs.
+
+    ``selected`` None (no ``block`` in the URL): a finished run with a failed block opens on
+    that block's logs, anything else on the whole run; ``""`` is the whole run ("show all").
+    """
     from dagsmith.orchestration.logs import read_logs, run_log_dir
     from dagsmith.orchestration.store import repo
+    from dagsmith.server.ui.insights import attempts_from_logs, gantt
 
     db = _db(request)
     with db.read() as session:
@@ -951,37 +995,37 @@ def _run_context(request: Request, run_id: int, selected: str | None) -> dict[st
         blocks = repo.list_block_runs(session, run_id)
         trigger = repo.get_trigger(session, run.trigger_id) if run.trigger_id else None
         trigger_name = trigger.name if trigger else None
+        backfill = repo.get_backfill(session, run.backfill_id) if run.backfill_id else None
+        backfill_name = backfill.name if backfill else None
     log_dir = run.log_dir or str(run_log_dir(db.settings.logs_dir, run.pipeline_uuid, run.id))
-    now = datetime.now(UTC)
-    starts = [b.started_at for b in blocks if b.started_at] + ([run.started_at] if run.started_at else [])
-    t0 = min(starts) if starts else None
-    ends = [b.completed_at or (now if b.status == "running" else None) for b in blocks]
-    ends = [e for e in ends if e] + ([run.completed_at] if run.completed_at else [])
-    t1 = max(ends) if ends else None
-    span = max(((t1 - t0).total_seconds() if t0 and t1 else 0.0), 0.001)
-    bars = []
-    for b in blocks:
-        if b.started_at and t0:
-            end = b.completed_at or (now if b.status == "running" else b.started_at)
-            left = (b.started_at - t0).total_seconds() / span * 100
-            width = max((end - b.started_at).total_seconds() / span * 100, 0.4)
-            bars.append({"block": b, "left": min(left, 99.6), "width": min(width, 100 - min(left, 99.6)), "secs": (end - b.started_at).total_seconds()})
-        else:
-            bars.append({"block": b, "left": 0, "width": 0, "secs": None})
-    if selected is None and blocks:
+    live = run.status in ("initial", "running")
+    attempts = {b.block_uuid: attempts_from_logs(read_logs(log_dir, block_uuid=b.block_uuid, limit=5000)) for b in blocks if (b.attempts or 0) > 1}
+    chart = gantt(run, blocks, attempts)
+    if selected is None:
         failed = [b.block_uuid for b in blocks if b.status == "failed"]
-        running = [b.block_uuid for b in blocks if b.status == "running"]
-        selected = (failed or running or [None])[0]
-    logs = read_logs(log_dir, block_uuid=selected, limit=2000)
+        selected = failed[0] if failed and not live else ""
+    logs = read_logs(log_dir, block_uuid=selected or None, limit=100_000)[-2000:]
+    dag: dict[str, Any] = {}
+    try:
+        spec = _load_spec(request, run.pipeline_uuid)
+        dag = _dag_svg_context(spec)
+        dag["node_status"] = {b.block_uuid: b.status for b in blocks}
+        dag["node_href"] = f"/pipeline-runs/{run.id}?block="
+    except DagsmithError:
+        dag = {}
     return {
         "run": run,
         "blocks": blocks,
-        "bars": bars,
-        "span": span,
+        "bars": chart["rows"],
+        "ticks": chart["ticks"],
+        "t0": chart["t0"],
+        "span": chart["span"],
         "trigger_name": trigger_name,
+        "backfill_name": backfill_name,
         "logs": logs,
         "selected": selected,
-        "live": run.status in ("initial", "running"),
+        "live": live,
+        "run_dag": dag,
     }
 
 

@@ -314,6 +314,22 @@
     });
   });
 
+  // ------------------------------------------------------------ menus stay inside the window (800 px wide too)
+
+  function placeMenu(details) {
+    var body = details.querySelector(".menu-body");
+    if (!body || !details.open) return;
+    body.style.left = ""; body.style.right = "";
+    var rect = body.getBoundingClientRect(), room = document.documentElement.clientWidth - 8;
+    if (rect.right > room) body.style.left = (body.offsetLeft - (rect.right - room)) + "px";
+    rect = body.getBoundingClientRect();
+    if (rect.left < 8) body.style.left = (body.offsetLeft + (8 - rect.left)) + "px";
+  }
+  document.addEventListener("toggle", function (evt) {
+    if (evt.target.matches && evt.target.matches("details.menu")) placeMenu(evt.target);
+  }, true);
+  window.addEventListener("resize", function () { document.querySelectorAll("details.menu[open]").forEach(placeMenu); });
+
   // ------------------------------------------------------------ forms
 
   // Add-block form: templates follow the chosen type and language
@@ -439,6 +455,7 @@
     var tf = document.getElementById("trigger-form");
     if (tf) tf.addEventListener("change", syncTriggerForm);
     if (location.hash.indexOf("#block-") === 0) goToBlock(decodeURIComponent(location.hash.slice(7)));
+    document.querySelectorAll("details.menu[open]").forEach(placeMenu);
     document.querySelectorAll("pre.logs[data-follow], pre.stdout").forEach(function (pre) { pre.scrollTop = pre.scrollHeight; });
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
