@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 import time
 import uuid as uuidlib
@@ -290,7 +291,7 @@ def state(job: BlockJob, since: int = 0) -> dict[str, Any]:
 
 
 #: hints that tell a terminal user which command to type; the cell has its own buttons
-_CLI_HINT_PREFIXES = ("run `dagsmith", "run 'dagsmith", "dagsmith ", "use `dagsmith", "try `dagsmith")
+_CLI_HINT = re.compile(r"\bdagsmith (run|validate|start|backfill|trigger|history)\b|--with-upstream|--block\b")
 
 
 def error_text(exc: BaseException) -> str:
@@ -299,7 +300,7 @@ def error_text(exc: BaseException) -> str:
 
     if isinstance(exc, DagsmithError):
         hint = (exc.hint or "").strip()
-        if hint.lower().startswith(_CLI_HINT_PREFIXES):
+        if _CLI_HINT.search(hint):
             hint = ""
         return exc.message + (f"\nhint: {hint}" if hint else "")
     return f"{type(exc).__name__}: {exc}"
@@ -320,7 +321,10 @@ def error_view(result: dict[str, Any], root: Path | None = None) -> dict[str, An
             short = location
     if location:
         message = message.replace(f" at {location}", "")
-    return {"message": message, "location": short or None, "traceback": result.get("traceback") or None}
+    hint = None
+    if "has not been stored yet" in message:
+        hint = "Use “▶ Run with all upstream” to run the upstream blocks first."
+    return {"message": message, "location": short or None, "traceback": result.get("traceback") or None, "hint": hint}
 
 
 def stored_output(store, pipeline_uuid: str, partition: str, block_uuid: str) -> Any:

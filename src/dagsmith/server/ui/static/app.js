@@ -256,6 +256,9 @@
           t0 = performance.now() - s.seconds * 1000;
           setDagStatus(s.blocks);
           if (s.done) {
+            var mine = {};
+            mine[block] = s.status === "lost" ? "interrupted" : s.status;
+            setDagStatus(mine);
             clearInterval(tick);
             delete following[id];
             if (s.html) replaceOutput(el, s.html);
