@@ -204,23 +204,72 @@ def _profile_numeric(out: dict[str, Any], col: Any, t: Any) -> None:
     if data.size == 0:
         out.update(kind="empty", distinct=0)
         return
-    mm = pc.min_max(pa.array(data, from_pandas=False))
-    lo, hi = mm["min"].as_py(), mm["max"].as_py()
+    lo, hi = data.min().item(), data.max().item()  # numpy's reductions: ~10x faster than Arrow's min_max on floats
     label = (lambda v: _when_from(v, t)) if temporal else (lambda v: _num(float(v)))
     if temporal:
         out["min"], out["max"] = label(lo), label(hi)
     else:
         out["min"], out["max"], out["mean"] = _num(lo), _num(hi), _num(float(total) / data.size)
-    if data.dtype.kind in "iu" and int(hi) - int(lo) < 2_000_000:
-        # a small integer range: one bincount gives the exact distinct count (no hashing)
-        out["distinct"] = int(np.count_nonzero(np.bincount((data - lo).astype(np.intp, copy=False))))
-    else:
-        sample = pa.array(data[:: max(1, data.size // 20_000)])
-        if pc.count_distinct(sample).as_py() < len(sample) // 2:  # repeats a lot: an exact hash stays small
-            out["distinct"] = pc.count_distinct(pa.array(data)).as_py()
-        else:
-            out["_approx"] = True
+    if data.dtype.kind in "iu" and int(hi) - int(lo) < 4_000_000:
+        # a small integer range: one bincount gives the exact distinct count and the histogram
+        per_value = np.bincount(np.subtract(data, lo, dtype=np.intp))
+        out["distinct"] = int(np.count_nonzero(per_value))
+        out["histogram"] = _histogram_of_counts(np.arange(per_value.size, dtype=np.float64) + float(lo), per_value, float(lo), float(hi), label)
+        return
+    if data.dtype.kind == "f":
+        cents = _as_small_ints(data, lo, hi)
+        if cents is not None:  # whole numbers or cents (fares, counts stored as floats): exact, by bincount
+            ints, scale, base = cents
+            per_value = np.bincount(ints)
+            out["distinct"] = int(np.count_nonzero(per_value))
+            out["histogram"] = _histogram_of_counts((np.arange(per_value.size, dtype=np.float64) + base) / scale, per_value, float(lo), float(hi), label)
+            return
+    sample = pa.array(data[:: max(1, data.size // 20_000)])
+    if pc.count_distinct(sample).as_py() < len(sample) // 2:
+        # values repeat a lot: one hash pass gives exact distinct values with their counts,
+        # and the histogram is summed from those (no pass over all rows per bin)
+        counts = pc.value_counts(pa.array(data))
+        values = counts.field("values").to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        out["distinct"] = len(counts)
+        out["histogram"] = _histogram_of_counts(values, counts.field("counts").to_numpy(), float(lo), float(hi), label)
+        return
+    out["_approx"] = True
     out["histogram"] = _histogram(data, float(lo), float(hi), label)
+
+
+def _as_small_ints(data: Any, lo: float, hi: float) -> tuple[Any, int, int] | None:
+    """``(data * scale - base)`` as small non-negative ints when every value is a whole number (scale 1)
+    or has at most two decimals (scale 100) and the range is small; else None."""
+    import numpy as np
+
+    for scale in (1, 100):
+        if (hi - lo) * scale >= 2_000_000:
+            return None
+        # a sample first: most float columns fail here at once
+        probe = data[:: max(1, data.size // 4096)] * scale
+        if np.abs(probe - np.rint(probe)).max() > 1e-6:
+            continue
+        scaled = data * scale
+        rounded = np.rint(scaled)
+        scaled -= rounded
+        if np.abs(scaled).max() > 1e-6:
+            continue
+        base = int(round(lo * scale))
+        rounded -= base
+        return rounded.astype(np.intp), scale, base
+    return None
+
+
+def _histogram_of_counts(values: Any, counts: Any, lo: float, hi: float, label) -> list[dict[str, Any]]:
+    """The ``PROFILE_BINS`` histogram of distinct ``values`` seen ``counts`` times each."""
+    import numpy as np
+
+    if lo == hi:
+        return [{"lo": label(lo), "hi": label(hi), "count": int(counts.sum())}]
+    width = (hi - lo) / PROFILE_BINS
+    idx = np.minimum(((values - lo) / width).astype(np.intp), PROFILE_BINS - 1)
+    binned = np.bincount(idx, weights=counts, minlength=PROFILE_BINS)
+    return [{"lo": label(lo + i * width), "hi": label(lo + (i + 1) * width), "count": int(c)} for i, c in enumerate(binned)]
 
 
 def _histogram(data: Any, lo: float, hi: float, label) -> list[dict[str, Any]]:

@@ -119,6 +119,9 @@ def create_app(project_root: str | Path, settings: Any = None, *, runtime: Any =
         if migrate:
             db.migrate()
         yield
+        jobs = getattr(app.state, "ui_jobs", None)
+        if jobs is not None:  # the editor kernel process goes with the server
+            jobs.close()
 
     app = FastAPI(
         title="dagsmith",

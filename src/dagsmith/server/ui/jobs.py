@@ -1,7 +1,9 @@
-"""Block runs started from the editor: one engine run per click, in a background thread.
+"""Block runs started from the editor: one engine run per click, in the editor kernel process.
 
-``BlockJobs.start`` runs ``engine.run_pipeline(block_uuids=[b], with_upstream=…)`` in a
-daemon thread and returns a job id at once. The page follows it with ``state(job, since)``:
+``BlockJobs.start`` hands ``engine.run_pipeline(block_uuids=[b], with_upstream=…)`` to the
+kernel (``kernel``: a child process, so a block's memory never stays in the server; a server
+thread when the kernel is off) and returns a job id at once; the kernel's messages (lines,
+block statuses, the final result) are applied to the ``BlockJob`` here. The page follows it with ``state(job, since)``:
 the lines printed since the last poll, the status and the elapsed time, so output streams
 while the block runs (``views`` long-polls on it, waking within ~20 ms of a new line).
 When the run ends, the block's stdout, test counts, error, a preview and a profile of its
@@ -27,7 +29,7 @@ import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 MAX_JOBS = 200
 MAX_LINES = 5000
@@ -73,45 +75,101 @@ class BlockJob:
 
 
 class _Observer:
-    def __init__(self, job: BlockJob) -> None:
-        self.job = job
+    """Engine events of one editor run turned into small messages (sent to the server from the kernel)."""
+
+    def __init__(self, block_uuid: str, emit: Callable[[dict], None]) -> None:
+        self.block_uuid = block_uuid
+        self.emit = emit
+        self.lines = 0
 
     def on_run_start(self, **kw: Any) -> None:
         pass
 
     def on_block_start(self, *, block_uuid: str = "", **kw: Any) -> None:
-        self.job.blocks.setdefault(block_uuid, {})["status"] = "running"
+        self.emit({"event": "block", "block": block_uuid, "status": "running", "t": time.time()})
 
     def on_block_log(self, *, block_uuid: str = "", record: dict | None = None, **kw: Any) -> None:
-        msg = str((record or {}).get("message", ""))
-        job = self.job
-        if len(job.lines) < MAX_LINES:
-            prefix = "" if block_uuid == job.block_uuid else f"[{block_uuid}] "
-            job.line_times.append(time.time())
-            job.lines.append(prefix + msg.rstrip("\n"))  # appended last: pollers read len(lines)
+        if self.lines >= MAX_LINES:
+            return
+        self.lines += 1
+        msg = str((record or {}).get("message", "")).rstrip("\n")
+        prefix = "" if block_uuid == self.block_uuid else f"[{block_uuid}] "
+        self.emit({"event": "line", "text": prefix + msg, "t": time.time()})
 
     def on_block_end(self, *, block_uuid: str = "", status: str = "", result: Any = None, **kw: Any) -> None:
-        if block_uuid == self.job.block_uuid and status in ("completed", "failed", "cancelled"):
-            self.job.block_ended = time.time()
-        info = self.job.blocks.setdefault(block_uuid, {})
-        info["status"] = status
-        if result is not None and hasattr(result, "to_dict"):
-            info.update(result.to_dict())
+        info = result.to_dict() if result is not None and hasattr(result, "to_dict") else {}
+        self.emit({"event": "block", "block": block_uuid, "status": status, "result": info, "t": time.time()})
 
     def on_run_end(self, **kw: Any) -> None:
         pass
 
 
-class BlockJobs:
-    """The editor's block runs of one project (thread-safe)."""
+def _selection(root: Path, pipeline_uuid: str, block_uuid: str, mode: str) -> list[str]:
+    """The blocks an editor run selects: the block, or the block and everything downstream of it."""
+    if mode != "downstream":
+        return [block_uuid]
+    from dagsmith.project.pipelines import load_pipeline
 
-    def __init__(self, project_root: Path, state_dir: Path | None = None) -> None:
+    spec = load_pipeline(root, pipeline_uuid)
+    down: dict[str, list[str]] = {}
+    for b in spec.blocks:
+        for up in b.upstream_blocks:
+            down.setdefault(up, []).append(b.uuid)
+    seen, stack = {block_uuid}, [block_uuid]
+    while stack:
+        for child in down.get(stack.pop(), []):
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return [b.uuid for b in spec.blocks if b.uuid in seen]
+
+
+def run_editor_job(root: Path, pipeline_uuid: str, block_uuid: str, mode: str, cancel: threading.Event, *,
+                   variables: dict[str, Any] | None = None, emit: Callable[[dict], None], run_fn=None) -> dict[str, Any]:
+    """Run one editor job through the engine (in the kernel or a server thread); returns the ``done`` message."""
+    out: dict[str, Any] = {"status": "failed", "blocks": {}, "partition": None, "preview": None, "error": None}
+    try:
+        if run_fn is None:
+            from dagsmith.engine import run_pipeline as run_fn
+        result = run_fn(
+            root,
+            pipeline_uuid,
+            block_uuids=_selection(root, pipeline_uuid, block_uuid, mode),
+            with_upstream=mode == "upstream",
+            observer=_Observer(block_uuid, emit),
+            cancel_event=cancel,
+            persist=True,
+            env="dev",
+            **({"variables": variables} if variables else {}),
+        )
+        out["blocks"] = {u: br.to_dict() for u, br in result.blocks.items()}
+        mine = result.blocks.get(block_uuid)
+        status = mine.status if mine is not None else result.status
+        if mode == "downstream" and status == "completed" and result.status != "completed":
+            status = result.status
+        out["status"] = status
+        out["partition"] = result.partition
+        if mine is not None and mine.status == "completed":
+            out["preview"] = output_preview(root, pipeline_uuid, block_uuid, result.partition, profile=True)
+    except Exception as exc:  # noqa: BLE001 - shown in the cell, never raised into the server
+        out["status"] = "failed"
+        out["error"] = error_text(exc)
+    return out
+
+
+class BlockJobs:
+    """The editor's block runs of one project (thread-safe); they run in the kernel process when it is on."""
+
+    def __init__(self, project_root: Path, state_dir: Path | None = None, *, use_kernel: bool | None = None) -> None:
         self.root = Path(project_root)
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self._jobs: dict[str, BlockJob] = {}
         self._latest: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
         self._load_interrupted()
+        from dagsmith.server.ui import kernel
+
+        self.kernel = kernel.Kernel(self.root, self._on_kernel_message, self._on_kernel_exit) if (kernel.enabled() if use_kernel is None else use_kernel) else None
 
     # ---- records on disk (survive a restart)
 
@@ -144,7 +202,7 @@ class BlockJobs:
                 continue
         records.sort(key=lambda r: float(r[1].get("started") or 0))
         stopped = time.time()
-        for path, rec in records[:-MAX_JOBS] if len(records) > MAX_JOBS else []:
+        for path, _rec in records[:-MAX_JOBS] if len(records) > MAX_JOBS else []:
             path.unlink(missing_ok=True)
         for path, rec in records[-MAX_JOBS:]:
             if rec.get("status") == "running":
@@ -163,8 +221,7 @@ class BlockJobs:
                          "Run the block again.")
             job.done.set()
             self._jobs[job.id] = job
-            key = (job.pipeline_uuid, job.block_uuid)
-            self._latest[key] = job.id
+            self._latest[(job.pipeline_uuid, job.block_uuid)] = job.id
 
     # ---- jobs
 
@@ -176,10 +233,6 @@ class BlockJobs:
         with self._lock:
             job_id = self._latest.get((pipeline_uuid, block_uuid))
             return self._jobs.get(job_id) if job_id else None
-
-    def running(self, pipeline_uuid: str) -> list[BlockJob]:
-        with self._lock:
-            return [j for j in self._jobs.values() if j.pipeline_uuid == pipeline_uuid and not j.done.is_set()]
 
     def start(self, pipeline_uuid: str, block_uuid: str, *, with_upstream: bool = False, mode: str | None = None,
               variables: dict[str, Any] | None = None, run_fn=None) -> BlockJob:
@@ -197,60 +250,123 @@ class BlockJobs:
                 if path is not None:
                     path.unlink(missing_ok=True)
         self._write_record(job)
-        thread = threading.Thread(target=self._run, args=(job, run_fn, variables), name=f"dagsmith-editor-{job.id}", daemon=True)
-        thread.start()
+        if self.kernel is not None and run_fn is None:
+            try:
+                self.kernel.send({"op": "run", "job": job.id, "pipeline": pipeline_uuid, "block": block_uuid, "mode": mode, "variables": variables})
+                return job
+            except Exception as exc:  # noqa: BLE001 - no child process here: run in a server thread instead
+                log.warning("the editor kernel could not start (%s); running the block in the server", exc)
+                self.kernel = None
+
+        def work() -> None:
+            done = run_editor_job(self.root, pipeline_uuid, block_uuid, mode, job.cancel, variables=variables,
+                                  emit=lambda m: self._apply(job, m), run_fn=run_fn)
+            self._apply(job, {"event": "done", **done})
+
+        threading.Thread(target=work, name=f"dagsmith-editor-{job.id}", daemon=True).start()
         return job
 
-    def _selection(self, job: BlockJob) -> list[str]:
-        if job.mode != "downstream":
-            return [job.block_uuid]
-        from dagsmith.project.pipelines import load_pipeline
+    def cancel(self, job: BlockJob) -> None:
+        job.cancel.set()
+        if self.kernel is not None and not job.done.is_set():
+            try:
+                self.kernel.send({"op": "cancel", "job": job.id})
+            except Exception:  # noqa: BLE001
+                pass
 
-        spec = load_pipeline(self.root, job.pipeline_uuid)
-        down: dict[str, list[str]] = {}
-        for b in spec.blocks:
-            for up in b.upstream_blocks:
-                down.setdefault(up, []).append(b.uuid)
-        seen, stack = {job.block_uuid}, [job.block_uuid]
-        while stack:
-            for child in down.get(stack.pop(), []):
-                if child not in seen:
-                    seen.add(child)
-                    stack.append(child)
-        return [b.uuid for b in spec.blocks if b.uuid in seen]
+    def _on_kernel_message(self, msg: dict) -> None:
+        job = self.get(str(msg.get("job")))
+        if job is not None:
+            self._apply(job, msg)
 
-    def _run(self, job: BlockJob, run_fn, variables: dict[str, Any] | None) -> None:
-        try:
-            if run_fn is None:
-                from dagsmith.engine import run_pipeline as run_fn
-            result = run_fn(
-                self.root,
-                job.pipeline_uuid,
-                block_uuids=self._selection(job),
-                with_upstream=job.mode == "upstream",
-                observer=_Observer(job),
-                cancel_event=job.cancel,
-                persist=True,
-                env="dev",
-                **({"variables": variables} if variables else {}),
-            )
-            for uuid, br in result.blocks.items():
-                job.blocks.setdefault(uuid, {}).update(br.to_dict())
-            mine = result.blocks.get(job.block_uuid)
-            job.status = mine.status if mine is not None else result.status
-            if job.mode == "downstream" and job.status == "completed" and result.status != "completed":
-                job.status = result.status
-            if mine is not None and mine.status == "completed":
-                job.preview = self._preview(job.pipeline_uuid, job.block_uuid, result.partition)
-            self._record_status(job.pipeline_uuid, {u: br.status for u, br in result.blocks.items()})
-        except Exception as exc:  # noqa: BLE001 - shown in the cell, never raised into the server
-            job.status = "failed"
-            job.error = error_text(exc)
-            self._record_status(job.pipeline_uuid, {job.block_uuid: "failed"})
-        finally:
+    def _on_kernel_exit(self, code: int | None) -> None:
+        with self._lock:
+            cut = [j for j in self._jobs.values() if not j.done.is_set()]
+        for job in cut:
+            how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
+            self._apply(job, {"event": "done", "status": "failed", "blocks": {}, "preview": None,
+                              "error": f"The editor's Python process {how} while this block ran (out of memory, or a crash in native code). Run it again."})
+
+    def _apply(self, job: BlockJob, msg: dict) -> None:
+        event = msg.get("event")
+        if event == "line":
+            if len(job.lines) < MAX_LINES:
+                job.line_times.append(float(msg.get("t") or time.time()))
+                job.lines.append(str(msg.get("text", "")))  # appended last: pollers read len(lines)
+        elif event == "block":
+            u = str(msg.get("block"))
+            info = job.blocks.setdefault(u, {})
+            info.update(msg.get("result") or {})
+            info["status"] = msg.get("status")
+            if u == job.block_uuid and msg.get("status") in ("completed", "failed", "cancelled"):
+                job.block_ended = float(msg.get("t") or time.time())
+        elif event == "done" and not job.done.is_set():
+            for u, info in (msg.get("blocks") or {}).items():
+                job.blocks.setdefault(u, {}).update(info)
+            job.status = str(msg.get("status") or "failed")
+            job.preview = msg.get("preview")
+            job.error = msg.get("error")
+            statuses = {u: str(info.get("status")) for u, info in job.blocks.items()}
+            if job.error and not statuses:
+                statuses = {job.block_uuid: "failed"}
+            self._record_status(job.pipeline_uuid, statuses)  # before done: whoever sees the result sees the YAML too
             job.ended = time.time()
             job.done.set()
             self._write_record(job)
+            if job.preview is not None and msg.get("partition"):
+                self._cache_preview(job.pipeline_uuid, job.block_uuid, msg["partition"], job.preview)
+
+    # ---- stored previews (read without pyarrow in the server)
+
+    def _preview_path(self, pipeline_uuid: str, block_uuid: str) -> Path | None:
+        if self.state_dir is None:
+            return None
+        return self.state_dir.parent / "previews" / pipeline_uuid / f"{block_uuid}.json"
+
+    def _cache_preview(self, pipeline_uuid: str, block_uuid: str, partition: str, preview: dict[str, Any]) -> None:
+        path = self._preview_path(pipeline_uuid, block_uuid)
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"partition": partition, "preview": preview}, default=str), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("could not cache the preview of %s/%s: %s", pipeline_uuid, block_uuid, exc)
+
+    def stored_preview(self, pipeline_uuid: str, block_uuid: str) -> dict[str, Any] | None:
+        """The preview of a block's latest stored output: from the cache when it is current, else read now."""
+        from dagsmith.data.store import VariableStore
+        from dagsmith.project.layout import data_dir
+
+        part = VariableStore(data_dir(self.root)).latest_partition(pipeline_uuid, block_uuid)
+        if part is None:
+            return None
+        path = self._preview_path(pipeline_uuid, block_uuid)
+        if path is not None and path.is_file():
+            try:
+                cached = json.loads(path.read_text(encoding="utf-8"))
+                if cached.get("partition") == part:
+                    return cached.get("preview")
+            except (OSError, ValueError):
+                pass
+        preview = output_preview(self.root, pipeline_uuid, block_uuid, part, profile=True)
+        if preview is not None and preview.get("kind") != "error":
+            self._cache_preview(pipeline_uuid, block_uuid, part, preview)
+        return preview
+
+    def chart(self, pipeline_uuid: str, block_uuid: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """Points of a chart of the block's latest output, computed in the kernel when there is one."""
+        if self.kernel is not None:
+            return self.kernel.call("chart", pipeline_uuid, block_uuid, spec)
+        from dagsmith.server.ui.kernel import _call_chart
+
+        return _call_chart(str(self.root), pipeline_uuid, block_uuid, spec)
+
+    def close(self) -> None:
+        if self.kernel is not None:
+            self.kernel.stop()
 
     def _record_status(self, pipeline_uuid: str, statuses: dict[str, str]) -> None:
         """Write ``status: executed|failed`` into the entries of the blocks that ran (only where it changes)."""
@@ -267,9 +383,6 @@ class BlockJobs:
                         update_block_entry(self.root, pipeline_uuid, block_uuid, {"status": status})
         except Exception as exc:  # noqa: BLE001 - the run's result matters more than its bookkeeping
             log.warning("could not record block status in pipeline %s: %s", pipeline_uuid, exc)
-
-    def _preview(self, pipeline_uuid: str, block_uuid: str, partition: str) -> dict[str, Any] | None:
-        return output_preview(self.root, pipeline_uuid, block_uuid, partition, profile=True)
 
     def wait(self, job: BlockJob, timeout: float) -> bool:
         return job.done.wait(timeout)

@@ -89,31 +89,14 @@ def _chart_spec(source) -> dict[str, Any]:
     return spec
 
 
-def _latest_table(request: Request, pipeline_uuid: str, block_uuid: str):
-    from dagsmith.data.store import VariableStore
-    from dagsmith.project.layout import data_dir
-    from dagsmith.server.ui.jobs import stored_output
-
-    store = VariableStore(data_dir(_root(request)))
-    part = store.latest_partition(pipeline_uuid, block_uuid)
-    if part is None:
-        raise ProjectError(f"block '{block_uuid}' has no stored output yet", hint="run the block first")
-    value = stored_output(store, pipeline_uuid, part, block_uuid)
-    if value is None:
-        raise ProjectError(f"block '{block_uuid}' has no stored output yet", hint="run the block first")
-    return value
-
-
 @_get("/pipelines/{pipeline_uuid}/edit/blocks/{block_uuid}/chart")
 def chart_points(request: Request, pipeline_uuid: str, block_uuid: str) -> Response:
-    from dagsmith.data.preview import chart_data
-
     try:
         _load_spec(request, pipeline_uuid).block(block_uuid)
         spec = _chart_spec(request.query_params)
-        data = chart_data(_latest_table(request, pipeline_uuid, block_uuid), spec)
-    except (DagsmithError, ValueError) as exc:
-        return JSONResponse({"error": _error_text(exc) if isinstance(exc, DagsmithError) else str(exc)}, status_code=200)
+        data = request.app.state.ui_jobs.chart(pipeline_uuid, block_uuid, spec)
+    except (DagsmithError, ValueError, TimeoutError) as exc:
+        return JSONResponse({"error": _error_text(exc) if isinstance(exc, DagsmithError) else str(exc)})
     data["spec"] = spec
     return JSONResponse(data, headers={"Cache-Control": "no-store"})
 

@@ -608,14 +608,12 @@ def _cell_context(request: Request, spec, block) -> dict[str, Any]:
     path = block.path
     exists = path.is_file()
     data = path.read_bytes() if exists else b""
-    from dagsmith.server.ui.jobs import output_preview
-
     jobs = request.app.state.ui_jobs
     job = jobs.latest(spec.uuid, block.uuid)
     preview = None
     if job is None:
         try:
-            preview = output_preview(_root(request), spec.uuid, block.uuid)
+            preview = jobs.stored_preview(spec.uuid, block.uuid)
         except Exception:  # noqa: BLE001 - a stale output never breaks the editor
             preview = None
     return {
@@ -781,7 +779,7 @@ async def editor_job(request: Request, pipeline_uuid: str, job_id: str, wait: fl
 def editor_job_cancel(request: Request, pipeline_uuid: str, job_id: str) -> HTMLResponse:
     job = request.app.state.ui_jobs.get(job_id)
     if job is not None:
-        job.cancel.set()
+        request.app.state.ui_jobs.cancel(job)
     return HTMLResponse("<span class='muted'>cancelling…</span>")
 
 
