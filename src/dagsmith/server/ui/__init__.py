@@ -50,7 +50,7 @@ def mount_ui(app: Any, project_root: str | Path) -> None:
     from dagsmith.project.layout import data_dir
     from dagsmith.server.ui import auth
     from dagsmith.server.ui.jobs import BlockJobs
-    from dagsmith.server.ui import live  # noqa: F401 - registers its routes on views.router
+    from dagsmith.server.ui import actions, live  # noqa: F401 - they register their routes on views.router
     from dagsmith.server.ui.views import router
 
     root = Path(project_root).resolve()

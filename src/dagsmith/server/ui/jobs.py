@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 MAX_JOBS = 200
+INTERRUPTED = "The server stopped while this block was running, so the run was cut off and its output is lost. Run the block again."
 MAX_LINES = 5000
 #: engine block status → the ``status`` Mage keeps in a block's metadata.yaml entry
 YAML_STATUS = {"completed": "executed", "failed": "failed"}
@@ -129,6 +130,8 @@ def run_editor_job(root: Path, pipeline_uuid: str, block_uuid: str, mode: str, c
     """Run one editor job through the engine (in the kernel or a server thread); returns the ``done`` message."""
     out: dict[str, Any] = {"status": "failed", "blocks": {}, "partition": None, "preview": None, "error": None}
     try:
+        if run_fn is None and _block_type(root, pipeline_uuid, block_uuid) == "scratchpad":
+            return run_scratchpad(root, pipeline_uuid, block_uuid, emit)
         if run_fn is None:
             from dagsmith.engine import run_pipeline as run_fn
         result = run_fn(
@@ -155,6 +158,47 @@ def run_editor_job(root: Path, pipeline_uuid: str, block_uuid: str, mode: str, c
         out["status"] = "failed"
         out["error"] = error_text(exc)
     return out
+
+
+def _block_type(root: Path, pipeline_uuid: str, block_uuid: str) -> str:
+    from dagsmith.project.pipelines import load_pipeline
+
+    return load_pipeline(root, pipeline_uuid).block(block_uuid).type
+
+
+def run_scratchpad(root: Path, pipeline_uuid: str, block_uuid: str, emit: Callable[[dict], None]) -> dict[str, Any]:
+    """Run a scratchpad cell: its file as a script in the project's folder, printed lines streamed.
+
+    Scratchpads are not steps of the pipeline (the engine never runs them); like Mage's, they
+    are for trying things out. The code runs in the editor kernel with the project importable.
+    """
+    import traceback
+    from datetime import datetime, timezone
+
+    from dagsmith.blocks.loader import ensure_importable
+    from dagsmith.engine.capture import BlockSink, capturing
+    from dagsmith.project.pipelines import load_pipeline
+
+    block = load_pipeline(root, pipeline_uuid).block(block_uuid)
+    started = datetime.now(timezone.utc)
+    sink = BlockSink(block_uuid, lambda rec: emit({"event": "line", "text": str(rec.get("message", "")), "t": time.time()}))
+    info: dict[str, Any] = {"block_uuid": block_uuid, "status": "completed", "started_at": started.isoformat()}
+    emit({"event": "block", "block": block_uuid, "status": "running", "t": time.time()})
+    try:
+        code = compile(block.path.read_text(encoding="utf-8"), str(block.path), "exec")
+        ensure_importable(root)
+        with capturing(sink):
+            exec(code, {"__name__": "__dagsmith_scratchpad__", "__file__": str(block.path)})  # noqa: S102 - the user's own cell
+    except BaseException as exc:  # noqa: BLE001 - SystemExit too: a scratchpad never ends the kernel
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == str(block.path)]
+        where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None
+        info.update(status="failed", error=f"{type(exc).__name__}: {exc}", error_location=where,
+                    traceback="".join(traceback.format_list(frames)) + "".join(traceback.format_exception_only(type(exc), exc)))
+    finally:
+        sink.flush()
+    info["ended_at"] = datetime.now(timezone.utc).isoformat()
+    emit({"event": "block", "block": block_uuid, "status": info["status"], "result": info, "t": time.time()})
+    return {"status": info["status"], "blocks": {block_uuid: info}, "partition": None, "preview": None, "error": None}
 
 
 class BlockJobs:
@@ -217,8 +261,7 @@ class BlockJobs:
             job = BlockJob(str(rec["id"]), str(rec["pipeline_uuid"]), str(rec["block_uuid"]), rec.get("mode") == "upstream",
                            mode=str(rec.get("mode") or "block"), status="interrupted", started=float(rec.get("started") or 0),
                            ended=float(rec.get("ended") or stopped))
-            job.error = ("The server stopped while this block was running, so the run was cut off and its output is lost. "
-                         "Run the block again.")
+            job.error = INTERRUPTED
             job.done.set()
             self._jobs[job.id] = job
             self._latest[(job.pipeline_uuid, job.block_uuid)] = job.id
@@ -365,6 +408,15 @@ class BlockJobs:
         return _call_chart(str(self.root), pipeline_uuid, block_uuid, spec)
 
     def close(self) -> None:
+        """The server is stopping: runs still going are cut off (recorded as interrupted), the kernel ends."""
+        with self._lock:
+            cut = [j for j in self._jobs.values() if not j.done.is_set()]
+        for job in cut:
+            job.status = "interrupted"
+            job.error = INTERRUPTED
+            job.ended = time.time()
+            job.done.set()
+            self._write_record(job)
         if self.kernel is not None:
             self.kernel.stop()
 

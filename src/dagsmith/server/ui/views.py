@@ -29,7 +29,13 @@ TEMPLATE_LABELS = {
     "api": "API (CSV over HTTP)", "postgres": "PostgreSQL", "gcs": "Google Cloud Storage", "bigquery": "BigQuery",
     "duckdb": "DuckDB", "s3": "Amazon S3", "file": "Local file", "generic": "Generic (no template)",
 }
-ADDABLE_TYPES = [("data_loader", "Data loader"), ("transformer", "Transformer"), ("data_exporter", "Data exporter"), ("custom", "Custom"), ("sensor", "Sensor")]
+ADDABLE_TYPES = [("data_loader", "Data loader"), ("transformer", "Transformer"), ("data_exporter", "Data exporter"), ("custom", "Custom"), ("sensor", "Sensor"),
+                 ("markdown", "Markdown (notes)"), ("scratchpad", "Scratchpad (not run by pipelines)")]
+#: first content of cells that are not steps of the pipeline
+NOTE_CONTENT = {
+    "markdown": "# {name}\n\nNotes for whoever opens this pipeline next: where the data comes from, what to check.\n",
+    "scratchpad": "# Scratchpad: run it from the editor to try things out; pipeline runs skip it.\nprint('hello from {name}')\n",
+}
 SQL_PROVIDERS = ["postgres", "bigquery", "duckdb", "snowflake", "mysql", "redshift", "clickhouse", "trino"]
 #: SQL templates named after a connector set the new block's data_provider; its default schema (BigQuery: the dataset, set by the user)
 SQL_TEMPLATE_SCHEMAS = {"postgres": "public", "duckdb": "main", "bigquery": ""}
@@ -558,7 +564,7 @@ def _dag_svg_context(spec) -> dict[str, Any]:
 
 
 @_get("/pipelines/{pipeline_uuid}/edit")
-def editor_page(request: Request, pipeline_uuid: str, ok: str | None = None, error: str | None = None) -> HTMLResponse:
+def editor_page(request: Request, pipeline_uuid: str, ok: str | None = None, error: str | None = None, open: str | None = None) -> HTMLResponse:
     from dagsmith.blocks.templates import list_templates
     from dagsmith.project.yamlio import dump_yaml
 
@@ -591,6 +597,8 @@ def editor_page(request: Request, pipeline_uuid: str, ok: str | None = None, err
         shared=shared_blocks(_root(request), spec),
         heights=cell_heights(spec),
         node_status=_editor_statuses(request, spec),
+        open_file=open,
+        disabled_blocks=[b.uuid for b in spec.blocks if (b.configuration or {}).get("disabled")],
         **_dag_svg_context(spec),
     )
 
@@ -664,6 +672,11 @@ async def editor_add_block(request: Request, pipeline_uuid: str) -> Response:
             name = str(form.get("name") or "").strip()
             if not name:
                 raise ProjectError("a block needs a name", hint="e.g. load_taxi_data")
+            if btype in NOTE_CONTENT:  # notes and scratchpads: no template, no upstream
+                language = "markdown" if btype == "markdown" else "python"
+                block = add_block(root, pipeline_uuid, clean_name(name), btype, language=language,
+                                  content=NOTE_CONTENT[btype].format(name=name), name=name)
+                return _redirect(request, f"{base}#block-{quote(block.uuid)}")
             if language not in ("python", "sql"):
                 raise ProjectError(f"language {language!r} is not supported here", hint="choose Python or SQL")
             if language == "sql" and template not in SQL_TEMPLATE_SCHEMAS:
@@ -1552,8 +1565,16 @@ async def files_new(request: Request) -> Response:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text("", encoding="utf-8")
     except DagsmithError as exc:
-        return _redirect(request, _flash_url("/files", _error_text(exc), "error"))
+        return _redirect(request, _flash_url(_back_url(form, "/files"), _error_text(exc), "error"))
+    back = _back_url(form, "")
+    if back:  # created from the editor's file tree: open it there
+        return _redirect(request, f"{back}?open={quote(path)}")
     return _redirect(request, f"/files?path={quote(path)}")
+
+
+def _back_url(form, default: str) -> str:
+    back = str(form.get("back") or "")
+    return back if back.startswith("/") and not back.startswith("//") else default
 
 
 # ---------------------------------------------------------------- settings

@@ -330,6 +330,8 @@
   }
   document.addEventListener("toggle", function (evt) {
     if (evt.target.matches && evt.target.matches("details.menu")) placeMenu(evt.target);
+    // an editor created while hidden measures itself when it appears
+    if (evt.target.open && evt.target.querySelectorAll) evt.target.querySelectorAll("textarea.code").forEach(function (ta) { if (ta.cmEditor) ta.cmEditor.refresh(); });
   }, true);
   window.addEventListener("resize", function () { document.querySelectorAll("details.menu[open]").forEach(placeMenu); });
 
@@ -375,6 +377,115 @@
     var preset = form.querySelector("#preset"), cron = form.querySelector("#cron");
     cron.closest("label").style.display = preset.value === "custom" ? "" : "none";
   }
+
+  // ------------------------------------------------------------ markdown cells: a small, safe renderer
+
+  function esc(t) { return t.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;"); }
+  function inline(t) {
+    return esc(t)
+      .replace(/`([^`]+)`/g, "<code>$1</code>")
+      .replace(/\*\*([^*]+)\*\*/g, "<strong>$1</strong>")
+      .replace(/(^|[^*])\*([^*]+)\*/g, "$1<em>$2</em>")
+      .replace(/\[([^\]]+)\]\(((?:https?:\/\/|\/)[^)\s]*)\)/g, '<a href="$2" rel="noopener noreferrer">$1</a>');
+  }
+  function renderMarkdown(text) {
+    var out = [], list = null, para = [], code = null;
+    function flush() {
+      if (para.length) { out.push("<p>" + inline(para.join(" ")) + "</p>"); para = []; }
+      if (list) { out.push("<ul>" + list.map(function (i) { return "<li>" + inline(i) + "</li>"; }).join("") + "</ul>"); list = null; }
+    }
+    text.split("\n").forEach(function (line) {
+      if (code !== null) { if (/^```/.test(line)) { out.push("<pre>" + esc(code.join("\n")) + "</pre>"); code = null; } else code.push(line); return; }
+      if (/^```/.test(line)) { flush(); code = []; return; }
+      var h = line.match(/^(#{1,4})\s+(.*)$/);
+      if (h) { flush(); var n = Math.min(h[1].length + 2, 6); out.push("<h" + n + ">" + inline(h[2]) + "</h" + n + ">"); return; }
+      var li = line.match(/^\s*[-*]\s+(.*)$/);
+      if (li) { if (para.length) flush(); (list = list || []).push(li[1]); return; }
+      if (!line.trim()) { flush(); return; }
+      if (list) flush();
+      para.push(line.trim());
+    });
+    if (code !== null) out.push("<pre>" + esc(code.join("\n")) + "</pre>");
+    flush();
+    return out.join("");
+  }
+  function renderNotes(root) {
+    (root || document).querySelectorAll(".markdown-view[data-markdown-for]").forEach(function (view) {
+      var ta = document.getElementById(view.dataset.markdownFor);
+      if (ta) view.innerHTML = renderMarkdown(ta.cmEditor ? ta.cmEditor.getValue() : ta.value);
+    });
+  }
+  document.addEventListener("htmx:afterSettle", function () { renderNotes(document); });
+  document.addEventListener("input", function (evt) {
+    var cell = evt.target.closest && evt.target.closest(".cell.t-markdown");
+    if (cell) renderNotes(cell);
+  });
+
+  // ------------------------------------------------------------ side panel: graph | files; drag a block file in
+
+  document.addEventListener("click", function (evt) {
+    var tab = evt.target.closest && evt.target.closest(".side-tabs [role=tab]");
+    if (tab) {
+      document.querySelectorAll(".side-tabs [role=tab]").forEach(function (t) { t.setAttribute("aria-selected", t === tab ? "true" : "false"); });
+      var graph = document.getElementById("dag-scroll"), files = document.getElementById("side-files");
+      var showFiles = tab.id === "tab-files";
+      if (graph) graph.hidden = showFiles;
+      if (files) files.hidden = !showFiles;
+      return;
+    }
+    var rename = evt.target.closest && evt.target.closest(".rename-file");
+    if (rename) {
+      var to = window.prompt("Rename " + rename.dataset.path + " to:", rename.dataset.path);
+      if (!to || to === rename.dataset.path) return;
+      var form = document.getElementById("rename-file-form");
+      form.elements.path.value = rename.dataset.path;
+      form.elements.new_path.value = to;
+      window.dagsmithLeaving = dirtyCount() === 0;
+      form.submit();
+      return;
+    }
+    if (evt.target.closest && evt.target.closest(".close-file")) {
+      var panel = document.getElementById("file-panel");
+      var form2 = panel && panel.querySelector("form");
+      if (form2 && isDirty(form2) && !window.confirm("Close the file without saving your changes?")) return;
+      panel.innerHTML = "";
+      updateTitle();
+    }
+  });
+
+  function dropTarget() { return document.getElementById("cells"); }
+  document.addEventListener("dragstart", function (evt) {
+    var li = evt.target.closest && evt.target.closest("li[data-block-file]");
+    if (!li) return;
+    evt.dataTransfer.setData("application/x-dagsmith-block", JSON.stringify({ path: li.dataset.blockFile, type: li.dataset.blockType }));
+    evt.dataTransfer.effectAllowed = "copy";
+    var cells = dropTarget();
+    if (cells) { cells.classList.add("drop-target"); var hint = cells.querySelector(".drop-hint"); if (hint) hint.hidden = false; }
+  });
+  document.addEventListener("dragend", function () {
+    var cells = dropTarget();
+    if (cells) { cells.classList.remove("drop-target"); var hint = cells.querySelector(".drop-hint"); if (hint) hint.hidden = true; }
+  });
+  document.addEventListener("dragover", function (evt) {
+    if (evt.target.closest && evt.target.closest("#cells") && Array.prototype.indexOf.call(evt.dataTransfer.types, "application/x-dagsmith-block") >= 0) {
+      evt.preventDefault();
+      evt.dataTransfer.dropEffect = "copy";
+    }
+  });
+  document.addEventListener("drop", function (evt) {
+    var cells = evt.target.closest && evt.target.closest("#cells");
+    var raw = evt.dataTransfer && evt.dataTransfer.getData("application/x-dagsmith-block");
+    if (!cells || !raw) return;
+    evt.preventDefault();
+    var info = JSON.parse(raw);
+    var form = document.getElementById("drop-block-form");
+    if (!form) return;
+    form.elements.existing.value = info.path;
+    // as for a new block: a loader starts a branch, anything else follows the last block
+    form.elements.upstream.value = info.type === "data_loader" ? "" : (cells.dataset.lastBlock || "");
+    window.dagsmithLeaving = dirtyCount() === 0;
+    form.submit();
+  });
 
   // ------------------------------------------------------------ DAG and cell focus
 
