@@ -81,6 +81,15 @@ def shot(page, name: str, *, full_page: bool = False) -> Path:
     return path
 
 
+def shot_of(locator, name: str) -> Path:
+    """A screenshot of one element (the pictures in docs/ui.md are cropped to what they show)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    locator.scroll_into_view_if_needed()
+    locator.screenshot(path=str(path))
+    return path
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.e2e.conftest import shot
+from tests.e2e.conftest import shot, shot_of
 from tests.e2e.uiproject import block_code, new_project, open_cell, run_cell, write_pipeline
 
 pytestmark = pytest.mark.e2e
@@ -58,6 +58,7 @@ def test_profile_beside_the_table_describes_the_whole_output(page, served):
     prof_box = profile.bounding_box()
     assert prof_box["x"] > table_box["x"] + table_box["width"] - 2 and abs(prof_box["y"] - table_box["y"]) < 40
     shot(page, "ui-output-profile")
+    shot_of(page.locator("#out-trips"), "ui-output-profile-crop")
     assert page.errors.items == [], page.errors.items
 
 
@@ -83,8 +84,8 @@ def test_chart_tab_draws_and_saved_charts_render_again(page, served):
         page.wait_for_function("document.querySelector('#out-trips .chart-new').dataset.state === 'drawn' && document.querySelector('#out-trips .chart-new canvas') !== null")
         drawn[kind] = int(box.get_attribute("data-points"))
         box.evaluate("b => { b.dataset.state = 'old'; }")
-        if kind == "bar":
-            shot(page, "ui-output-chart-bar")
+        if kind in ("bar", "histogram"):
+            shot_of(out.locator(".chart-panel"), f"ui-output-chart-{kind}")
     assert drawn == {"bar": 4, "histogram": 20, "line": 6, "scatter": 2000}, drawn
     # save a bar chart of fares by borough with the pipeline
     form.locator("select[name=type]").select_option("bar")
@@ -102,7 +103,7 @@ def test_chart_tab_draws_and_saved_charts_render_again(page, served):
     saved = page.locator("#block-trips .chart-saved")
     page.wait_for_function("document.querySelector('#block-trips .chart-saved') && document.querySelector('#block-trips .chart-saved').dataset.state === 'drawn'")
     assert saved.get_attribute("data-points") == "4"
-    shot(page, "ui-output-chart-saved")
+    shot_of(page.locator("#block-trips .chart-panel"), "ui-output-chart-saved")
     assert page.errors.items == [], page.errors.items
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tests.e2e.conftest import shot
+from tests.e2e.conftest import shot, shot_of
 from tests.e2e.uiproject import block_code, new_project, write_pipeline
 
 pytestmark = pytest.mark.e2e
@@ -134,6 +134,7 @@ def test_new_daily_trigger_waits_last_run_and_backfill_names(page, served):
     # the runs pages draw what happened
     page.goto(base + "/pipelines/etl/runs")
     assert page.locator("#durations circle.pt").count() == 2
+    shot_of(page.locator(".charts-row"), "ui-pipeline-runs-charts")
     assert page.locator("#day-strip g.day").count() == 30
     page.goto(base + "/pipeline-runs")
     today_bar = page.locator(f'#day-strip g.day[data-day="{today}"]')

@@ -22,19 +22,24 @@
     }
     var bars = kind === "bar" || kind === "histogram";
     var series = { label: data.y_label, stroke: "#1f5fbf", width: kind === "scatter" ? 0 : 2, fill: bars ? "rgba(31,95,191,.55)" : undefined };
-    if (bars) series.paths = uPlot.paths.bars({ size: [kind === "histogram" ? 0.98 : 0.7, 80], align: kind === "histogram" ? 1 : 0 });
+    if (bars) { series.paths = uPlot.paths.bars({ size: [kind === "histogram" ? 0.98 : 0.7, 80], align: kind === "histogram" ? 1 : 0 }); series.points = { show: false }; series.width = 1; }
+    var xrange;
+    if (labels) xrange = function (u, min, max) { return [min - 0.5, max + 0.5]; };
+    else if (kind === "histogram" && xs.length > 1) { var w = xs[1] - xs[0]; xrange = function (u, min, max) { return [min, max + w]; }; }
     if (kind === "scatter") { series.paths = function () { return null; }; series.points = { show: true, size: 4, fill: "rgba(31,95,191,.6)", stroke: "#1f5fbf" }; }
     var width = Math.max(280, Math.min(box.clientWidth || 600, 900));
     var opts = {
       width: width, height: 260, legend: { show: false }, cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: time, distr: labels ? 2 : 1 }, y: { range: function (u, min, max) { return [Math.min(0, min), max * 1.05 || 1]; } } },
+      scales: { x: { time: time, range: xrange }, y: { range: function (u, min, max) { return [Math.min(0, min), max * 1.05 || 1]; } } },
       axes: [
-        { label: data.x_label, values: labels ? function (u, splits) { return splits.map(function (i) { var s = labels[Math.round(i)]; return s === undefined ? "" : (s.length > 14 ? s.slice(0, 13) + "…" : s); }); } : undefined, rotate: labels ? -30 : 0, size: labels ? 60 : 40 },
+        { label: data.x_label, size: labels ? 60 : 40,
+          // one tick per category (at most ~20 labelled), never between them
+          splits: labels ? function () { var step = Math.max(1, Math.ceil(labels.length / 20)); return xs.filter(function (i) { return i % step === 0; }); } : undefined,
+          values: labels ? function (u, splits) { return splits.map(function (i) { var s = labels[i]; return s === undefined ? "" : (s.length > 14 ? s.slice(0, 13) + "…" : s); }); } : undefined },
         { label: data.y_label, size: 60 }
       ],
       series: [{}, series]
     };
-    if (labels) opts.axes[0].rotate = undefined;
     var chart = new uPlot(opts, [xs, ys], box);
     box.uplot = chart;
     if (data.note) { var n = document.createElement("div"); n.className = "muted small"; n.textContent = data.note; box.appendChild(n); }
