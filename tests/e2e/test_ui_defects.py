@@ -148,7 +148,7 @@ def test_error_text_is_readable(page, served):
     text = page.locator("#out-boom .err-box").inner_text()
     assert "KeyError: 'missing'" in text
     assert "missingat" not in out and "'missing'at" not in out
-    location = str(project / "data_loaders" / "boom.py")
+    location = f"{project.name}/data_loaders/boom.py:8"  # relative to the project's parent, as Mage shows paths
     assert page.locator("#out-boom .err-box").inner_text().count("boom.py") == 1, text  # once, not three times
     assert "dagsmith run" not in out and "dagsmith validate" not in out
     assert location in text

@@ -145,8 +145,12 @@ def duration_chart(runs: list[Any], width: int = 720, height: int = 150, pad: in
     top = step * (int(ymax // step) + 1)
     plot_w, plot_h = width - pad - 10, height - 26
     out = []
-    for start, dur, r in points:
-        x = pad + (start - lo).total_seconds() / xspan * plot_w
+    spread = (hi - lo).total_seconds() < 1.0  # runs started together (a backfill): side by side, in order
+    for i, (start, dur, r) in enumerate(points):
+        if spread:
+            x = pad + (i + 0.5) / len(points) * plot_w
+        else:
+            x = pad + (start - lo).total_seconds() / xspan * plot_w
         y = 8 + plot_h - ((dur if dur is not None else 0) / top) * plot_h
         out.append({"x": round(x, 1), "y": round(y, 1), "run": r, "secs": dur, "status": r.status})
     yticks = [{"y": round(8 + plot_h - v / top * plot_h, 1), "label": _fmt_secs_short(v)} for v in [i * step for i in range(int(top / step) + 1)]]
@@ -155,6 +159,8 @@ def duration_chart(runs: list[Any], width: int = 720, height: int = 150, pad: in
 
 
 def _fmt_secs_short(v: float) -> str:
+    if v == 0:
+        return "0"
     if v < 1:
         return f"{v * 1000:.0f}ms"
     if v < 120:
@@ -177,6 +183,8 @@ def day_strip(counts: list[tuple[Any, str, int]], days: int = 30, today: datetim
             day = datetime.fromisoformat(day).date()
         elif isinstance(day, datetime):
             day = day.date()
+        if not first <= day <= today:
+            continue
         per.setdefault(day, {})[status] = per.setdefault(day, {}).get(status, 0) + int(n)
     most = max((sum(v.values()) for v in per.values()), default=0) or 1
     out = []

@@ -228,6 +228,7 @@ def _templates():
 def render(request: Request, name: str, status_code: int = 200, headers: dict | None = None, **ctx: Any) -> HTMLResponse:
     ctx.setdefault("request", request)
     ctx.setdefault("project_name", _root(request).name)
+    ctx.setdefault("project_root", _root(request))
     ctx["csrf"] = _csrf_token(request)
     ctx["user"] = request.scope.get("state", {}).get("user") if isinstance(request.scope.get("state"), dict) else None
     ctx.setdefault("static", request.app.state.ui_static_version)
