@@ -61,6 +61,7 @@ def mount_ui(app: Any, project_root: str | Path) -> None:
     state.ui_static_version = _static_version()
     state.ui_auth = auth.load_auth(folder)
     state.ui_sessions = auth.Sessions(folder) if state.ui_auth else None
+    state.ui_login_throttle = auth.LoginThrottle()
     app.mount("/static", _Static(), name="static")
     app.include_router(router)
     app.add_middleware(auth.AuthMiddleware, data_dir=folder)
