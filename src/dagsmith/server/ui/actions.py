@@ -17,7 +17,6 @@ through ``views.safe_path`` (confined to the project, no ``..``, no symlinks).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -28,6 +27,7 @@ from fastapi.responses import HTMLResponse, Response
 from dagsmith.errors import DagsmithError, ProjectError
 from dagsmith.server.ui.views import (
     _error_text,
+    _private_paths,
     _flash_url,
     _get,
     _hash,
@@ -41,16 +41,16 @@ from dagsmith.server.ui.views import (
     safe_path,
 )
 
-_UUID = re.compile(r"^[a-z0-9_]+$")
 
 
 def block_uuid_from(name: str) -> str:
-    """A new block uuid from a typed name (Mage's cleaning, and no folders)."""
-    from dagsmith.project.layout import clean_name
+    """A new block uuid from a typed name (Mage's cleaning through the name gate, never a folder)."""
+    from dagsmith.project.names import check_name, clean_name
 
-    uid = clean_name(str(name or "").replace("/", "_"))
-    if not re.search(r"[0-9A-Za-z]", str(name or "")) or not _UUID.match(uid):
+    uid = clean_name(str(name or ""), default="")
+    if not uid:
         raise ProjectError(f"{name!r} cannot be a block name", hint="use letters, digits and _ (e.g. load_taxi_data)")
+    check_name(uid, "block")
     return uid
 
 
@@ -197,7 +197,8 @@ def editor_files(request: Request, pipeline_uuid: str) -> HTMLResponse:
 
     root = _root(request)
     reusable = {f["relpath"]: f for f in _block_files(root)}
-    return render(request, "_editor_files.html", pipeline_uuid=pipeline_uuid, tree=_tree(root, root), path="",
+    private = frozenset(p.resolve() for p in _private_paths(request))
+    return render(request, "_editor_files.html", pipeline_uuid=pipeline_uuid, tree=_tree(root, root, private=private), path="",
                   reusable=reusable, used=_block_files_used(root))
 
 
@@ -206,7 +207,7 @@ def editor_file(request: Request, pipeline_uuid: str, path: str = "") -> HTMLRes
     from dagsmith.server.ui.views import MAX_EDIT_BYTES
 
     try:
-        target = safe_path(_root(request), path)
+        target = safe_path(_root(request), path, _private_paths(request))
         if not target.is_file():
             raise ProjectError(f"{path} is not a file")
         data = target.read_bytes()
@@ -229,7 +230,8 @@ async def files_rename(request: Request) -> Response:
         back = "/files"
     root = _root(request)
     try:
-        src, dst = safe_path(root, old), safe_path(root, new)
+        private = _private_paths(request)
+        src, dst = safe_path(root, old, private), safe_path(root, new, private)
         if not src.is_file():
             raise ProjectError(f"{old} is not a file")
         if dst == root or dst.exists():
@@ -245,5 +247,3 @@ async def files_rename(request: Request) -> Response:
     return _redirect(request, _flash_url(back, f"Renamed {old} to {new}."))
 
 
-def file_tree_context(root: Path) -> dict[str, Any]:
-    return {"tree": _tree(root, root)}
