@@ -146,7 +146,10 @@ def run_pipeline(
 
     executable = [b for b in spec.blocks if b.type in EXECUTABLE_TYPES]
     selected = _select(spec, executable, block_uuids, with_upstream)
-    validate_for_run(root, spec, [b for b in executable if b.uuid in selected and b.uuid not in completed])
+    validate_for_run(
+        root, spec, [b for b in executable if b.uuid in selected and b.uuid not in completed],
+        chosen=None if block_uuids is None else selected,
+    )
 
     runner = _Runner(
         root=root,
