@@ -17,12 +17,13 @@ projects is edited; their environment is:
 - inputs the course downloads (GitHub release CSVs, the Titanic CSV, ...) served from
   ``--data`` on 127.0.0.1: a ``sitecustomize`` module on ``PYTHONPATH`` rewrites those URLs in
   urllib and requests (the same for both tools);
-- GCS through fake-gcs-server (``STORAGE_EMULATOR_HOST``) with the buckets the code names, and a
+- GCS through fake-gcs-server (``STORAGE_EMULATOR_HOST``) with the buckets the code names,
+  BigQuery through local-bigquery (``BIGQUERY_EMULATOR_HOST``, when its venv exists), and a
   generated service-account key wherever ``io_config.yaml`` points at a key file that the
   repository does not ship (tokens come from a stub on 127.0.0.1).
 
-Compared per pipeline: exit status, files written (path, bytes, sha256), tables (schema.table,
-rows) and GCS objects (bucket/key, bytes). The table goes to ``<out>/results.md`` and
+Compared per pipeline: exit status, files written (path, bytes, sha256), tables (PostgreSQL
+schema.table and BigQuery dataset.table, rows) and GCS objects (bucket/key, bytes). The table goes to ``<out>/results.md`` and
 ``<out>/results.json``; each run's output is kept in ``<out>/logs/``.
 """
 
@@ -35,6 +36,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -282,6 +284,68 @@ class Gcs:
             self.server.__exit__(None, None, None)
 
 
+class BigQuery:
+    """local-bigquery from ``<bq venv>/bin/local-bigquery`` (scripts/setup-emulators.sh), if present."""
+
+    project = "corpus-proj"
+
+    def __init__(self, venv: Path) -> None:
+        self.proc = None
+        self.client = None
+        self.url = ""
+        exe = venv / "bin" / "local-bigquery"
+        if not exe.exists():
+            return
+        port, grpc = free_port(), free_port()
+        self.data = Path(tempfile.mkdtemp(prefix="corpus-bq-"))
+        self.log = open(self.data / "server.log", "wb")
+        self.proc = subprocess.Popen(
+            [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port), "--grpc-port", str(grpc),
+             "--project", self.project, "--data-dir", str(self.data / "db")],
+            env=dict(os.environ, HOME=str(venv / "duckdb-home")), stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        self.url = f"http://127.0.0.1:{port}"
+        from google.api_core.client_options import ClientOptions
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import bigquery
+
+        self.client = bigquery.Client(
+            project=self.project, credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=self.url)
+        )
+
+    def reset(self) -> None:
+        if self.client is None:
+            return
+        for ds in list(self.client.list_datasets()):
+            self.client.delete_dataset(ds.dataset_id, delete_contents=True, not_found_ok=True)
+
+    def tables(self) -> dict[str, int]:
+        if self.client is None:
+            return {}
+        out = {}
+        for ds in self.client.list_datasets():
+            for t in self.client.list_tables(ds.dataset_id):
+                n = self.client.get_table(f"{ds.dataset_id}.{t.table_id}").num_rows
+                out[f"bq:{ds.dataset_id}.{t.table_id}"] = int(n or 0)
+        return out
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.log.close()
+            shutil.rmtree(self.data, ignore_errors=True)
+
+
 class Postgres:
     """A fresh database per run on the PostgreSQL at 127.0.0.1:5432."""
 
@@ -325,6 +389,7 @@ class Outcome:
     tables: dict[str, int] = field(default_factory=dict)
     objects: dict[str, int] = field(default_factory=dict)
     tail: str = ""
+    error: str = ""
 
     @property
     def passed(self) -> bool:
@@ -406,6 +471,7 @@ def run_one(
     cwd = project.parent
     buckets = prepare_cloud(work, project, services["key_json"])
     services["gcs"].reset(buckets)
+    services["bq"].reset()
 
     state = Path(tempfile.mkdtemp(prefix=f"corpus-{tool}-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MAGE_", "DAGSMITH_", "POSTGRES_", "VIRTUAL_ENV"))}
@@ -416,7 +482,7 @@ def run_one(
         POSTGRES_HOST="127.0.0.1", POSTGRES_PORT="5432", POSTGRES_USER="postgres", POSTGRES_PASSWORD="postgres",
         POSTGRES_DBNAME=db, POSTGRES_DB=db,
         HOME=str(state / "home"), MAGE_DATA_DIR=str(state / "mage_data"), DAGSMITH_DATA_DIR=str(state / "dagsmith"),
-        STORAGE_EMULATOR_HOST=services["gcs"].url, CLOUD_STORAGE_EMULATOR_ENDPOINT=services["gcs"].url,
+        STORAGE_EMULATOR_HOST=services["gcs"].url, BIGQUERY_EMULATOR_HOST=services["bq"].url, CLOUD_STORAGE_EMULATOR_ENDPOINT=services["gcs"].url,
         GCE_METADATA_HOST=services["token_host"], GCE_METADATA_IP=services["token_host"], NO_GCE_CHECK="true",
         CORPUS_URL_MAP=json.dumps(services["url_map"]), PYTHONDONTWRITEBYTECODE="1",
     )
@@ -451,18 +517,28 @@ def run_one(
         exit=code,
         seconds=round(seconds, 1),
         files=files,
-        tables=services["pg"].tables(db),
+        tables={**services["pg"].tables(db), **services["bq"].tables()},
         objects=services["gcs"].objects(),
         tail="\n".join(line for line in text.strip().splitlines()[-6:]),
+        error="" if code == 0 else first_error(text),
     )
     shutil.rmtree(state, ignore_errors=True)
     return outcome
 
 
-# ---------------------------------------------------------------- comparison
-def same_content(a: Path | None, b: Path | None) -> bool:
-    return False
+ERROR_RE = re.compile(r"^\s*(?:error: |✘ )?(?:[\w.]+(?:Error|Exception|Exit)\b|error:|✘ block|Exception:|Traceback)")
 
+
+def first_error(text: str) -> str:
+    """The line of a failed run's output that says why (the last exception line)."""
+    lines = [ln.strip(" │╰╭─") for ln in text.splitlines()]
+    hits = [ln for ln in lines if ERROR_RE.match(ln) and not ln.startswith("Traceback")]
+    if "[timed out after" in text:
+        return "timed out"
+    return (hits[-1] if hits else (lines[-1] if lines else ""))[:200]
+
+
+# ---------------------------------------------------------------- comparison
 
 def compare(m: Outcome, d: Outcome) -> list[str]:
     diffs = []
@@ -505,6 +581,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("compat-out"))
     ap.add_argument("--only", help="run only the pipelines whose id contains this")
     ap.add_argument("--timeout", type=int, default=600)
+    ap.add_argument("--bq-venv", type=Path, default=Path(__file__).resolve().parents[1] / ".emulators" / "bq",
+                    help="local-bigquery venv (bash scripts/setup-emulators.sh makes it)")
     args = ap.parse_args()
     args.projects = args.projects.resolve()
     args.workdir = args.workdir.resolve()
@@ -514,6 +592,7 @@ def main() -> int:
     if args.workdir.exists() and not marker.exists():
         sys.exit(f"{args.workdir} exists and is not this runner's scratch folder; pick another --workdir")
     marker.touch()
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
 
     cases = discover(args.projects, args.only)
     data_server, data_port = serve_dir(args.data)
@@ -527,6 +606,7 @@ def main() -> int:
         "token_host": f"127.0.0.1:{token_port}",
         "gcs": Gcs(),
         "pg": Postgres(),
+        "bq": BigQuery(args.bq_venv),
     }
     rows = []
     try:
@@ -540,15 +620,36 @@ def main() -> int:
     finally:
         services["pg"].drop_all()
         services["gcs"].close()
+        services["bq"].close()
         data_server.shutdown()
         token_server.shutdown()
         shutil.rmtree(args.workdir, ignore_errors=True)
-        (args.out / "results.json").write_text(json.dumps(rows, indent=1))
         write_table(rows, args.out / "results.md")
+        (args.out / "results.json").write_text(json.dumps(rows, indent=1))
     return 0
 
 
+RUNNABLE = ("data_loader/", "transformer/", "data_exporter/", "custom/", "sensor/")
+
+
+def category(row: dict[str, Any]) -> str:
+    m, d = row["mage"]["exit"] == 0, row["dagsmith"]["exit"] == 0
+    if not any(k.startswith(RUNNABLE) for k in row["case"]["blocks"]):
+        return "no block to run"
+    if m and d:
+        return "outputs differ" if row["diffs"] else "same"
+    if m:
+        return "LOST"
+    if d:
+        return "dagsmith only"
+    return "both fail"
+
+
 def write_table(rows: list[dict[str, Any]], path: Path) -> None:
+    counts: dict[str, int] = {}
+    for r in rows:
+        r["category"] = category(r)
+        counts[r["category"]] = counts.get(r["category"], 0) + 1
     mage_pass = sum(1 for r in rows if r["mage"]["exit"] == 0)
     ds_pass = sum(1 for r in rows if r["dagsmith"]["exit"] == 0)
     lost = [r["id"] for r in rows if r["mage"]["exit"] == 0 and r["dagsmith"]["exit"] != 0]
@@ -558,17 +659,22 @@ def write_table(rows: list[dict[str, Any]], path: Path) -> None:
         f"pipelines: {len(rows)}; Mage passes {mage_pass}; dagsmith passes {ds_pass}; "
         f"Mage's passes dagsmith loses: {len(lost)}; dagsmith passes Mage fails: {len(gained)}; "
         f"both pass, outputs differ: {len(differ)}",
+        "categories: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
         "",
-        "| pipeline | blocks | mage | dagsmith | outputs (files / tables / objects) | differences |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| pipeline | blocks | mage | dagsmith | category | outputs (files / tables / objects) | differences, or why each failed |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         m, d = r["mage"], r["dagsmith"]
         blocks = ", ".join(f"{k}×{v}" for k, v in r["case"]["blocks"].items())
         outs = f"{len(m['files'])}/{len(m['tables'])}/{len(m['objects'])}"
+        why = "; ".join(r["diffs"])
+        if r["category"] in ("both fail", "LOST", "dagsmith only", "no block to run"):
+            why = "; ".join(x for x in (m["error"] and f"mage: {m['error']}", d["error"] and f"dagsmith: {d['error']}") if x)
+        why = why.replace("|", "\\|")
         lines.append(
-            f"| {r['id']} | {blocks} | {m['exit']} ({m['seconds']} s) | {d['exit']} ({d['seconds']} s) | {outs} | "
-            f"{'; '.join(r['diffs']) or '—'} |"
+            f"| {r['id']} | {blocks} | {m['exit']} ({m['seconds']} s) | {d['exit']} ({d['seconds']} s) | "
+            f"{r['category']} | {outs} | {why or '—'} |"
         )
     path.write_text("\n".join(lines) + "\n")
     print(lines[0])
