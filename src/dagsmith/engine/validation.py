@@ -1,7 +1,7 @@
 """Everything checked before a run starts: the graph, each block's code and kind, all at once.
 
-A block dagsmith cannot run (dbt, R, a data-integration source, a global data product, a
-SQL block on a warehouse without a dialect) is reported here, so a run that contains one
+A block dagsmith cannot run (dbt, R, a data-integration source, a global data product; a
+SQL block without a supported data_provider) is reported here, so a run that contains one
 fails before anything runs instead of skipping it; so is a pipeline with no block to run.
 """
 
@@ -32,15 +32,6 @@ def unsupported_reason(block: BlockSpec) -> str | None:
     if block.language not in RUNNABLE_LANGUAGES:
         what = {"r": "R", "yaml": "YAML (data integration / streaming)"}.get(block.language, repr(block.language))
         return f"a {block.type} block in {what}, which dagsmith cannot run yet (Python and SQL blocks run)"
-    provider = block.configuration.get("data_provider") if block.is_sql else None
-    if provider:
-        from dagsmith.blocks.sql.dialects import PROVIDERS
-
-        if str(provider).lower() not in PROVIDERS:
-            return (
-                f"a SQL block on data_provider {provider!r}, which dagsmith cannot run yet "
-                f"(SQL blocks run on {', '.join(sorted(set(PROVIDERS) - {'postgresql'}))})"
-            )
     return None
 
 
@@ -67,6 +58,8 @@ def pipeline_problems(root: Path, spec: PipelineSpec, blocks: Iterable[BlockSpec
         problems.extend(unsupported_problems(spec))
     by_uuid = spec.block_map()
     for block in spec.blocks if blocks is None else blocks:
+        if block.type in EXECUTABLE_TYPES and block.language == "sql":
+            problems.extend(_sql_problems(spec, block))
         if block.type not in EXECUTABLE_TYPES or block.language != "python" or not block.path.is_file():
             continue
         n_inputs = sum(
@@ -107,6 +100,21 @@ def pipeline_problems(root: Path, spec: PipelineSpec, blocks: Iterable[BlockSpec
     return problems
 
 
+SQL_PROVIDERS = ("postgres", "postgresql", "duckdb", "bigquery")
+
+
+def _sql_problems(spec: PipelineSpec, block: BlockSpec) -> list[str]:
+    """A SQL block runs against its configuration's data_provider; without one it cannot run."""
+    provider = str((block.configuration or {}).get("data_provider") or "").strip().lower()
+    if provider in SQL_PROVIDERS:
+        return []
+    what = "has no data_provider" if not provider else f"has data_provider {provider!r}, which SQL blocks do not support"
+    return [
+        f"pipeline '{spec.uuid}': SQL block '{block.uuid}' ({block.relpath}) {what}: set its configuration's"
+        f" data_provider (postgres, duckdb or bigquery) and data_provider_profile in pipelines/{spec.uuid}/metadata.yaml"
+    ]
+
+
 def validate_for_run(
     root: Path,
     spec: PipelineSpec,
@@ -121,7 +129,8 @@ def validate_for_run(
     """
     problems = pipeline_problems(root, spec, blocks)
     if chosen is None:
-        problems.extend(unsupported_problems(spec))
+        if blocks is not None:  # pipeline_problems checked the whole pipeline already otherwise
+            problems.extend(unsupported_problems(spec))
     else:
         wanted = set(chosen)
         problems.extend(unsupported_problems(spec, [b for b in spec.blocks if b.uuid in wanted]))

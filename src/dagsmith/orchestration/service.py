@@ -119,12 +119,36 @@ def run_to_dict(run) -> dict[str, Any]:
     }
 
 
+class TriggerDisabled(DagsmithError):
+    """An API trigger that is not active was called (with the right token): nothing is created."""
+
+
+def _wrong_token(trigger_id: Any) -> Unauthorized:
+    return Unauthorized(
+        f"the token for trigger {trigger_id} is missing or wrong",
+        hint="copy the URL with its token from the trigger's page (GET /api/pipeline_schedules/<id>)",
+    )
+
+
 def check_token(trigger, token: str | None) -> None:
-    if not token or not hmac.compare_digest(str(token), str(trigger.token)):
-        raise Unauthorized(
-            f"the token for trigger {trigger.id} is missing or wrong",
-            hint="copy the URL with its token from the trigger's page (GET /api/pipeline_schedules/<id>)",
-        )
+    # bytes: compare_digest refuses non-ASCII str, and a token in a URL can be anything
+    if not token or not hmac.compare_digest(str(token).encode(), str(trigger.token).encode()):
+        raise _wrong_token(trigger.id)
+
+
+def check_trigger_call(db, trigger_id: int, token: str | None) -> None:
+    """An API-trigger call's gate: an unknown id and a wrong token give the same 401; a disabled trigger 403."""
+    from dagsmith.orchestration.store import repo
+
+    with db.read() as session:
+        try:
+            trigger = repo.get_trigger(session, trigger_id)
+        except repo.NotFound:
+            hmac.compare_digest(str(token or "").encode(), b"x" * 32)  # about the same work as a real comparison
+            raise _wrong_token(trigger_id) from None
+        check_token(trigger, token)
+        if trigger.status != "active":
+            raise TriggerDisabled(f"trigger {trigger_id} is disabled; its URL creates no runs", hint="enable it on the trigger's page first")
 
 
 def split_payload(payload: Any) -> tuple[dict, dict, Any]:
@@ -143,8 +167,12 @@ def split_payload(payload: Any) -> tuple[dict, dict, Any]:
     return dict(variables), body, pipeline_run.get("execution_date")
 
 
-def api_trigger_run(db, trigger_id: int, token: str | None, payload: Any, *, now: datetime | None = None) -> dict[str, Any]:
-    """Create the run an API call asks for (Mage-compatible); returns the run as a dict."""
+def api_trigger_run(db, trigger_id: int, token: str | None, payload: Any, *, now: datetime | None = None, allow_inactive: bool = False) -> dict[str, Any]:
+    """Create the run an API call asks for (Mage-compatible); returns the run as a dict.
+
+    A disabled trigger refuses (``TriggerDisabled``) unless ``allow_inactive`` — the UI's
+    "Run now", a signed-in person's explicit action.
+    """
     from dagsmith.orchestration.store import repo
 
     now = now or utcnow()
@@ -153,8 +181,8 @@ def api_trigger_run(db, trigger_id: int, token: str | None, payload: Any, *, now
         trigger = repo.get_trigger(session, trigger_id)
         check_token(trigger, token)
         exec_date = parse_datetime(execution_date, field="pipeline_run.execution_date", tz=trigger.timezone or "UTC") if execution_date else now
-        if trigger.status != "active":  # Mage re-activates a trigger that is called
-            repo.update_trigger(session, trigger, now=now, status="active")
+        if trigger.status != "active" and not allow_inactive:  # Mage re-activates a called trigger; a disabled URL must stay dead
+            raise TriggerDisabled(f"trigger {trigger_id} is disabled; its URL creates no runs", hint="enable it on the trigger's page first")
         settings = trigger.settings or {}
         run = repo.create_run(
             session,
@@ -440,3 +468,63 @@ def record_cli_run(project_root, pipeline_uuid: str, *, observer: Any = None, ru
             return call
 
     return run_fn(project_root, pipeline_uuid, observer=_Both(), **run_kwargs)
+
+
+def validate_trigger_fields(fields: dict, existing=None) -> None:
+    """Check a trigger's schedule, time zone and catch-up before it is stored (API and CLI alike)."""
+    from dagsmith.orchestration.scheduler.triggers import get_zone, validate_schedule
+
+    schedule_type = fields.get("schedule_type") or (existing.schedule_type if existing else "time")
+    if schedule_type not in ("time", "api", "event"):
+        raise ConfigError(f"schedule_type {schedule_type!r} is unknown", hint="use time, api or event")
+    interval = fields.get("schedule_interval", existing.schedule_interval if existing else None)
+    tz = fields.get("timezone") or (existing.timezone if existing else "UTC")
+    get_zone(tz)
+    if schedule_type == "time":
+        if not interval:
+            raise ConfigError("a time trigger needs a schedule_interval", hint="e.g. '@daily', '@hourly' or a cron such as '0 5 * * *'")
+        validate_schedule(interval, tz)
+    catchup = fields.get("catchup")
+    if catchup is None and isinstance(fields.get("settings"), dict):
+        catchup = fields["settings"].get("catchup")
+    if catchup is not None and catchup not in ("none", "latest", "all"):
+        raise ConfigError(f"catchup {catchup!r} is unknown", hint="use none, latest or all")
+
+
+def create_trigger(db, project_root: Path, pipeline_uuid: str, fields: dict, *, actor: str = "api") -> int:
+    """Create a trigger (schedule, API or event) after the checks every client gets; returns its id.
+
+    An in-code trigger (``in_code``, or the pipeline's ``save_in_code_automatically``) is
+    written to ``pipelines/<p>/triggers.yaml`` too.
+    """
+    from dagsmith.orchestration.scheduler.code_triggers import save_in_code_automatically, write_triggers_yaml
+    from dagsmith.orchestration.store import repo
+
+    check_pipeline(project_root, pipeline_uuid)
+    fields = dict(fields)
+    name = fields.pop("name", None)
+    if not name:
+        raise ConfigError("a trigger needs a name", hint='send {"pipeline_schedule": {"name": "daily", ...}}')
+    from dagsmith.project.names import check_name
+
+    check_name(name, "trigger")
+    fields.setdefault("schedule_type", "time")
+    if fields["schedule_type"] == "api":
+        # a disabled trigger's URL answers 403, so an API trigger made here works until disabled
+        fields.setdefault("status", "active")
+    validate_trigger_fields(fields)
+    if "in_code" not in fields and save_in_code_automatically(project_root, pipeline_uuid):
+        fields["in_code"] = True
+    with db.session() as session:
+        if repo.find_trigger(session, pipeline_uuid, name) is not None:
+            raise repo.Conflict(
+                f"pipeline '{pipeline_uuid}' already has a trigger named {name!r}",
+                hint="choose another name, or change the existing one (PUT /api/pipeline_schedules/<id>)",
+            )
+        trigger = repo.create_trigger(session, pipeline_uuid, name, **fields)
+        repo.audit(session, "trigger.create", "trigger", trigger.id, {"pipeline_uuid": pipeline_uuid, "name": name}, actor=actor)
+        trigger_id, in_code = trigger.id, trigger.in_code
+    if in_code:
+        with db.read() as session:
+            write_triggers_yaml(project_root, pipeline_uuid, [t for t in repo.list_triggers(session, pipeline_uuid) if t.in_code])
+    return trigger_id

@@ -2,8 +2,10 @@
 
 ``POST /api/pipeline_schedules/<id>/pipeline_runs/<token>`` (or ``…/api_trigger`` with
 ``Authorization: Bearer <token>``) takes ``{"pipeline_run": {"variables": {…}}}``; other
-top-level keys become the run's ``event``. A wrong token is 401, malformed JSON 422 and
-an oversized body 413 — and none of them creates anything. Changes to an in-code
+top-level keys become the run's ``event``, and the answer is only the run's id and status.
+A wrong token is 401 — the same answer for an id that does not exist —, a disabled
+trigger 403, malformed JSON 422 and an oversized body 413; none of them creates or changes
+anything. Changes to an in-code
 trigger are written back to ``pipelines/<p>/triggers.yaml``.
 """
 
@@ -16,6 +18,7 @@ from fastapi import APIRouter, Request
 
 from dagsmith.server.api.common import listing, run_in_threadpool, trigger_to_dict
 from dagsmith.server.deps import DbDep, RuntimeDep, SettingsDep, notify
+from dagsmith.server.guard import token_authenticated
 from dagsmith.server.schemas import TriggerBody
 
 router = APIRouter(tags=["triggers"])
@@ -40,22 +43,9 @@ def _next_run(trigger) -> Any:
 
 
 def _validate(fields: dict, existing=None) -> None:
-    from dagsmith.errors import ConfigError
-    from dagsmith.orchestration.scheduler.triggers import get_zone, validate_schedule
+    from dagsmith.orchestration.service import validate_trigger_fields
 
-    schedule_type = fields.get("schedule_type") or (existing.schedule_type if existing else "time")
-    interval = fields.get("schedule_interval", existing.schedule_interval if existing else None)
-    tz = fields.get("timezone") or (existing.timezone if existing else "UTC")
-    get_zone(tz)
-    if schedule_type == "time":
-        if not interval:
-            raise ConfigError("a time trigger needs a schedule_interval", hint="e.g. '@daily', '@hourly' or a cron such as '0 5 * * *'")
-        validate_schedule(interval, tz)
-    catchup = fields.get("catchup")
-    if catchup is None and isinstance(fields.get("settings"), dict):
-        catchup = fields["settings"].get("catchup")
-    if catchup is not None and catchup not in ("none", "latest", "all"):
-        raise ConfigError(f"catchup {catchup!r} is unknown", hint="use none, latest or all")
+    validate_trigger_fields(fields, existing)
 
 
 def _write_back(settings, db, pipeline_uuid: str) -> None:
@@ -86,28 +76,14 @@ def list_for_pipeline(pipeline_uuid: str, db: DbDep, settings: SettingsDep) -> d
 
 @router.post("/pipelines/{pipeline_uuid}/pipeline_schedules", status_code=201, summary="Create a trigger")
 def create(pipeline_uuid: str, body: TriggerBody, db: DbDep, settings: SettingsDep, runtime: RuntimeDep) -> dict:
-    from dagsmith.errors import ConfigError
-    from dagsmith.orchestration.scheduler.code_triggers import save_in_code_automatically
-    from dagsmith.orchestration.service import check_pipeline
+    from dagsmith.orchestration.service import create_trigger
     from dagsmith.orchestration.store import repo
 
-    check_pipeline(settings.project_root, pipeline_uuid)
     fields = body.pipeline_schedule.model_dump(exclude_none=True)
-    name = fields.pop("name", None)
-    if not name:
-        raise ConfigError("a trigger needs a name", hint='send {"pipeline_schedule": {"name": "daily", ...}}')
-    fields.setdefault("schedule_type", "time")
-    _validate(fields)
-    if "in_code" not in fields and save_in_code_automatically(settings.project_root, pipeline_uuid):
-        fields["in_code"] = True
-    with db.session() as session:
-        if repo.find_trigger(session, pipeline_uuid, name) is not None:
-            raise repo.Conflict(f"pipeline '{pipeline_uuid}' already has a trigger named {name!r}", hint="choose another name, or PUT /api/pipeline_schedules/<id> to change it")
-        trigger = repo.create_trigger(session, pipeline_uuid, name, **fields)
-        repo.audit(session, "trigger.create", "trigger", trigger.id, {"pipeline_uuid": pipeline_uuid, "name": name}, actor="api")
+    trigger_id = create_trigger(db, settings.project_root, pipeline_uuid, fields, actor="api")
+    with db.read() as session:
+        trigger = repo.get_trigger(session, trigger_id)
         out = trigger_to_dict(trigger, next_run=_next_run(trigger))
-    if out["in_code"]:
-        _write_back(settings, db, pipeline_uuid)
     notify(runtime)
     return {"pipeline_schedule": out}
 
@@ -125,7 +101,11 @@ def get(trigger_id: int, db: DbDep) -> dict:
 def put(trigger_id: int, body: TriggerBody, db: DbDep, settings: SettingsDep) -> dict:
     from dagsmith.orchestration.store import repo
 
+    from dagsmith.project.names import check_name
+
     fields = body.pipeline_schedule.model_dump(exclude_none=True)
+    if "name" in fields:
+        check_name(fields["name"], "trigger")
     with db.session() as session:
         trigger = repo.get_trigger(session, trigger_id)
         _validate(fields, trigger)
@@ -167,14 +147,12 @@ def trigger_runs(trigger_id: int, db: DbDep, limit: int = 50, offset: int = 0) -
 
 async def _trigger(request: Request, trigger_id: int, token: str | None) -> dict:
     from dagsmith.errors import ConfigError
-    from dagsmith.orchestration.service import api_trigger_run, check_token
-    from dagsmith.orchestration.store import repo
+    from dagsmith.orchestration.service import api_trigger_run, check_trigger_call
 
     db = request.app.state.db
 
     def _check() -> None:
-        with db.read() as session:
-            check_token(repo.get_trigger(session, trigger_id), token)
+        check_trigger_call(db, trigger_id, token)  # unknown id and wrong token answer alike; disabled → 403
 
     await run_in_threadpool(_check)
     raw = await request.body()
@@ -189,15 +167,18 @@ async def _trigger(request: Request, trigger_id: int, token: str | None) -> dict
             ) from None
     run = await run_in_threadpool(api_trigger_run, db, trigger_id, token, payload)
     notify(getattr(request.app.state, "runtime", None))
-    return {"pipeline_run": run}
+    # only what the caller needs: the run's variables may hold the trigger's stored secrets
+    return {"pipeline_run": {"id": run["id"], "status": run["status"]}}
 
 
 @router.post("/pipeline_schedules/{trigger_id}/pipeline_runs/{token}", status_code=200, summary="Trigger a run (Mage's API trigger URL)")
+@token_authenticated
 async def api_trigger(trigger_id: int, token: str, request: Request) -> dict:
     return await _trigger(request, trigger_id, token)
 
 
 @router.post("/pipeline_schedules/{trigger_id}/api_trigger", status_code=200, summary="Trigger a run with Authorization: Bearer <token>")
+@token_authenticated
 async def api_trigger_bearer(trigger_id: int, request: Request) -> dict:
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else None

@@ -60,6 +60,7 @@ def mount_ui(app: Any, project_root: str | Path) -> None:
     folder = data_dir(root)
     state.ui_auth = auth.load_auth(folder)
     state.ui_sessions = auth.Sessions(folder) if state.ui_auth else None
+    state.ui_login_throttle = auth.LoginThrottle()
     app.mount("/static", _Static(), name="static")
     app.include_router(router)
     app.add_middleware(auth.AuthMiddleware, data_dir=folder)
@@ -80,10 +81,10 @@ def _html_errors(app: Any) -> None:
             from fastapi.responses import JSONResponse
 
             return JSONResponse({"error": {"code": exc.status_code, "message": str(exc.detail)}}, status_code=exc.status_code)
-        from dagsmith.server.ui.views import render
+        from dagsmith.server.ui.views import error_page
 
         title = {404: "Not found", 403: "Forbidden", 405: "Not allowed"}.get(exc.status_code, "Error")
         message = str(exc.detail) if exc.detail and exc.detail != "Not Found" else f"There is no page at {request.url.path}."
-        return render(request, "error_page.html", status_code=exc.status_code, title=title, message=message)
+        return error_page(request, exc.status_code, title, message)
 
     app.add_exception_handler(StarletteHTTPException, handler)
