@@ -580,6 +580,8 @@ def compare(m: Outcome, d: Outcome) -> list[str]:
 
 def _default_data() -> Path:
     """``shared/data`` beside the repository (or beside the folder of worktrees)."""
+    if os.environ.get("DAGSMITH_TEST_DATA"):
+        return Path(os.environ["DAGSMITH_TEST_DATA"])
     here = Path(__file__).resolve().parents[1]
     for base in (here.parent, here.parent.parent):
         if (base / "shared" / "data").is_dir():
