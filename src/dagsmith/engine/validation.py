@@ -39,6 +39,8 @@ def unsupported_problems(spec: PipelineSpec, blocks: Iterable[BlockSpec] | None 
     """One line per block of ``spec`` (or of ``blocks``) that dagsmith cannot run, naming block and type."""
     problems = []
     for block in spec.blocks if blocks is None else blocks:
+        if (block.configuration or {}).get("disabled"):
+            continue  # a disabled block never runs
         reason = unsupported_reason(block)
         if reason:
             problems.append(f"pipeline '{spec.uuid}', block '{block.uuid}' ({block.relpath}): {reason}")
