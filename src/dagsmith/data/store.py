@@ -40,6 +40,7 @@ class VariableStore:
     """Block outputs under ``<data_dir>/pipelines``; safe for concurrent writers of different blocks."""
 
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+        self.url = str(data_dir)
         self.root = Path(data_dir) / "pipelines"
 
     # ------------------------------------------------------------ paths
