@@ -1,17 +1,28 @@
-"""The variables store: block outputs on disk, per pipeline and partition.
+"""The variables store: block outputs per pipeline and partition, on a local disk or an object store.
 
-Layout (Mage's, under dagsmith's data folder)::
+Layout (Mage's, under the store's root: dagsmith's data folder, a shared folder,
+or an ``s3://bucket/prefix`` / ``gs://bucket/prefix`` URL)::
 
-    <data_dir>/pipelines/<pipeline>/.variables/<partition>/<block_uuid>/
-        _meta.json            {"count": n, "multi": bool}
-        output_0/ output_1/   one folder per output (see dagsmith.data.serde)
-    <data_dir>/pipelines/<pipeline>/.variables/<partition>/_run.json   run manifest
-    <data_dir>/pipelines/<pipeline>/.variables/latest.json             block -> newest partition
+    <root>/pipelines/<pipeline>/.variables/<partition>/<block_uuid>/
+        _meta.json            {"count": n, "multi": bool, "version": "…"} (small values inline)
+        output_0/ output_1/   one folder per output (see dagsmith.data.serde); under v-<version>/ remotely
+    <root>/pipelines/<pipeline>/.variables/<partition>/_run.json   run manifest
+    <root>/pipelines/<pipeline>/.variables/latest.json             block -> newest partition
 
-A block's outputs are written to a temporary folder and renamed into place, so
-readers see all of a block's outputs or none. Values, not files, cross the
-API: ``write_outputs`` takes the list of outputs; ``read_block_value`` returns
-what a downstream block receives.
+Readers see all of a block's outputs or none. On a local disk the outputs are
+written to a temporary folder that is renamed into place. Object stores have no
+rename: the files go under a fresh ``v-<version>/`` prefix, then ``_meta.json``
+— the manifest naming that version — is written in one request; a reader
+follows the manifest, so a half-written version is never seen, and older
+versions are deleted after the new manifest is in place. Object stores are
+reached through ``pyarrow.fs`` (S3: the usual ``AWS_*`` variables, plus
+``AWS_ENDPOINT_URL`` for S3-compatible servers; GCS: application default
+credentials, ``STORAGE_EMULATOR_HOST`` for the emulator; options may also be
+given in the URL's query, e.g. ``s3://b/p?endpoint_override=host:9000&scheme=http``).
+
+Every path the store reads or writes is built by ``VariableStore._path``.
+Values, not files, cross the API: ``write_outputs`` takes the list of outputs;
+``read_block_value`` returns what a downstream block receives.
 """
 
 from __future__ import annotations
@@ -21,7 +32,8 @@ import os
 import shutil
 import tempfile
 import threading
-from pathlib import Path
+import uuid as uuidlib
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
 from dagsmith.data.serde import read_value, write_value
@@ -30,6 +42,7 @@ _latest_lock = threading.Lock()
 
 INLINE_MAX_ITEMS = 10_000
 INLINE_MAX_BYTES = 256 * 1024
+META = "_meta.json"
 
 
 class OutputsMissing(LookupError):
@@ -37,18 +50,35 @@ class OutputsMissing(LookupError):
 
 
 class VariableStore:
-    """Block outputs under ``<data_dir>/pipelines``; safe for concurrent writers of different blocks."""
+    """Block outputs under ``<root>/pipelines``; safe for concurrent writers of different blocks."""
 
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
         self.url = str(data_dir)
-        self.root = Path(data_dir) / "pipelines"
+        self.remote = "://" in self.url and not self.url.startswith("file://")
+        if self.remote:
+            self.fs, base = _arrow_filesystem(self.url)
+            self.base = base.rstrip("/")
+            self.root: Any = PurePosixPath(self.base) / "pipelines"
+        else:
+            local = self.url[len("file://"):] if self.url.startswith("file://") else self.url
+            self.fs = None
+            self.root = Path(local) / "pipelines"
 
     # ------------------------------------------------------------ paths
-    def variables_dir(self, pipeline: str) -> Path:
-        return self.root / pipeline / ".variables"
+    def _path(self, *parts: str) -> Any:
+        """The one place store paths are made: ``<root>/pipelines/<parts…>`` (a Path, or a key remotely)."""
+        return self.root.joinpath(*parts)
 
-    def block_dir(self, pipeline: str, partition: str, block_uuid: str) -> Path:
-        return self.variables_dir(pipeline) / partition / block_uuid
+    def variables_dir(self, pipeline: str) -> Any:
+        return self._path(pipeline, ".variables")
+
+    def block_dir(self, pipeline: str, partition: str, block_uuid: str) -> Any:
+        return self._path(pipeline, ".variables", partition, block_uuid)
+
+    def describe(self, pipeline: str) -> str:
+        """Where a pipeline's outputs are, for messages."""
+        where = self.variables_dir(pipeline)
+        return f"{self.url.split('://', 1)[0]}://{where}" if self.remote else str(where)
 
     # ------------------------------------------------------------ writing
     def write_outputs(
@@ -60,95 +90,154 @@ class VariableStore:
         *,
         multi: bool,
         update_latest: bool = True,
-    ) -> Path:
+    ) -> str:
         """Store a block's outputs atomically and (unless told not to) point ``latest`` at this partition.
 
-        A run passes ``update_latest=False`` and calls ``set_latest`` once at its end.
+        Returns the version written (a token that changes with every write). A run
+        passes ``update_latest=False`` and calls ``set_latest`` once at its end.
         """
         final = self.block_dir(pipeline, partition, block_uuid)
-        if self._write_inline(final, outputs, multi):
-            if update_latest:
-                self.set_latest(pipeline, {block_uuid: partition})
-            return final
+        version = uuidlib.uuid4().hex[:12]
+        inline = self._inline_text(outputs, multi, version)
+        if inline is not None:
+            if self.remote:
+                self._put_text(final / META, inline)
+                self._drop_versions(final, keep=None)
+            else:
+                final.mkdir(parents=True, exist_ok=True)
+                _write_text_atomic(final / META, inline)
+                for old in final.glob("output_*"):  # a re-run of the same partition replaced folder outputs
+                    shutil.rmtree(old, ignore_errors=True)
+        elif self.remote:
+            self._write_remote(final, outputs, multi, version)
+        else:
+            self._write_local(final, outputs, multi, version)
+        if update_latest:
+            self.set_latest(pipeline, {block_uuid: partition})
+        return version
+
+    def _write_local(self, final: Path, outputs: list[Any], multi: bool, version: str) -> None:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name.replace('/', '_')}.", dir=final.parent))
         try:
-            packed = multi and not any(_is_frame(v) for v in outputs)
-            if packed:  # a long list of plain values is one file, not one folder per item
-                write_value(list(outputs), tmp / "output_0")
-            else:
-                for i, value in enumerate(outputs):
-                    write_value(value, tmp / f"output_{i}")
-            meta = {"count": 1 if packed else len(outputs), "multi": multi, "packed": packed}
-            (tmp / "_meta.json").write_text(json.dumps(meta))
+            meta = _write_folder(tmp, outputs, multi, version)
+            (tmp / META).write_text(json.dumps(meta))
             if final.exists():
                 trash = final.with_name(f".{final.name}.old.{os.getpid()}.{threading.get_ident()}")
                 os.replace(final, trash)
                 os.replace(tmp, final)
                 shutil.rmtree(trash, ignore_errors=True)
             else:
-                final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        if update_latest:
-            self.set_latest(pipeline, {block_uuid: partition})
-        return final
 
-    def _write_inline(self, final: Path, outputs: list[Any], multi: bool) -> bool:
+    def _write_remote(self, final: PurePosixPath, outputs: list[Any], multi: bool, version: str) -> None:
+        tmp = Path(tempfile.mkdtemp(prefix="dagsmith-out-"))
+        try:
+            meta = _write_folder(tmp, outputs, multi, version)
+            meta["dir"] = f"v-{version}"
+            target = final / meta["dir"]
+            for file in sorted(p for p in tmp.rglob("*") if p.is_file()):
+                with open(file, "rb") as src, self.fs.open_output_stream(str(target / file.relative_to(tmp).as_posix())) as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            self._put_text(final / META, json.dumps(meta))  # the publish: one request names the new version
+            self._drop_versions(final, keep=meta["dir"])
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _drop_versions(self, folder: PurePosixPath, keep: str | None) -> None:
+        import pyarrow.fs as pafs
+
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(str(folder), allow_not_found=True))
+        except OSError:
+            return
+        for info in infos:
+            name = info.path.rstrip("/").rsplit("/", 1)[-1]
+            if info.type == pafs.FileType.Directory and name.startswith("v-") and name != keep:
+                try:
+                    self.fs.delete_dir(info.path)
+                except OSError:
+                    pass
+
+    def _inline_text(self, outputs: list[Any], multi: bool, version: str) -> str | None:
         """Small plain values live inside ``_meta.json``: one file per block instead of a folder tree.
 
         Most blocks of long chains return small values; this keeps persisting them from
         costing more than running them.
         """
         if len(outputs) > INLINE_MAX_ITEMS or any(_is_frame(v) for v in outputs):
-            return False
+            return None
         from dagsmith.data.serde import is_plain_json
 
         if not is_plain_json(list(outputs)):
-            return False
-        text = json.dumps({"count": len(outputs), "multi": multi, "inline": list(outputs)})
-        if len(text) > INLINE_MAX_BYTES:
-            return False
-        final.mkdir(parents=True, exist_ok=True)
-        _write_text_atomic(final / "_meta.json", text)
-        for old in final.glob("output_*"):  # a re-run of the same partition replaced folder outputs
-            shutil.rmtree(old, ignore_errors=True)
-        return True
+            return None
+        text = json.dumps({"count": len(outputs), "multi": multi, "version": version, "inline": list(outputs)})
+        return text if len(text) <= INLINE_MAX_BYTES else None
 
     def set_latest(self, pipeline: str, entries: dict[str, str]) -> None:
         path = self.variables_dir(pipeline) / "latest.json"
         with _latest_lock:
-            current = _read_json(path) or {}
+            current = self._read_json(path) or {}
             current.update(entries)
-            _write_json_atomic(path, current)
+            self._write_json(path, current)
 
     def write_manifest(self, pipeline: str, partition: str, manifest: dict[str, Any]) -> None:
-        _write_json_atomic(self.variables_dir(pipeline) / partition / "_run.json", manifest)
+        self._write_json(self._path(pipeline, ".variables", partition, "_run.json"), manifest)
 
     # ------------------------------------------------------------ reading
     def read_manifest(self, pipeline: str, partition: str) -> dict[str, Any] | None:
-        return _read_json(self.variables_dir(pipeline) / partition / "_run.json")
+        return self._read_json(self._path(pipeline, ".variables", partition, "_run.json"))
 
     def latest_partition(self, pipeline: str, block_uuid: str) -> str | None:
-        latest = _read_json(self.variables_dir(pipeline) / "latest.json") or {}
+        latest = self._read_json(self.variables_dir(pipeline) / "latest.json") or {}
         return latest.get(block_uuid)
 
     def has_outputs(self, pipeline: str, partition: str, block_uuid: str) -> bool:
-        return (self.block_dir(pipeline, partition, block_uuid) / "_meta.json").is_file()
+        return self._read_json(self.block_dir(pipeline, partition, block_uuid) / META) is not None
+
+    def stored_blocks(self, pipeline: str, partition: str) -> list[str]:
+        """Blocks (and dynamic children) whose outputs are stored in ``partition``."""
+        base = self._path(pipeline, ".variables", partition)
+        names = [n for n in self._list_dirs(base) if not n.startswith(".")]
+        return sorted(n for n in names if self._exists(base / n / META))
 
     def read_outputs(self, pipeline: str, partition: str, block_uuid: str) -> tuple[list[Any], bool]:
         folder = self.block_dir(pipeline, partition, block_uuid)
-        meta = _read_json(folder / "_meta.json")
+        meta = self._read_json(folder / META)
         if meta is None:
             raise OutputsMissing(f"no stored output of block '{block_uuid}' in {folder}")
         if "inline" in meta:
             return list(meta["inline"]), bool(meta.get("multi"))
-        values = [read_value(folder / f"output_{i}") for i in range(int(meta["count"]))]
+        if meta.get("dir"):
+            folder = folder / meta["dir"]
+        count = int(meta["count"])
+        if self.remote:
+            values = [self._read_remote_value(folder / f"output_{i}") for i in range(count)]
+        else:
+            values = [read_value(folder / f"output_{i}") for i in range(count)]
         if meta.get("packed"):
             values = list(values[0])
         return values, bool(meta.get("multi"))
+
+    def _read_remote_value(self, folder: PurePosixPath) -> Any:
+        import pyarrow.fs as pafs
+
+        tmp = Path(tempfile.mkdtemp(prefix="dagsmith-in-"))
+        try:
+            for info in self.fs.get_file_info(pafs.FileSelector(str(folder), recursive=True)):
+                if info.type != pafs.FileType.File:
+                    continue
+                rel = info.path[len(str(folder)):].lstrip("/")
+                dest = tmp / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with self.fs.open_input_stream(info.path) as src, open(dest, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            return read_value(tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def read_block_value(self, pipeline: str, partition: str, block_uuid: str) -> Any:
         """What a downstream block receives: the single output, or the list of outputs."""
@@ -156,19 +245,103 @@ class VariableStore:
         return as_input(values, multi)
 
     def partitions(self, pipeline: str) -> list[str]:
-        base = self.variables_dir(pipeline)
-        if not base.is_dir():
-            return []
-        return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return sorted(n for n in self._list_dirs(self.variables_dir(pipeline)) if not n.startswith("."))
 
     def delete_partitions(self, pipeline: str, partitions: Iterable[str]) -> int:
         removed = 0
         for part in partitions:
-            folder = self.variables_dir(pipeline) / part
-            if folder.is_dir():
+            folder = self._path(pipeline, ".variables", part)
+            if self.remote:
+                if self._list_dirs(folder) or self._exists(folder / "_run.json"):
+                    self.fs.delete_dir(str(folder))
+                    removed += 1
+            elif folder.is_dir():
                 shutil.rmtree(folder, ignore_errors=True)
                 removed += 1
         return removed
+
+    # ------------------------------------------------------------ filesystem primitives
+    def _read_json(self, path: Any) -> Any:
+        if not self.remote:
+            return _read_json(path)
+        try:
+            with self.fs.open_input_stream(str(path)) as fh:
+                return json.loads(fh.read().decode("utf-8"))
+        except (FileNotFoundError, ValueError):
+            return None
+        except OSError as exc:
+            if "NoSuchKey" in str(exc) or "not found" in str(exc).lower() or "does not exist" in str(exc).lower():
+                return None
+            raise
+
+    def _write_json(self, path: Any, data: Any) -> None:
+        if self.remote:
+            self._put_text(path, json.dumps(data, default=str))
+        else:
+            _write_json_atomic(path, data)
+
+    def _put_text(self, path: PurePosixPath, text: str) -> None:
+        with self.fs.open_output_stream(str(path)) as fh:  # one PUT: whole or absent
+            fh.write(text.encode("utf-8"))
+
+    def _exists(self, path: Any) -> bool:
+        if not self.remote:
+            return Path(path).exists()
+        import pyarrow.fs as pafs
+
+        return self.fs.get_file_info(str(path)).type != pafs.FileType.NotFound
+
+    def _list_dirs(self, path: Any) -> list[str]:
+        if not self.remote:
+            folder = Path(path)
+            return [p.name for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+        import pyarrow.fs as pafs
+
+        infos = self.fs.get_file_info(pafs.FileSelector(str(path), allow_not_found=True))
+        return [i.path.rstrip("/").rsplit("/", 1)[-1] for i in infos if i.type == pafs.FileType.Directory]
+
+
+def _write_folder(folder: Path, outputs: list[Any], multi: bool, version: str) -> dict[str, Any]:
+    """Write outputs as ``output_<i>/`` folders; returns the manifest describing them."""
+    packed = multi and not any(_is_frame(v) for v in outputs)
+    if packed:  # a long list of plain values is one file, not one folder per item
+        write_value(list(outputs), folder / "output_0")
+    else:
+        for i, value in enumerate(outputs):
+            write_value(value, folder / f"output_{i}")
+    return {"count": 1 if packed else len(outputs), "multi": multi, "packed": packed, "version": version}
+
+
+def _arrow_filesystem(url: str) -> tuple[Any, str]:
+    """A ``pyarrow.fs`` filesystem and the path inside it for an ``s3://`` / ``gs://`` URL."""
+    import pyarrow.fs as pafs
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    scheme = parsed.scheme.lower()
+    if parsed.query:  # explicit options win: pyarrow parses them
+        fs, path = pafs.FileSystem.from_uri(url)
+        return fs, path
+    path = f"{parsed.netloc}{parsed.path}"
+    if scheme == "s3":
+        kwargs: dict[str, Any] = {}
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT")
+        if endpoint:
+            ep = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
+            kwargs["endpoint_override"] = ep.netloc
+            kwargs["scheme"] = ep.scheme
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if region:
+            kwargs["region"] = region
+        return pafs.S3FileSystem(**kwargs), path
+    if scheme in ("gs", "gcs"):
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        if emulator:
+            ep = urlparse(emulator if "://" in emulator else f"http://{emulator}")
+            return pafs.GcsFileSystem(endpoint_override=ep.netloc, scheme=ep.scheme, anonymous=True), path
+        return pafs.GcsFileSystem(), path
+    fs, inner = pafs.FileSystem.from_uri(url)
+    return fs, inner
 
 
 def _copy_on_write() -> bool:
