@@ -228,8 +228,11 @@ def run_task(task: BlockTask, topic: str) -> BlockOutcome:
             _running.pop(key, None)
 
 
-def interrupt_key(key: str, exc_name: str) -> bool:
-    """On a worker: raise ``exc_name`` inside the thread running ``key`` (run by ``Client.run``)."""
+async def interrupt_key(key: str, exc_name: str) -> bool:
+    """On a worker: raise ``exc_name`` inside the thread running ``key`` (sent by ``Client.run``).
+
+    A coroutine, so that ``Client.run(…, wait=False)`` can fire it without waiting for an answer.
+    """
     with _running_lock:
         entry = _running.get(key)
         if entry is None:
@@ -240,7 +243,7 @@ def interrupt_key(key: str, exc_name: str) -> bool:
     return True
 
 
-def interrupt_run(run_id: str) -> int:
+async def interrupt_run(run_id: str) -> int:
     """On a worker: cancel every attempt of ``run_id`` running here."""
     n = 0
     with _running_lock:
