@@ -148,19 +148,9 @@ class VariableStore:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def _drop_versions(self, folder: PurePosixPath, keep: str | None) -> None:
-        import pyarrow.fs as pafs
-
-        try:
-            infos = self.fs.get_file_info(pafs.FileSelector(str(folder), allow_not_found=True))
-        except OSError:
-            return
-        for info in infos:
-            name = info.path.rstrip("/").rsplit("/", 1)[-1]
-            if info.type == pafs.FileType.Directory and name.startswith("v-") and name != keep:
-                try:
-                    self.fs.delete_dir(info.path)
-                except OSError:
-                    pass
+        for name in self._list_dirs(folder):
+            if name.startswith("v-") and name != keep:
+                self._delete_tree(folder / name)
 
     def _inline_text(self, outputs: list[Any], multi: bool, version: str) -> str | None:
         """Small plain values live inside ``_meta.json``: one file per block instead of a folder tree.
@@ -253,7 +243,7 @@ class VariableStore:
             folder = self._path(pipeline, ".variables", part)
             if self.remote:
                 if self._list_dirs(folder) or self._exists(folder / "_run.json"):
-                    self.fs.delete_dir(str(folder))
+                    self._delete_tree(folder)
                     removed += 1
             elif folder.is_dir():
                 shutil.rmtree(folder, ignore_errors=True)
@@ -284,6 +274,13 @@ class VariableStore:
         with self.fs.open_output_stream(str(path)) as fh:  # one PUT: whole or absent
             fh.write(text.encode("utf-8"))
 
+    def _delete_tree(self, path: PurePosixPath) -> None:
+        try:
+            self.fs.delete_dir_contents(str(path), missing_dir_ok=True)
+            self.fs.delete_dir(str(path))
+        except OSError:  # object stores have no real folders: the "folder" may be gone with its contents
+            pass
+
     def _exists(self, path: Any) -> bool:
         if not self.remote:
             return Path(path).exists()
@@ -297,8 +294,15 @@ class VariableStore:
             return [p.name for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
         import pyarrow.fs as pafs
 
-        infos = self.fs.get_file_info(pafs.FileSelector(str(path), allow_not_found=True))
-        return [i.path.rstrip("/").rsplit("/", 1)[-1] for i in infos if i.type == pafs.FileType.Directory]
+        # from a recursive listing: object stores (and their emulators) differ in how they show "folders"
+        prefix = str(path).rstrip("/") + "/"
+        names: dict[str, None] = {}
+        for info in self.fs.get_file_info(pafs.FileSelector(str(path), recursive=True, allow_not_found=True)):
+            rest = info.path[len(prefix):] if info.path.startswith(prefix) else ""
+            head, sep, _tail = rest.partition("/")
+            if head and (sep or info.type == pafs.FileType.Directory):
+                names[head] = None
+        return list(names)
 
 
 def _write_folder(folder: Path, outputs: list[Any], multi: bool, version: str) -> dict[str, Any]:
