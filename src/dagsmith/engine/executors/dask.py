@@ -302,12 +302,13 @@ class DaskExecutor(Executor):
         self.address = address
         self.client: Any = None
         self.tasks: dict[Any, BlockTask] = {}
-        self.workers: dict[str, str] = {}  # key -> worker address running it
+        self.workers: dict[str, list[str]] = {}  # key -> workers that ran it, the current one last
         self.streamed: dict[str, int] = {}  # key -> records already sent to observers
         self.memory_killed: dict[str, dict] = {}
         self.memory_limits: dict[str, int] = {}
         self._capacity = (0.0, 1)
         self._lost_since: float | None = None
+        self._lost = False
 
     # ---- lifetime
     def open(self, session: RunSession) -> None:
@@ -365,6 +366,8 @@ class DaskExecutor(Executor):
         return value
 
     def problem(self) -> str | None:
+        if self._lost:
+            return self._lost_message()
         status = getattr(self.client, "status", "running")
         if status == "running":
             self._lost_since = None
@@ -431,9 +434,11 @@ class DaskExecutor(Executor):
                 block_uuid=uid,
                 hint="look at the workers' logs; a block that crashes its interpreter or uses too much memory kills its worker",
             )
-        if self.problem() is not None or type(exc).__name__ in ("CancelledError", "FutureCancelledError"):
-            return BlockError(self._lost_message() if self.problem() else f"block '{name}': its Dask task was cancelled ({exc})",
-                              block_uuid=uid)
+        if "scheduler-connection-lost" in str(exc) or self.problem() is not None:
+            self._lost = True  # the run loop stops at its next step
+            return BlockError(self._lost_message(), block_uuid=uid)
+        if type(exc).__name__ in ("CancelledError", "FutureCancelledError"):
+            return BlockError(f"block '{name}': its Dask task was cancelled ({exc})", block_uuid=uid)
         return BlockError(f"block '{name}': the Dask executor failed: {type(exc).__name__}: {exc}", block_uuid=uid)
 
     def _memory_error(self, task: BlockTask | None, msg: dict) -> BlockError:
@@ -487,8 +492,9 @@ class DaskExecutor(Executor):
             self.streamed[key] = seq + 1
             self.session.emit_log(msg.get("node", ""), msg.get("record") or {})
         elif kind == "start":
-            before = self.workers.get(key)
-            self.workers[key] = msg.get("worker", "")
+            seen = self.workers.setdefault(key, [])
+            before = seen[-1] if seen else None
+            seen.append(msg.get("worker", ""))
             if before and before != msg.get("worker"):
                 line = f"Dask worker {before} was lost while running this block; it runs again on {msg.get('worker')}"
                 self.session.emit_log(msg.get("node", ""), {
@@ -498,7 +504,7 @@ class DaskExecutor(Executor):
         elif kind == "memory":
             worker = msg.get("worker")
             for fut, task in list(self.tasks.items()):
-                if self.workers.get(task.key) == worker:
+                if worker in self.workers.get(task.key, ()):
                     self.memory_killed[task.key] = msg
                     try:
                         fut.cancel()
