@@ -178,6 +178,7 @@ class Run:
         self.cancelled = False
         self.run_error: str | None = None
         self._seq = 0
+        self._slim_specs: dict[str, PipelineSpec] = {}
 
     # ------------------------------------------------------------ public
     def cancel(self) -> None:
@@ -339,7 +340,7 @@ class Run:
             node=u,
             attempt=attempt,
             block=block,
-            pipeline=self.spec,
+            pipeline=self._task_spec(block),
             project_root=str(self.root),
             partition=self.partition,
             variables=self.shared_vars,
@@ -366,9 +367,9 @@ class Run:
 
     def _done(self, handle: Any) -> None:
         att = self.running.pop(handle, None)
-        outcome = self.executor.outcome(handle)
-        if att is None:  # timed out or cancelled already: the late outcome is dropped
+        if att is None:  # timed out or cancelled already (or told twice): the late outcome is dropped
             return
+        outcome = self.executor.outcome(handle)
         if att.kind == "callbacks":
             final = self.finals.pop(att.node)
             final.callbacks = outcome.callbacks or []
@@ -421,13 +422,33 @@ class Run:
 
                 error = _portable(error)
         return BlockTask(
-            run_id=self.run_id, node=u, attempt=max(self.result.blocks[u].attempts, 1), block=block, pipeline=self.spec,
+            run_id=self.run_id, node=u, attempt=max(self.result.blocks[u].attempts, 1), block=block,
+            pipeline=self._task_spec(block),
             project_root=str(self.root), partition=self.partition, variables=self.shared_vars, inputs=inputs,
             action="callbacks", metadata=dict(node.metadata) if node is not None else {},
             index=tuple(node.index) if node is not None else (), publish=self.remote,
             store_root=self.store.url if self.store is not None else None,
             callback_status=status, callback_error=error,
         )
+
+    def _task_spec(self, block: BlockSpec) -> PipelineSpec:
+        """The pipeline as a task needs it: for remote executors, only this block and its upstreams.
+
+        A task is pickled for every attempt of every dynamic child; the whole pipeline
+        (with its raw YAML) would make each one many times larger than it needs to be.
+        """
+        if not self.remote:
+            return self.spec
+        slim = self._slim_specs.get(block.uuid)
+        if slim is None:
+            import dataclasses
+
+            keep = {block.uuid, *block.upstream_blocks}
+            slim = dataclasses.replace(
+                self.spec, raw={}, blocks=tuple(dataclasses.replace(b, raw={}) for b in self.spec.blocks if b.uuid in keep),
+            )
+            self._slim_specs[block.uuid] = slim
+        return slim
 
     def _record(self, u: str, outcome: BlockOutcome) -> None:
         br = self.result.blocks[u]

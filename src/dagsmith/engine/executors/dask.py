@@ -35,6 +35,7 @@ import atexit
 import ctypes
 import hashlib
 import os
+import pickle
 import threading
 import time
 import uuid as uuidlib
@@ -222,6 +223,12 @@ def run_task(task: BlockTask, topic: str) -> BlockOutcome:
         ctx = WorkerContext(cancel, topic, worker)
         out = execute_block(task, ctx)
         out.worker = worker.address
+        # the outcome also travels with the run's events: the client then needs no extra
+        # round trip to this worker to fetch the task's result
+        try:
+            worker.log_event(topic, {"kind": "done", "key": key, "outcome": pickle.dumps(out, protocol=5)})
+        except Exception:  # noqa: BLE001 - unpicklable odds and ends: the client fetches the result instead
+            pass
         return out
     finally:
         with _running_lock:
@@ -302,6 +309,8 @@ class DaskExecutor(Executor):
         self.address = address
         self.client: Any = None
         self.tasks: dict[Any, BlockTask] = {}
+        self.by_key: dict[str, Any] = {}
+        self.delivered: dict[Any, bytes] = {}  # future -> pickled outcome that came with the events
         self.workers: dict[str, list[str]] = {}  # key -> workers that ran it, the current one last
         self.streamed: dict[str, int] = {}  # key -> records already sent to observers
         self.memory_killed: dict[str, dict] = {}
@@ -393,19 +402,28 @@ class DaskExecutor(Executor):
         key = f"dagsmith-{task.run_id}-{self.nonce}-{task.node}-{task.attempt}{suffix}"
         fut = self.client.submit(run_task, task, self.topic, key=key, pure=False)
         self.tasks[fut] = task
+        self.by_key[task.key] = fut
         post = self.session.post
-        fut.add_done_callback(lambda f: post(("done", f)))
+        fut.add_done_callback(lambda f: post(("call", _future_done, self, f)))
         return fut
+
+    def _future_done(self, fut: Any) -> None:
+        """The future ended: errors and cancels are told now; a success normally arrived as an event first."""
+        if fut not in self.tasks or fut in self.delivered:
+            return
+        self.session.post(("done", fut))
 
     def outcome(self, handle: Any) -> BlockOutcome:
         task = self.tasks.pop(handle, None)
         node = task.node if task is not None else ""
         attempt = task.attempt if task is not None else 0
         key = task.key if task is not None else ""
+        self.by_key.pop(key, None)
+        delivered = self.delivered.pop(handle, None)
         try:
             if key in self.memory_killed:
                 raise _MemoryKilled(self.memory_killed.pop(key))
-            out = handle.result()
+            out = pickle.loads(delivered) if delivered is not None else handle.result()
         except _MemoryKilled as exc:
             out = BlockOutcome(node, attempt, status=P.FAILED, error=self._memory_error(task, exc.args[0]))
         except BaseException as exc:  # noqa: BLE001 - the executor's trouble becomes the block's failure
@@ -487,10 +505,15 @@ class DaskExecutor(Executor):
         key = msg.get("key", "")
         if kind == "log":
             seq = int(msg.get("seq", 0))
-            if seq < self.streamed.get(key, 0) or not any(t.key == key for t in self.tasks.values()):
+            if seq < self.streamed.get(key, 0) or key not in self.by_key:
                 return
             self.streamed[key] = seq + 1
             self.session.emit_log(msg.get("node", ""), msg.get("record") or {})
+        elif kind == "done":
+            fut = self.by_key.get(key)
+            if fut is not None and fut not in self.delivered:
+                self.delivered[fut] = msg["outcome"]
+                self.session.post(("done", fut))
         elif kind == "start":
             seen = self.workers.setdefault(key, [])
             before = seen[-1] if seen else None
@@ -518,6 +541,10 @@ class _MemoryKilled(Exception):
 
 def _dispatch(run: Any, executor: DaskExecutor, msg: dict) -> None:
     executor._handle(run, msg)
+
+
+def _future_done(run: Any, executor: DaskExecutor, fut: Any) -> None:
+    executor._future_done(fut)
 
 
 def _size(n: int) -> str:
