@@ -104,10 +104,7 @@ class VariableStore:
                 self._put_text(final / META, inline)
                 self._drop_versions(final, keep=None)
             else:
-                final.mkdir(parents=True, exist_ok=True)
-                _write_text_atomic(final / META, inline)
-                for old in final.glob("output_*"):  # a re-run of the same partition replaced folder outputs
-                    shutil.rmtree(old, ignore_errors=True)
+                self._write_inline_local(final, inline)
         elif self.remote:
             self._write_remote(final, outputs, multi, version)
         else:
@@ -115,6 +112,21 @@ class VariableStore:
         if update_latest:
             self.set_latest(pipeline, {block_uuid: partition})
         return version
+
+    def _write_inline_local(self, final: Path, text: str) -> None:
+        try:
+            os.mkdir(final)
+        except FileNotFoundError:
+            final.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # written before (a re-run of this partition): replace atomically
+            _write_text_atomic(final / META, text)
+            for old in final.glob("output_*"):
+                shutil.rmtree(old, ignore_errors=True)
+            return
+        # a fresh folder: nobody reads a block before it is reported completed, which waits for this
+        # write, and a torn file from a crash reads as "not stored" (invalid JSON); no rename needed
+        with open(final / META, "w", encoding="utf-8") as fh:
+            fh.write(text)
 
     def _write_local(self, final: Path, outputs: list[Any], multi: bool, version: str) -> None:
         final.parent.mkdir(parents=True, exist_ok=True)

@@ -386,8 +386,11 @@ class Run:
             br.tests_total, br.tests_passed, br.test_failures = outcome.tests_total, outcome.tests_passed, outcome.test_failures
         if outcome.status == P.COMPLETED:
             br.rows = outcome.rows
-        policy = RetryPolicy.merged(self.project_retry, self.spec.retry_config, self._spec_of(u).retry_config)
-        if outcome.status == P.FAILED and outcome.retryable and att.attempt <= policy.retries and not self.cancel_event.is_set():
+        if outcome.status == P.FAILED and outcome.retryable and not self.cancel_event.is_set():
+            policy = RetryPolicy.merged(self.project_retry, self.spec.retry_config, self._spec_of(u).retry_config)
+        else:
+            policy = None
+        if policy is not None and att.attempt <= policy.retries:
             line = f"attempt {att.attempt} failed: {outcome.error}; retrying"
             self._emit_log(u, {"timestamp": _now().isoformat(), "level": "warning", "message": line, "block_uuid": u})
             self._add_stdout(u, line)
