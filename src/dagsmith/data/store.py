@@ -53,6 +53,7 @@ class VariableStore:
     """Block outputs under ``<root>/pipelines``; safe for concurrent writers of different blocks."""
 
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+        self._partitions: dict[tuple[str, str], Any] = {}
         self.url = str(data_dir)
         self.remote = "://" in self.url and not self.url.startswith("file://")
         if self.remote:
@@ -73,7 +74,10 @@ class VariableStore:
         return self._path(pipeline, ".variables")
 
     def block_dir(self, pipeline: str, partition: str, block_uuid: str) -> Any:
-        return self._path(pipeline, ".variables", partition, block_uuid)
+        base = self._partitions.get((pipeline, partition))
+        if base is None:  # pathlib joins are slow; a run stores many blocks in one partition
+            base = self._partitions[(pipeline, partition)] = self._path(pipeline, ".variables", partition)
+        return base / block_uuid
 
     def describe(self, pipeline: str) -> str:
         """Where a pipeline's outputs are, for messages."""

@@ -174,6 +174,8 @@ class Run:
         self.retries: list[tuple[float, int, str, int]] = []
         self.finals: dict[str, BlockOutcome] = {}
         self.saving: dict[cf.Future, str] = {}
+        self.sync_writes: list[tuple[str, BlockOutcome]] = []
+        self.inline_writes = True
         self.writer: cf.ThreadPoolExecutor | None = None
         self.cancelled = False
         self.run_error: str | None = None
@@ -214,6 +216,8 @@ class Run:
             for u in self.plan.cancel_pending():
                 res.blocks[u].status = P.CANCELLED
             self._settled([], emit=False)
+        if self.sync_writes:
+            self._write_small()
         for fut in list(self.saving):
             self._saved(fut)
         if self.writer is not None:
@@ -243,6 +247,9 @@ class Run:
                 return
             self._start_due_retries()
             self._start_ready()
+            if self.sync_writes:
+                self._write_small()
+                continue
             if not (self.running or self.retries or self.saving):
                 if self.plan.finished() or not self.plan.ready():
                     return
@@ -488,6 +495,11 @@ class Run:
             import signal
 
             os.kill(os.getpid(), signal.SIGKILL)
+        if self.inline_writes and not self.store.remote and _small_plain(outcome.outputs or []):  # type: ignore[union-attr]
+            # small plain values are one small file: written by this thread right after the next
+            # blocks are submitted (cheaper than a hand-off to a writer thread, off the critical path)
+            self.sync_writes.append((u, outcome))
+            return
         if self.writer is None:
             # a few writers, so thousands of dynamic children do not queue behind one
             self.writer = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="dagsmith-persist")
@@ -498,6 +510,20 @@ class Run:
         self.saving[fut] = u
         post = self.events.put
         fut.add_done_callback(lambda f: post(("saved", f)))
+
+    def _write_small(self) -> None:
+        writes, self.sync_writes = self.sync_writes, []
+        for u, outcome in writes:
+            fut: cf.Future = cf.Future()
+            try:
+                self.store.write_outputs(  # type: ignore[union-attr]
+                    self.spec.uuid, self.partition, u, outcome.outputs or [], multi=outcome.multi, update_latest=False,
+                )
+                fut.set_result(None)
+            except Exception as exc:  # noqa: BLE001 - reported by _saved like a writer thread's failure
+                fut.set_exception(exc)
+            self.saving[fut] = u
+            self._saved(fut)
 
     def _saved(self, fut: cf.Future) -> None:
         u = self.saving.pop(fut, None)
@@ -859,6 +885,23 @@ def _make_executor(config: RunConfig, spec: PipelineSpec, project: Any) -> Execu
     if not config.parallel:
         return LocalExecutor(1)
     return LocalExecutor(config.max_workers or _limit(spec) or DEFAULT_MAX_WORKERS)
+
+
+def _small_plain(outputs: list[Any]) -> bool:
+    """Outputs the store keeps inline in one small file (cheap enough to write on the run loop's thread)."""
+    if len(outputs) > 16:
+        return False
+    for v in outputs:
+        t = type(v)
+        if t in (int, float, bool, type(None)) or (t is str and len(v) < 4096):
+            continue
+        if t in (list, dict) and len(v) <= 16:
+            from dagsmith.data.serde import is_plain_json
+
+            if is_plain_json(v) and len(repr(v)) < 4096:
+                continue
+        return False
+    return True
 
 
 def _limit(spec: PipelineSpec) -> int | None:

@@ -64,10 +64,16 @@ class LocalExecutor(Executor):
 
         self.session = session
         self.ctx = LocalContext(session)
+        from dagsmith.compat.importer import aliasing
+
         ensure_importable(session.project_root)
         os.environ[REPO_PATH_ENV] = str(session.project_root)
         Workdir.enter(session.project_root.parent)
         self._entered = True
+        # ``mage_ai.*`` names stay mapped while the run's blocks load and run (one install per
+        # run: installing and removing it around every block load scans sys.modules each time)
+        self._aliasing = aliasing()
+        self._aliasing.__enter__()
         self.pool = cf.ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="dagsmith-block")
 
     def close(self) -> None:
@@ -77,6 +83,7 @@ class LocalExecutor(Executor):
         if self._entered:
             self._entered = False
             Workdir.leave()
+            self._aliasing.__exit__(None, None, None)
 
     @property
     def capacity(self) -> int:
