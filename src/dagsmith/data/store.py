@@ -37,6 +37,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
 from dagsmith.data.serde import read_value, write_value
+from dagsmith.errors import ProjectError
 
 _latest_lock = threading.Lock()
 
@@ -49,11 +50,32 @@ class OutputsMissing(LookupError):
     """No stored outputs for a block in the asked partition."""
 
 
+class UnsafeStorePath(ProjectError):
+    """A pipeline, partition or block name that would put outputs outside the store's folder."""
+
+
+def _segments_ok(name: str, *, nested: bool) -> bool:
+    if not name or "\x00" in name or "\\" in name or os.path.isabs(name) or name.startswith("/"):
+        return False
+    parts = name.split("/")
+    if len(parts) > 1 and not nested:
+        return False
+    return all(part not in ("", ".", "..") and not part.startswith(".") for part in parts)
+
+
 class VariableStore:
-    """Block outputs under ``<root>/pipelines``; safe for concurrent writers of different blocks."""
+    """Block outputs under ``<root>/pipelines``; safe for concurrent writers of different blocks.
+
+    Every path it builds is checked here as well as by the project's name gate (defence in
+    depth): names must be relative, without ``..`` or hidden segments, and on a local disk
+    the resolved folder must lie under ``<root>/pipelines`` — so a block named
+    ``/srv/shared/v`` or ``../x`` can never make a run replace or delete anything outside
+    the store. Object stores have no links; the name checks apply to them as well.
+    """
 
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
         self._partitions: dict[tuple[str, str], Any] = {}
+        self._real_root: str | None = None
         self.url = str(data_dir)
         self.remote = "://" in self.url and not self.url.startswith("file://")
         if self.remote:
@@ -70,14 +92,34 @@ class VariableStore:
         """The one place store paths are made: ``<root>/pipelines/<parts…>`` (a Path, or a key remotely)."""
         return self.root.joinpath(*parts)
 
+    def _confine(self, path: Any, what: str) -> Any:
+        if self.remote:
+            return path
+        if self._real_root is None:
+            self._real_root = os.path.realpath(self.root)
+        real = os.path.realpath(path)
+        if real != self._real_root and not real.startswith(self._real_root + os.sep):
+            raise UnsafeStorePath(f"{what} resolves to {real}, outside the variables store {self._real_root}")
+        return path
+
     def variables_dir(self, pipeline: str) -> Any:
-        return self._path(pipeline, ".variables")
+        if not _segments_ok(str(pipeline), nested=False):
+            raise UnsafeStorePath(f"pipeline {str(pipeline)[:80]!r} is not a safe folder name for block outputs")
+        return self._confine(self._path(pipeline, ".variables"), f"pipeline {pipeline!r}")
+
+    def _partition_dir(self, pipeline: str, partition: str) -> Any:
+        base = self._partitions.get((pipeline, partition))
+        if base is None:  # checked once per partition; a run stores many blocks in one
+            if not _segments_ok(str(partition), nested=False):
+                raise UnsafeStorePath(f"partition {str(partition)[:80]!r} is not a safe folder name for block outputs")
+            base = self._confine(self.variables_dir(pipeline) / partition, f"partition {partition!r}")
+            self._partitions[(pipeline, partition)] = base
+        return base
 
     def block_dir(self, pipeline: str, partition: str, block_uuid: str) -> Any:
-        base = self._partitions.get((pipeline, partition))
-        if base is None:  # pathlib joins are slow; a run stores many blocks in one partition
-            base = self._partitions[(pipeline, partition)] = self._path(pipeline, ".variables", partition)
-        return base / block_uuid
+        if not _segments_ok(str(block_uuid), nested=True):
+            raise UnsafeStorePath(f"block {str(block_uuid)[:80]!r} is not a safe folder name for block outputs")
+        return self._confine(self._partition_dir(pipeline, partition) / block_uuid, f"block {block_uuid!r}")
 
     def describe(self, pipeline: str) -> str:
         """Where a pipeline's outputs are, for messages."""
@@ -191,11 +233,11 @@ class VariableStore:
             self._write_json(path, current)
 
     def write_manifest(self, pipeline: str, partition: str, manifest: dict[str, Any]) -> None:
-        self._write_json(self._path(pipeline, ".variables", partition, "_run.json"), manifest)
+        self._write_json(self._partition_dir(pipeline, partition) / "_run.json", manifest)
 
     # ------------------------------------------------------------ reading
     def read_manifest(self, pipeline: str, partition: str) -> dict[str, Any] | None:
-        return self._read_json(self._path(pipeline, ".variables", partition, "_run.json"))
+        return self._read_json(self._partition_dir(pipeline, partition) / "_run.json")
 
     def latest_partition(self, pipeline: str, block_uuid: str) -> str | None:
         latest = self._read_json(self.variables_dir(pipeline) / "latest.json") or {}
@@ -206,7 +248,7 @@ class VariableStore:
 
     def stored_blocks(self, pipeline: str, partition: str) -> list[str]:
         """Blocks (and dynamic children) whose outputs are stored in ``partition``."""
-        base = self._path(pipeline, ".variables", partition)
+        base = self._partition_dir(pipeline, partition)
         names = [n for n in self._list_dirs(base) if not n.startswith(".")]
         return sorted(n for n in names if self._exists(base / n / META))
 
@@ -256,7 +298,7 @@ class VariableStore:
     def delete_partitions(self, pipeline: str, partitions: Iterable[str]) -> int:
         removed = 0
         for part in partitions:
-            folder = self._path(pipeline, ".variables", part)
+            folder = self._partition_dir(pipeline, part)
             if self.remote:
                 if self._list_dirs(folder) or self._exists(folder / "_run.json"):
                     self._delete_tree(folder)
