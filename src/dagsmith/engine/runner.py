@@ -174,8 +174,6 @@ class Run:
         self.retries: list[tuple[float, int, str, int]] = []
         self.finals: dict[str, BlockOutcome] = {}
         self.saving: dict[cf.Future, str] = {}
-        self.sync_writes: list[tuple[str, BlockOutcome]] = []
-        self.inline_writes = True
         self.writer: cf.ThreadPoolExecutor | None = None
         self.cancelled = False
         self.run_error: str | None = None
@@ -216,8 +214,6 @@ class Run:
             for u in self.plan.cancel_pending():
                 res.blocks[u].status = P.CANCELLED
             self._settled([], emit=False)
-        if self.sync_writes:
-            self._write_small()
         for fut in list(self.saving):
             self._saved(fut)
         if self.writer is not None:
@@ -247,9 +243,6 @@ class Run:
                 return
             self._start_due_retries()
             self._start_ready()
-            if self.sync_writes:
-                self._write_small()
-                continue
             if not (self.running or self.retries or self.saving):
                 if self.plan.finished() or not self.plan.ready():
                     return
@@ -484,7 +477,11 @@ class Run:
                     self.values[u] = outcome.value
                 persisting = self.store is not None and self.persist
                 self.refs[u] = Ref(u, self.partition if persisting else None)
-                if persisting:
+                if persisting and not self.store.remote and _small_plain(outcome.outputs or []):  # type: ignore[union-attr]
+                    # one small file: stored right here, before anything downstream starts (as cheap as
+                    # a hand-off to a writer thread, and the block is completed-and-stored at once)
+                    outcome = self._store_now(u, outcome)
+                elif persisting:
                     self._store_async(u, outcome)
                     hold = True
         changed = self.plan.finish(u, outcome.status)
@@ -495,11 +492,6 @@ class Run:
             import signal
 
             os.kill(os.getpid(), signal.SIGKILL)
-        if self.inline_writes and not self.store.remote and _small_plain(outcome.outputs or []):  # type: ignore[union-attr]
-            # small plain values are one small file: written by this thread right after the next
-            # blocks are submitted (cheaper than a hand-off to a writer thread, off the critical path)
-            self.sync_writes.append((u, outcome))
-            return
         if self.writer is None:
             # a few writers, so thousands of dynamic children do not queue behind one
             self.writer = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="dagsmith-persist")
@@ -511,19 +503,23 @@ class Run:
         post = self.events.put
         fut.add_done_callback(lambda f: post(("saved", f)))
 
-    def _write_small(self) -> None:
-        writes, self.sync_writes = self.sync_writes, []
-        for u, outcome in writes:
-            fut: cf.Future = cf.Future()
-            try:
-                self.store.write_outputs(  # type: ignore[union-attr]
-                    self.spec.uuid, self.partition, u, outcome.outputs or [], multi=outcome.multi, update_latest=False,
-                )
-                fut.set_result(None)
-            except Exception as exc:  # noqa: BLE001 - reported by _saved like a writer thread's failure
-                fut.set_exception(exc)
-            self.saving[fut] = u
-            self._saved(fut)
+    def _store_now(self, u: str, outcome: BlockOutcome) -> BlockOutcome:
+        if self._kill_before_store == u:  # test hook: the "returned but not stored" window of issue 12
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+        try:
+            self.store.write_outputs(  # type: ignore[union-attr]
+                self.spec.uuid, self.partition, u, outcome.outputs or [], multi=outcome.multi, update_latest=False,
+            )
+        except Exception as exc:  # noqa: BLE001 - not stored: the block did not complete
+            err = f"block '{u}' ran but its outputs could not be stored: {type(exc).__name__}: {exc}"
+            self.result.blocks[u].error = err
+            with self.values_lock:
+                self.values.pop(u, None)
+            self.refs.pop(u, None)
+            outcome.status = P.FAILED
+        return outcome
 
     def _saved(self, fut: cf.Future) -> None:
         u = self.saving.pop(fut, None)
