@@ -480,7 +480,11 @@ class FileIO(Connector):
         """Write ``df`` to ``filepath`` (atomically); returns the absolute path written."""
         path = self.resolve(filepath)
         fmt = detect_format(str(path), format)
-        return write_table(df, path, fmt, index=index)
+        written = write_table(df, path, fmt, index=index)
+        from dagsmith.io.objectstore import _row_count
+
+        self._exported(_row_count(df), str(written))
+        return written
 
     def exists(self, filepath: str | os.PathLike[str]) -> bool:
         return self.resolve(filepath).exists()
@@ -505,6 +509,7 @@ class FileIO(Connector):
             table, root_path=str(root), partition_cols=list(partition_cols),
             existing_data_behavior=existing_data_behavior, **kwargs,
         )
+        self._exported(table.num_rows, f"{root} (partitioned by {', '.join(partition_cols)})")
         return root
 
     def _public_settings(self) -> dict[str, Any]:
