@@ -170,10 +170,9 @@ class BlockJobs:
 def output_preview(root: Path, pipeline_uuid: str, block_uuid: str, partition: str | None = None, rows: int = 10) -> dict[str, Any] | None:
     """Preview of a block's stored output (its latest partition unless one is given); None if nothing is stored."""
     from dagsmith.data.preview import preview
-    from dagsmith.data.store import VariableStore
-    from dagsmith.project.layout import data_dir
+    from dagsmith.engine.storage import project_store
 
-    store = VariableStore(data_dir(root))
+    store = project_store(root)  # the project's variables_dir (a shared folder or s3://, gs://) when it sets one
     part = partition if partition and store.has_outputs(pipeline_uuid, partition, block_uuid) else store.latest_partition(pipeline_uuid, block_uuid)
     if part is None:
         return None
