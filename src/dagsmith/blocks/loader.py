@@ -157,17 +157,23 @@ def _signature_info(fn: Callable[..., Any]) -> tuple[bool, frozenset[str]]:
 
 
 def call_with(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-    """Call user code Mage's way: positional inputs, and keywords it can take."""
+    """Call user code Mage's way: positional inputs, and keywords it can take.
+
+    The keywords are also made current for connectors the code calls (``dagsmith.io.runtime``).
+    """
+    from dagsmith.io.runtime import block_variables
+
     var_kw, names = _signature_info(fn)
-    if var_kw:
-        return fn(*args, **kwargs)
-    n_pos = len(args)
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        params = []
-    taken = {p.name for p in params[:n_pos] if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)}
-    return fn(*args, **{k: v for k, v in kwargs.items() if k in names and k not in taken})
+    with block_variables(kwargs):
+        if var_kw:
+            return fn(*args, **kwargs)
+        n_pos = len(args)
+        try:
+            params = list(inspect.signature(fn).parameters.values())
+        except (TypeError, ValueError):
+            params = []
+        taken = {p.name for p in params[:n_pos] if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        return fn(*args, **{k: v for k, v in kwargs.items() if k in names and k not in taken})
 
 
 def user_frames(tb: types.TracebackType | None) -> list[traceback.FrameSummary]:

@@ -120,16 +120,23 @@ class Run:
         self.cancel_event = cancel_event or threading.Event()
         self.observer = Fanout([observer]) if observer is not None else Fanout([])
 
-        executable = [b for b in self.spec.blocks if b.type in EXECUTABLE_TYPES]
+        # a block with ``configuration.disabled`` is skipped unless asked for by name (the editor runs it);
+        # blocks downstream of it read its latest stored output
+        executable = [b for b in self.spec.blocks if b.type in EXECUTABLE_TYPES and not (b.configuration or {}).get("disabled")]
         self.selected = _select(self.spec, executable, config.block_uuids, config.with_upstream)
+        from dagsmith.engine.storage import project_store
+
+        for b in self.spec.blocks:
+            if (b.configuration or {}).get("disabled") and b.uuid not in self.selected and b.uuid not in self.completed:
+                stored = project_store(root, self.project.metadata).latest_partition(self.spec.uuid, b.uuid)
+                if stored:
+                    self.completed[b.uuid] = stored
         validate_for_run(root, self.spec, [b for b in executable if b.uuid in self.selected and b.uuid not in self.completed])
 
         self.executor = executor if executor is not None else _make_executor(config, self.spec, self.project)
         self.remote = bool(getattr(self.executor, "remote", False))
         self.persist = config.persist
         needs_store = self.persist or self.completed or config.block_uuids is not None or self.remote
-        from dagsmith.engine.storage import project_store
-
         self.store = project_store(root, self.project.metadata) if needs_store else None
         self.shared_vars = run_variables(
             pipeline_uuid=self.spec.uuid,
