@@ -25,6 +25,12 @@ class Measure:
     label: str
     walls: list[float] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
+    """CPU seconds (user + system) of the process: steadier than wall time on a busy machine."""
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(self.cpus) if self.cpus else 0.0
 
     @property
     def wall(self) -> float:
@@ -38,6 +44,13 @@ class Measure:
 def run_process(cmd: Sequence[str], *, cwd: str | os.PathLike[str] | None = None, env: dict | None = None,
                 check: bool = True) -> tuple[float, float, str]:
     """Run ``cmd`` once; returns (wall seconds, peak RSS in MB of that process, output)."""
+    wall, rss, _cpu, text = run_process_usage(cmd, cwd=cwd, env=env, check=check)
+    return wall, rss, text
+
+
+def run_process_usage(cmd: Sequence[str], *, cwd: str | os.PathLike[str] | None = None, env: dict | None = None,
+                      check: bool = True) -> tuple[float, float, float, str]:
+    """Run ``cmd`` once; returns (wall seconds, peak RSS in MB, CPU seconds, output)."""
     # measure what users get: bytecode caches on (some shells set PYTHONDONTWRITEBYTECODE)
     full_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     full_env.update(env or {})
@@ -53,7 +66,7 @@ def run_process(cmd: Sequence[str], *, cwd: str | os.PathLike[str] | None = None
     text = out.decode(errors="replace")
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{text[-3000:]}")
-    return wall, usage.ru_maxrss / 1024.0, text
+    return wall, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime, text
 
 
 def measure(label: str, cmd: Sequence[str], *, repeat: int = 5, warmup: int = 1, **kw) -> Measure:
@@ -61,9 +74,10 @@ def measure(label: str, cmd: Sequence[str], *, repeat: int = 5, warmup: int = 1,
     for _ in range(warmup):
         run_process(cmd, **kw)
     for _ in range(repeat):
-        wall, rss, _ = run_process(cmd, **kw)
+        wall, rss, cpu, _ = run_process_usage(cmd, **kw)
         m.walls.append(wall)
         m.rss_mb.append(rss)
+        m.cpus.append(cpu)
     return m
 
 

@@ -138,9 +138,15 @@ def run(
     resume: Optional[str] = typer.Option(None, "--resume", help="Resume a failed run: re-run its failed and unfinished blocks."),
     no_tests: bool = typer.Option(False, "--no-tests", help="Skip the blocks' @test functions."),
     sequential: bool = typer.Option(False, "--sequential", help="Run one block at a time."),
+    executor: Optional[str] = typer.Option(
+        None, "--executor", help="local (threads in this process, the default) or dask (also DAGSMITH_EXECUTOR)."
+    ),
+    dask_scheduler: Optional[str] = typer.Option(
+        None, "--dask-scheduler", help="tcp://HOST:PORT of a Dask scheduler (default: a local cluster of processes)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the run result as JSON."),
 ) -> None:
-    """Run a pipeline in this process and show each block's progress."""
+    """Run a pipeline and show each block's progress (blocks run in this process, or on Dask)."""
     from dagsmith.cli.running import run_command
 
     code = run_command(
@@ -154,6 +160,8 @@ def run(
         resume=resume,
         run_tests=not no_tests,
         parallel=not sequential,
+        executor=executor,
+        dask_scheduler=dask_scheduler,
         as_json=as_json,
         parse_vars=_parse_vars,
         fail=_fail,

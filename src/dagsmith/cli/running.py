@@ -249,6 +249,8 @@ def run_command(
     as_json: bool,
     parse_vars: Callable[..., dict],
     fail: Callable[..., None],
+    executor: Optional[str] = None,
+    dask_scheduler: Optional[str] = None,
 ) -> int:
     from dagsmith.errors import DagsmithError, NothingToRun, ValidationError
 
@@ -256,6 +258,10 @@ def run_command(
 
     console = Console(highlight=False, file=MaskedStream(sys.stdout))  # secrets never reach the terminal
     try:
+        if executor is not None and executor not in ("local", "dask"):
+            raise DagsmithError(f"--executor {executor!r} is not an executor", hint="use --executor local or --executor dask")
+        if dask_scheduler and executor is None:
+            executor = "dask"
         variables = parse_vars(runtime_vars, var)
         completed = _resume_state(project, pipeline, resume) if resume else None
         if execution_date is not None:
@@ -289,6 +295,9 @@ def run_command(
                 run_tests=run_tests,
                 parallel=parallel,
                 cancel_event=cancel,
+                executor=executor,
+                dask_scheduler=dask_scheduler,
+                worker_setup=("dagsmith.orchestration.secrets:install_project_resolver",),
             )
     except NothingToRun as exc:
         # Mage exits 0 for a pipeline with nothing to run; so do we, without recording a run
@@ -301,6 +310,9 @@ def run_command(
         fail(exc)
     except DagsmithError as exc:
         fail(exc)
+    finally:
+        if "dagsmith.engine.executors.dask" in sys.modules:  # our local cluster goes with this command
+            sys.modules["dagsmith.engine.executors.dask"].close_shared_clients()
     assert result is not None
     if as_json:
         from dagsmith.project.masking import mask
@@ -397,15 +409,18 @@ def _history_observer(project: str, pipeline: str, variables: dict | None = None
 
 
 def _resume_state(project: str, pipeline: str, run_id: str) -> dict[str, str]:
-    from dagsmith.data.store import VariableStore
+    from dagsmith.engine.storage import project_store
     from dagsmith.errors import DagsmithError
-    from dagsmith.project.layout import data_dir
 
-    store = VariableStore(data_dir(Path(project).resolve()))
+    store = project_store(Path(project).resolve())
     manifest = store.read_manifest(pipeline, run_id)
     if manifest is None:
+        # the run's process died before its end: every block whose outputs are stored had completed
+        stored = store.stored_blocks(pipeline, run_id)
+        if stored:
+            return {uid: run_id for uid in stored}
         raise DagsmithError(
-            f"no record of run '{run_id}' of pipeline '{pipeline}' in {store.variables_dir(pipeline)}",
+            f"no record of run '{run_id}' of pipeline '{pipeline}' in {store.describe(pipeline)}",
             hint="the run id is printed at the end of each run",
         )
     return {
@@ -447,6 +462,8 @@ def _report(console: Console, result: Any, project: str, pipeline: str, blocks: 
             err.print(b.traceback.rstrip(), markup=False, soft_wrap=True)
         if b.extra.get("hint"):
             err.print(f"[yellow]hint:[/] {escape(b.extra['hint'])}", soft_wrap=True)
+    if getattr(result, "error", None):
+        err.print(f"[bold red]✘ {escape(result.error)}[/]", soft_wrap=True)
     if result.status == "cancelled":
         err.print(f"[magenta]run {result.run_id} was cancelled[/]")
     else:

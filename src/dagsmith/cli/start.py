@@ -124,6 +124,12 @@ def command(
     workers: Optional[int] = typer.Option(None, "--concurrency", help="Runs this process executes at the same time."),
     grace: float = typer.Option(10.0, "--grace", help="Seconds to let running runs finish on shutdown before handing them back."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    executor: Optional[str] = typer.Option(
+        None, "--executor", help="Where this process's workers run blocks: local (threads) or dask (also DAGSMITH_EXECUTOR)."
+    ),
+    dask_scheduler: Optional[str] = typer.Option(
+        None, "--dask-scheduler", help="tcp://HOST:PORT of the Dask scheduler (default: a local cluster of processes)."
+    ),
     no_requirements: bool = typer.Option(
         False, "--no-requirements", help="Do not pip-install the project's requirements.txt (done when it changed, as Mage's container does)."
     ),
@@ -144,6 +150,16 @@ def command(
 
     console = Console(stderr=True, highlight=False)
     roles = _roles(role)
+    if executor is not None and executor not in ("local", "dask"):
+        raise typer.BadParameter(f"unknown executor {executor!r}; use local or dask", param_hint="--executor")
+    import os as _os
+
+    # the engine reads these for every run this process executes (runs, editor runs)
+    if executor:
+        _os.environ["DAGSMITH_EXECUTOR"] = executor
+    if dask_scheduler:
+        _os.environ["DAGSMITH_DASK_SCHEDULER"] = dask_scheduler
+        _os.environ.setdefault("DAGSMITH_EXECUTOR", "dask")
     root = Path(project).resolve()
     if not (root / "pipelines").is_dir():
         console.print(f"[bold red]error:[/] {root} is not a project (it has no pipelines/ folder)")
@@ -245,6 +261,9 @@ def command(
 
             traceback.print_exception(pending)
             code = 1
+        dask_executor = sys.modules.get("dagsmith.engine.executors.dask")
+        if dask_executor is not None:  # the local cluster this process started goes with it
+            dask_executor.close_shared_clients()
         sys.stdout.flush()
         sys.stderr.flush()
         runtime.db.dispose()

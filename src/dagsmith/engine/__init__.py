@@ -1,7 +1,8 @@
 """Running one pipeline run: plan, runner, observers, results.
 
-Public API: ``run_pipeline``, ``RunResult``, ``BlockResult``, ``RunObserver``,
-``NullObserver``, ``RecordingObserver``, ``pipeline_problems``, ``new_run_id``.
+Public API: ``run_pipeline`` (keywords) or ``execute_run(RunConfig)`` / ``Run(config).execute()``
+(``Run.cancel()`` stops a run from any thread), ``RunResult``, ``BlockResult``,
+``RunObserver``, ``NullObserver``, ``RecordingObserver``, ``pipeline_problems``, ``new_run_id``.
 Imported lazily so ``import dagsmith.engine`` stays cheap.
 """
 
@@ -11,6 +12,9 @@ from typing import Any
 
 _EXPORTS = {
     "run_pipeline": "dagsmith.engine.runner",
+    "execute_run": "dagsmith.engine.runner",
+    "Run": "dagsmith.engine.runner",
+    "RunConfig": "dagsmith.engine.config",
     "new_run_id": "dagsmith.engine.runner",
     "split_outputs": "dagsmith.engine.runner",
     "RunResult": "dagsmith.engine.results",

@@ -125,14 +125,20 @@ class capturing:
         _local.sink = self.previous
 
 
-class _SinkHandler(logging.Handler):
-    def __init__(self, sink: BlockSink) -> None:
-        super().__init__()
-        self.sink = sink
+_FORMATTER = logging.Formatter()
 
-    def emit(self, record: logging.LogRecord) -> None:
+
+class _BlockLogger(logging.Logger):
+    """``kwargs['logger']``: records go straight to the block's sink (no handler objects to build per block)."""
+
+    def __init__(self, name: str, sink: BlockSink) -> None:
+        super().__init__(name, logging.INFO)
+        self.sink = sink
+        self.propagate = False
+
+    def callHandlers(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
         try:
-            message = self.format(record)
+            message = _FORMATTER.format(record)
         except Exception:  # a bad format string must not break the block
             message = str(record.msg)
         level = record.levelname.lower()
@@ -150,7 +156,4 @@ class _SinkHandler(logging.Handler):
 
 def block_logger(sink: BlockSink, pipeline_uuid: str) -> logging.Logger:
     """A logger for ``kwargs['logger']``; not registered globally, so runs leave nothing behind."""
-    logger = logging.Logger(f"dagsmith.{pipeline_uuid}.{sink.block_uuid}", logging.INFO)
-    logger.addHandler(_SinkHandler(sink))
-    logger.propagate = False
-    return logger
+    return _BlockLogger(f"dagsmith.{pipeline_uuid}.{sink.block_uuid}", sink)

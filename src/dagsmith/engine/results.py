@@ -59,6 +59,8 @@ class RunResult:
     execution_date: datetime | None = None
     abandoned_threads: bool = False
     """True when a timed-out or cancelled block's thread may still be running."""
+    error: str | None = None
+    """Why the run as a whole stopped, when no block is to blame (e.g. the Dask scheduler was lost)."""
 
     @property
     def ok(self) -> bool:
@@ -87,5 +89,6 @@ class RunResult:
             "execution_date": self.execution_date.isoformat() if self.execution_date else None,
             "tests_passed": passed,
             "tests_total": total,
+            "error": self.error,
             "blocks": {u: b.to_dict() for u, b in self.blocks.items()},
         }

@@ -1,51 +1,60 @@
-"""Running one pipeline run: ready blocks go to worker threads, results come back to the plan.
+"""The run loop: ready blocks go to an executor, outcomes come back to the plan.
 
-``run_pipeline`` validates everything first (nothing runs if any block is
-broken), then loops: hand every ready block to the executor, wait for the
-first to finish (or a timeout/cancel), record the result in the ``RunPlan``.
+``execute_run(config)`` (or ``run_pipeline(root, pipeline, **options)``) validates
+everything first (nothing runs if any block is broken), then loops: submit every
+ready block to the executor (``engine.executors``: ``local`` threads or ``dask``),
+wait for the next event (an attempt done, an output stored, a deadline), and
+record it in the ``RunPlan``. The loop alone decides retries (``retry_config``;
+a ``TerminalError`` or a failed ``@test`` is not retried), timeouts (the
+executor interrupts the attempt) and cancellation; each attempt is one call of
+the pure ``engine.task.execute_block`` wherever the executor runs it.
+
 Dynamic blocks fan out into child nodes added to the plan as their parent's
-output becomes known (``engine.dynamic``); conditionals and callbacks run
-around each block (``engine.hooks``). Outputs pass to downstream blocks in
-memory; persisting them to the variables store happens on a few writer
-threads so it never delays the next block (and thousands of dynamic children
-do not queue behind one writer), and the run waits for the writer only at its end.
+output shape becomes known (``engine.dynamic``); conditionals run inside the
+attempt, callbacks as a follow-up task once a block's final status is known
+(``engine.hooks``).
 
-Blocks share one process (threads), which is what makes hand-off free. A block
-past its ``timeout`` or a cancelled run gets an exception raised inside its
-thread; the run does not wait for it.
+**A block counts as completed only once its outputs are durable.** With the
+local executor the return value is handed to downstream blocks in memory at
+once (the critical path never waits for storage), while a few writer threads
+store it; the block's ``completed`` event (which the orchestration layer
+records, and a resumed run trusts) is sent when the write has finished. Remote
+executors store outputs inside the task, before it returns.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
-import ctypes
+import heapq
 import os
+import queue
 import threading
 import time
 import uuid as uuidlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
-from dagsmith.blocks.context import BlockCall
-from dagsmith.blocks.loader import call_with, ensure_importable, entry_for, load_python_block, user_error
-from dagsmith.data.serde import row_count
-from dagsmith.data.store import OutputsMissing, VariableStore, as_input, handoff
+from dagsmith.data.store import OutputsMissing
 from dagsmith.engine import plan as P
-from dagsmith.engine.capture import BlockSink, block_logger, capturing
-from dagsmith.engine.dynamic import DynamicLayout, FanOut, Node, node_id, reduce_outputs, split_dynamic_output
+from dagsmith.engine.config import RunConfig, choose_executor
+from dagsmith.engine.dynamic import DynamicLayout, Node, node_id, split_dynamic_output
+from dagsmith.engine.executors.base import Executor, RunSession
 from dagsmith.engine.hooks import HookSet
 from dagsmith.engine.observer import Fanout
 from dagsmith.engine.results import BlockResult, RunResult
 from dagsmith.engine.retry import RetryPolicy
+from dagsmith.engine.task import BlockOutcome, BlockTask, ExecContext, FanShape, Input, Ref, execute_block, split_outputs
 from dagsmith.engine.validation import validate_for_run
 from dagsmith.engine.variables import run_variables
-from dagsmith.errors import BlockError, BlockTestFailure, BlockTimeout, DagsmithError, ProjectError, RunCancelled
-from dagsmith.project.layout import EXECUTABLE_TYPES, REPO_PATH_ENV, data_dir
+from dagsmith.errors import BlockError, BlockTimeout, DagsmithError, ProjectError, RunCancelled
+from dagsmith.project.layout import EXECUTABLE_TYPES
 from dagsmith.project.specs import BlockSpec, PipelineSpec
 
-DEFAULT_MAX_WORKERS = 8
+__all__ = ["run_pipeline", "execute_run", "Run", "new_run_id", "split_outputs"]
+
+#: a test hook (issue 12): SIGKILL this process after block <uuid> returned and before its outputs are stored
+KILL_BEFORE_STORE_ENV = "DAGSMITH_FAULT_KILL_BEFORE_STORE"
 
 
 def new_run_id() -> str:
@@ -53,181 +62,108 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuidlib.uuid4().hex[:6]
 
 
-@dataclass
-class _Outcome:
-    status: str
-    outputs: list[Any] = field(default_factory=list)
-    multi: bool = False
-    error: BaseException | None = None
-    cause: BaseException | None = None
-    """The user's own exception behind ``error`` (what failure callbacks get as ``__error``)."""
-    reason: str | None = None
-    """Why a block was skipped (``condition_failed``)."""
-    callbacks: list[dict] | None = None
-
-
-@dataclass
-class _Running:
-    future: cf.Future
-    deadline: float | None
-    thread_id: list[int]
-
-
-def _raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> None:
-    """Ask CPython to raise ``exc_type`` inside another thread at its next bytecode."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type))
-
-
-class _Workdir:
-    """Runs use the project's parent folder as working directory (Mage's container layout)."""
-
-    lock = threading.Lock()
-    users = 0
-    saved: str | None = None
-
-    @classmethod
-    def enter(cls, folder: Path) -> None:
-        with cls.lock:
-            if cls.users == 0:
-                cls.saved = os.getcwd()
-                os.chdir(folder)
-            cls.users += 1
-
-    @classmethod
-    def leave(cls) -> None:
-        with cls.lock:
-            cls.users -= 1
-            if cls.users == 0 and cls.saved:
-                try:
-                    os.chdir(cls.saved)
-                except OSError:
-                    pass
-
-
 def run_pipeline(
     project_root: str | os.PathLike[str],
     pipeline_uuid: str,
     *,
-    run_id: str | None = None,
-    variables: Mapping[str, Any] | None = None,
-    execution_date: datetime | str | None = None,
-    interval: tuple[datetime, datetime] | None = None,
-    event: Mapping[str, Any] | None = None,
-    env: str | None = None,
-    trigger_name: str | None = None,
-    partition: str | None = None,
-    block_uuids: Iterable[str] | None = None,
-    completed: Mapping[str, str] | None = None,
     observer: Any = None,
     cancel_event: threading.Event | None = None,
-    parallel: bool = True,
-    max_workers: int | None = None,
-    run_tests: bool = True,
-    allow_blocks_to_fail: bool = False,
-    persist: bool = True,
-    with_upstream: bool = False,
-    spec: PipelineSpec | None = None,
+    executor: Any = None,
+    **options: Any,
 ) -> RunResult:
     """Run a pipeline (or some of its blocks) to the end and return what happened.
 
-    Raises ``ValidationError`` before anything runs when the pipeline or a
-    block file is broken. Block failures do not raise: they are in the result.
+    ``options`` are the fields of ``RunConfig``; ``executor`` is a name
+    (``local``/``dask``) or an ``Executor`` instance. Raises ``ValidationError``
+    before anything runs when the pipeline or a block file is broken. Block
+    failures do not raise: they are in the result.
     """
-    from dagsmith.project.env import load_project_env
-    from dagsmith.project.pipelines import load_pipeline, load_project
+    instance = None
+    if executor is not None and not isinstance(executor, str):
+        instance = executor
+    elif executor is not None:
+        options["executor"] = executor
+    config = RunConfig.from_keywords(project_root, pipeline_uuid, **options)
+    return Run(config, observer=observer, cancel_event=cancel_event, executor=instance).execute()
 
-    root = Path(project_root).resolve()
-    load_project_env(root)
-    project = load_project(root)
-    spec = spec or load_pipeline(root, pipeline_uuid)
-    run_id = run_id or new_run_id()
-    partition = partition or run_id
-    completed = dict(completed or {})
 
-    # a block with ``configuration.disabled`` is skipped unless asked for by name (the editor runs it);
-    # blocks downstream of it read its latest stored output
-    executable = [b for b in spec.blocks if b.type in EXECUTABLE_TYPES and not (b.configuration or {}).get("disabled")]
-    selected = _select(spec, executable, block_uuids, with_upstream)
-    for b in spec.blocks:
-        if (b.configuration or {}).get("disabled") and b.uuid not in selected and b.uuid not in completed:
-            stored = VariableStore(data_dir(root)).latest_partition(spec.uuid, b.uuid)
-            if stored:
-                completed[b.uuid] = stored
-    validate_for_run(
-        root, spec, [b for b in executable if b.uuid in selected and b.uuid not in completed],
-        chosen=None if block_uuids is None else selected,
-    )
+def execute_run(config: RunConfig, *, observer: Any = None, cancel_event: threading.Event | None = None,
+                executor: Executor | None = None) -> RunResult:
+    """Run ``config`` to the end; see ``run_pipeline``."""
+    return Run(config, observer=observer, cancel_event=cancel_event, executor=executor).execute()
 
-    runner = _Runner(
-        root=root,
-        project_retry=project.retry_config,
-        spec=spec,
-        selected=selected,
-        completed=completed,
-        run_id=run_id,
-        partition=partition,
-        observer=Fanout([observer]) if observer is not None else Fanout([]),
-        cancel_event=cancel_event or threading.Event(),
-        max_workers=(max_workers or _limit(spec) or DEFAULT_MAX_WORKERS) if parallel else 1,
-        run_tests=run_tests,
-        allow_blocks_to_fail=allow_blocks_to_fail,
-        store=VariableStore(data_dir(root)) if persist or completed or block_uuids else None,
-        persist=persist,
-        shared_vars=run_variables(
-            pipeline_uuid=spec.uuid,
-            pipeline_variables=spec.variables,
-            variables=variables,
-            execution_date=execution_date,
-            interval=interval,
-            event=event,
-            env=env,
-            run_id=run_id,
-            trigger_name=trigger_name,
+
+@dataclass
+class _Attempt:
+    node: str
+    attempt: int
+    kind: str  # "run" | "callbacks"
+    deadline: float | None
+
+
+class Run:
+    """One pipeline run: build it, ``execute()`` it; ``cancel()`` from any thread stops it."""
+
+    def __init__(self, config: RunConfig, *, observer: Any = None, cancel_event: threading.Event | None = None,
+                 executor: Executor | None = None) -> None:
+        from dagsmith.project.env import load_project_env
+        from dagsmith.project.pipelines import load_pipeline, load_project
+
+        self.config = config
+        root = self.root = config.project_root
+        load_project_env(root)
+        self.project = load_project(root)
+        self.spec: PipelineSpec = config.spec or load_pipeline(root, config.pipeline_uuid)
+        self.run_id = config.run_id or new_run_id()
+        self.partition = config.partition or self.run_id
+        self.completed = dict(config.completed or {})
+        self.cancel_event = cancel_event or threading.Event()
+        self.observer = Fanout([observer]) if observer is not None else Fanout([])
+
+        # a block with ``configuration.disabled`` is skipped unless asked for by name (the editor runs it);
+        # blocks downstream of it read its latest stored output
+        executable = [b for b in self.spec.blocks if b.type in EXECUTABLE_TYPES and not (b.configuration or {}).get("disabled")]
+        self.selected = _select(self.spec, executable, config.block_uuids, config.with_upstream)
+        from dagsmith.engine.storage import project_store
+
+        for b in self.spec.blocks:
+            if (b.configuration or {}).get("disabled") and b.uuid not in self.selected and b.uuid not in self.completed:
+                stored = project_store(root, self.project.metadata).latest_partition(self.spec.uuid, b.uuid)
+                if stored:
+                    self.completed[b.uuid] = stored
+        validate_for_run(
+            root, self.spec, [b for b in executable if b.uuid in self.selected and b.uuid not in self.completed],
+            chosen=None if config.block_uuids is None else self.selected,
+        )
+
+        self.executor = executor if executor is not None else _make_executor(config, self.spec, self.project)
+        self.remote = bool(getattr(self.executor, "remote", False))
+        self.persist = config.persist
+        needs_store = self.persist or self.completed or config.block_uuids is not None or self.remote
+        self.store = project_store(root, self.project.metadata) if needs_store else None
+        self.shared_vars = run_variables(
+            pipeline_uuid=self.spec.uuid,
+            pipeline_variables=self.spec.variables,
+            variables=config.variables,
+            execution_date=config.execution_date,
+            interval=config.interval,
+            event=config.event,
+            env=config.env,
+            run_id=self.run_id,
+            trigger_name=config.trigger_name,
             repo_path=str(root),
-            partition=partition,
-        ),
-        standalone_inputs=block_uuids is not None,
-    )
-    return runner.run()
+            partition=self.partition,
+        )
+        self.standalone_inputs = config.block_uuids is not None
+        self.project_retry = self.project.retry_config
+        self._kill_before_store = os.environ.get(KILL_BEFORE_STORE_ENV)
 
-
-def _limit(spec: PipelineSpec) -> int | None:
-    value = (spec.concurrency_config or {}).get("block_run_limit")
-    return int(value) if value else None
-
-
-def _select(
-    spec: PipelineSpec, executable: list[BlockSpec], block_uuids: Iterable[str] | None, with_upstream: bool
-) -> set[str]:
-    names = {b.uuid for b in executable}
-    if block_uuids is None:
-        return names
-    chosen = set()
-    for uid in block_uuids:
-        spec.block(uid)  # raises a clear error for unknown uuids
-        chosen.add(uid)
-    if with_upstream:
-        by = spec.block_map()
-        todo = list(chosen)
-        while todo:
-            for up in by[todo.pop()].upstream_blocks:
-                if up in names and up not in chosen:
-                    chosen.add(up)
-                    todo.append(up)
-    return chosen & names if chosen & names else chosen
-
-
-class _Runner:
-    def __init__(self, **kw: Any) -> None:
-        self.__dict__.update(kw)
         self.by_uuid = self.spec.block_map()
         upstream = {u: self.by_uuid[u].upstream_blocks for u in self.selected}
         order = [b.uuid for b in self.spec.blocks if b.uuid in self.selected]
         # dynamic blocks: a block under a fan-out is a group node until its parent's output is known
         self.layout = DynamicLayout({u: self.by_uuid[u] for u in self.selected}, order)
         self.dyn: dict[str, Node] = {}
-        self.fanouts: dict[str, FanOut] = {}
-        self.modules: dict[str, Any] = {}
         for u in order:
             if self.layout.depth[u] > 0:
                 upstream[u] = (self.layout.source(u, 1),)
@@ -236,126 +172,300 @@ class _Runner:
             upstream, order=order, completed=[u for u in self.completed if u in self.selected and u not in self.dyn]
         )
         self.hooks = HookSet(self.spec)
-        self.values: dict[str, Any] = {}
-        self.values_lock = threading.Lock()
         self.result = RunResult(run_id=self.run_id, pipeline_uuid=self.spec.uuid, partition=self.partition)
         self.result.execution_date = self.shared_vars["execution_date"]
-        self.writer = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="dagsmith-persist")
-        self.writes: list[cf.Future] = []
-        self.abandoned = False  # a timed-out or cancelled block may still hold its thread
 
-    # ------------------------------------------------------------ the loop
-    def run(self) -> RunResult:
+        self.values: dict[str, Any] = {}
+        self.values_lock = threading.Lock()
+        self.refs: dict[str, Ref] = {}
+        self.fanshapes: dict[str, FanShape] = {}
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.running: dict[Any, _Attempt] = {}
+        self.retries: list[tuple[float, int, str, int]] = []
+        self.finals: dict[str, BlockOutcome] = {}
+        self.saving: dict[cf.Future, str] = {}
+        self.writer: cf.ThreadPoolExecutor | None = None
+        self.cancelled = False
+        self.run_error: str | None = None
+        self._seq = 0
+        self._slim_specs: dict[str, PipelineSpec] = {}
+
+    # ------------------------------------------------------------ public
+    def cancel(self) -> None:
+        """Stop the run: running blocks are interrupted, nothing new starts (safe from any thread)."""
+        self.cancel_event.set()
+        self.events.put(("wake",))
+
+    def execute(self) -> RunResult:
         res = self.result
         res.started_at = _now()
         for u in self.plan.order:
             res.blocks[u] = BlockResult(block_uuid=u, status=self.plan.status[u])
-        ensure_importable(self.root)
-        os.environ[REPO_PATH_ENV] = str(self.root)
-        _Workdir.enter(self.root.parent)
         self.observer.on_run_start(run_id=self.run_id, pipeline_uuid=self.spec.uuid, blocks=list(self.plan.order))
-        pool = cf.ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="dagsmith-block")
-        running: dict[str, _Running] = {}
+        session = RunSession(
+            run_id=self.run_id,
+            pipeline_uuid=self.spec.uuid,
+            project_root=self.root,
+            cancel_event=self.cancel_event,
+            post=self.events.put,
+            emit_log=self._emit_log,
+            read=self._read,
+            store_root=self.store.url if self.store is not None else None,
+            worker_setup=self.config.worker_setup,
+        )
         try:
-            while True:
-                if self.cancel_event.is_set():
-                    self._cancel(running)
-                    break
-                for u in self.plan.ready():
-                    if self.plan.status[u] != P.INITIAL:  # settled by an expansion earlier in this pass
-                        continue
-                    node = self.dyn.get(u)
-                    if node is not None and node.group:
-                        self._expand(u)
-                        continue
-                    if len(running) >= self.max_workers:
-                        break
-                    self.plan.start(u)
-                    res.blocks[u].status = P.RUNNING
-                    holder: list[int] = []
-                    timeout = self._spec_of(u).timeout
-                    fut = pool.submit(self._execute, u, holder)
-                    running[u] = _Running(fut, time.monotonic() + timeout if timeout else None, holder)
-                if not running:
-                    if self.plan.finished() or not self.plan.ready():
-                        break
-                    continue
-                wait_for = self._next_wakeup(running)
-                done, _ = cf.wait([r.future for r in running.values()], timeout=wait_for, return_when=cf.FIRST_COMPLETED)
-                for u, r in list(running.items()):
-                    if r.future in done:
-                        del running[u]
-                        try:
-                            outcome = r.future.result()
-                        except BaseException as exc:  # a bug of ours must not kill the run loop
-                            outcome = _Outcome(P.FAILED, error=exc)
-                        self._record(u, outcome)
-                    elif r.deadline is not None and time.monotonic() >= r.deadline:
-                        del running[u]
-                        if r.thread_id:
-                            _raise_in_thread(r.thread_id[0], BlockTimeout)
-                        self.abandoned = True
-                        err = BlockTimeout(
-                            f"block '{u}' timed out after {self._spec_of(u).timeout:g} s",
-                            block_uuid=u,
-                            hint="raise the block's timeout in the pipeline's metadata.yaml, or make it faster",
-                        )
-                        timed_out = _Outcome(P.FAILED, error=err)
-                        if self.hooks.has_callbacks(self._tpl(u)):
-                            timed_out.callbacks = self._callbacks(u, P.FAILED, None, timed_out)
-                        self._record(u, timed_out)
-            if self.cancel_event.is_set():
-                pending = self.plan.cancel_pending()
-                for u in pending:
-                    res.blocks[u].status = P.CANCELLED
-                self._settled(pending, emit=False)
-        finally:
-            pool.shutdown(wait=not self.abandoned, cancel_futures=True)
-            _Workdir.leave()
-        for f in self.writes:
+            self.executor.open(session)
             try:
-                f.result()
-            except Exception as exc:  # a failed write is reported, the run result stands
-                self.observer.on_block_log(
-                    run_id=self.run_id,
-                    block_uuid="",
-                    record={"timestamp": _now().isoformat(), "level": "error", "message": f"could not store output: {exc}", "block_uuid": ""},
-                )
-        self.writer.shutdown(wait=True)
+                self._loop()
+            finally:
+                self.executor.close()
+        except DagsmithError as exc:  # the executor could not start (no scheduler, missing package)
+            self.run_error = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
+            for u in self.plan.cancel_pending():
+                res.blocks[u].status = P.CANCELLED
+            self._settled([], emit=False)
+        for fut in list(self.saving):
+            self._saved(fut)
+        if self.writer is not None:
+            self.writer.shutdown(wait=True)
         for u, s in self.plan.status.items():
             res.blocks[u].status = s
         if self.dyn:  # children listed right after their parent, as in the plan
             res.blocks = {u: res.blocks[u] for u in self.plan.order}
-        res.status = self.plan.outcome(allow_blocks_to_fail=self.allow_blocks_to_fail)
+        res.status = P.FAILED if self.run_error else self.plan.outcome(allow_blocks_to_fail=self.config.allow_blocks_to_fail)
+        res.error = self.run_error
         res.ended_at = _now()
-        res.abandoned_threads = self.abandoned
+        res.abandoned_threads = self.executor.abandons_threads
         if self.store is not None and self.persist:
             self._write_manifest()
         self.observer.on_run_end(run_id=self.run_id, status=res.status, result=res)
         return res
 
-    def _next_wakeup(self, running: dict[str, _Running]) -> float:
+    # ------------------------------------------------------------ the loop
+    def _loop(self) -> None:
+        while True:
+            if self.cancel_event.is_set():
+                self._cancel_everything()
+                return
+            problem = self.executor.problem()
+            if problem:
+                self._executor_lost(problem)
+                return
+            self._start_due_retries()
+            self._start_ready()
+            if not (self.running or self.retries or self.saving):
+                if self.plan.finished() or not self.plan.ready():
+                    return
+                continue
+            try:
+                event = self.events.get(timeout=self._next_wakeup())
+            except queue.Empty:
+                event = None
+            while event is not None:
+                self._handle(event)
+                try:
+                    event = self.events.get_nowait()
+                except queue.Empty:
+                    event = None
+            self._check_deadlines()
+
+    def _handle(self, event: tuple) -> None:
+        kind = event[0]
+        if kind == "done":
+            self._done(event[1])
+        elif kind == "saved":
+            self._saved(event[1])
+        elif kind == "log":
+            self._emit_log(event[1], event[2])
+        elif kind == "call":
+            event[1](self, *event[2:])
+
+    def _next_wakeup(self) -> float:
         now = time.monotonic()
-        deadlines = [r.deadline - now for r in running.values() if r.deadline is not None]
-        wake = min([0.25, *deadlines]) if deadlines else 0.25
+        wake = 0.25
+        for att in self.running.values():
+            if att.deadline is not None:
+                wake = min(wake, att.deadline - now)
+        if self.retries:
+            wake = min(wake, self.retries[0][0] - now)
         return max(wake, 0.0)
 
-    def _cancel(self, running: dict[str, _Running]) -> None:
-        self.abandoned = self.abandoned or bool(running)
-        for u, r in running.items():
-            if r.thread_id:
-                _raise_in_thread(r.thread_id[0], RunCancelled)
-            outcome = _Outcome(P.CANCELLED, error=RunCancelled(f"block '{u}' was cancelled"))
-            if self.hooks.has_callbacks(self._tpl(u)):
-                outcome.callbacks = self._callbacks(u, P.CANCELLED, None, None)
-            self._record(u, outcome)
-        running.clear()
-        self._settled(self.plan.cancel_pending())
+    def _start_ready(self) -> None:
+        res = self.result
+        capacity = self._capacity()
+        for u in self.plan.ready():
+            if self.plan.status[u] != P.INITIAL:  # settled by an expansion earlier in this pass
+                continue
+            node = self.dyn.get(u)
+            if node is not None and node.group:
+                self._expand(u)
+                continue
+            if len(self.running) >= capacity:
+                break
+            self.plan.start(u)
+            res.blocks[u].status = P.RUNNING
+            self._submit(u, 1)
 
-    def _record(self, u: str, outcome: _Outcome) -> None:
+    def _capacity(self) -> int:
+        limit = self.executor.capacity
+        if not self.config.parallel:
+            return 1
+        configured = self.config.max_workers or _limit(self.spec)
+        return min(limit, configured) if configured else limit
+
+    def _start_due_retries(self) -> None:
+        now = time.monotonic()
+        while self.retries and self.retries[0][0] <= now:
+            _due, _seq, u, attempt = heapq.heappop(self.retries)
+            self._submit(u, attempt)
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        for handle, att in list(self.running.items()):
+            if att.deadline is None or now < att.deadline or att.kind != "run":
+                continue
+            del self.running[handle]
+            self.executor.interrupt(handle, BlockTimeout)
+            timeout = self._spec_of(att.node).timeout or 0
+            err = BlockTimeout(
+                f"block '{att.node}' timed out after {timeout:g} s",
+                block_uuid=self._tpl(att.node),
+                hint="raise the block's timeout in the pipeline's metadata.yaml, or make it faster",
+            )
+            self._final(att.node, BlockOutcome(att.node, att.attempt, status=P.FAILED, error=err, ended_at=_now()))
+
+    # ------------------------------------------------------------ attempts
+    def _submit(self, u: str, attempt: int) -> None:
+        block = self._spec_of(u)
         br = self.result.blocks[u]
-        br.status = outcome.status
-        br.ended_at = br.ended_at or _now()
+        try:
+            inputs = self._input_refs(block, u)
+        except BlockError as exc:
+            br.started_at = br.started_at or _now()
+            self._final(u, BlockOutcome(u, attempt, status=P.FAILED, error=exc))
+            return
+        node = self.dyn.get(u)
+        task = BlockTask(
+            run_id=self.run_id,
+            node=u,
+            attempt=attempt,
+            block=block,
+            pipeline=self._task_spec(block),
+            project_root=str(self.root),
+            partition=self.partition,
+            variables=self.shared_vars,
+            inputs=inputs,
+            metadata=dict(node.metadata) if node is not None else {},
+            index=tuple(node.index) if node is not None else (),
+            check_conditions=attempt == 1 and self.hooks.guarded(block.uuid),
+            fans_out=block.is_dynamic and self.layout.fans_out(block.uuid),
+            run_tests=self.config.run_tests,
+            timeout=block.timeout,
+            publish=self.remote,
+            store_root=self.store.url if self.store is not None else None,
+            lookup=self._lookup() if block.is_sql else {},
+        )
+        br.attempts = attempt
+        started = _now()
+        br.started_at = br.started_at or started
+        self.observer.on_block_start(
+            run_id=self.run_id, block_uuid=u, attempt=attempt, started_at=started, **self._event_extra(u)
+        )
+        handle = self.executor.submit(task)
+        deadline = time.monotonic() + block.timeout if block.timeout else None
+        self.running[handle] = _Attempt(u, attempt, "run", deadline)
+
+    def _done(self, handle: Any) -> None:
+        att = self.running.pop(handle, None)
+        if att is None:  # timed out or cancelled already (or told twice): the late outcome is dropped
+            return
+        outcome = self.executor.outcome(handle)
+        if att.kind == "callbacks":
+            final = self.finals.pop(att.node)
+            final.callbacks = outcome.callbacks or []
+            self._add_stdout(att.node, outcome.stdout)
+            self._record(att.node, final)
+            return
+        u = att.node
+        if not outcome.node:  # the executor failed before the block could report
+            outcome.node, outcome.attempt = u, att.attempt
+        br = self.result.blocks[u]
+        self._add_stdout(u, outcome.stdout)
+        br.extra.update(outcome.extra)
+        if outcome.tests_total:
+            br.tests_total, br.tests_passed, br.test_failures = outcome.tests_total, outcome.tests_passed, outcome.test_failures
+        if outcome.status == P.COMPLETED:
+            br.rows = outcome.rows
+        if outcome.status == P.FAILED and outcome.retryable and not self.cancel_event.is_set():
+            policy = RetryPolicy.merged(self.project_retry, self.spec.retry_config, self._spec_of(u).retry_config)
+        else:
+            policy = None
+        if policy is not None and att.attempt <= policy.retries:
+            line = f"attempt {att.attempt} failed: {outcome.error}; retrying"
+            self._emit_log(u, {"timestamp": _now().isoformat(), "level": "warning", "message": line, "block_uuid": u})
+            self._add_stdout(u, line)
+            self._seq += 1
+            due = time.monotonic() + policy.wait_before(att.attempt + 1)
+            heapq.heappush(self.retries, (due, self._seq, u, att.attempt + 1))
+            return
+        self._final(u, outcome)
+
+    def _final(self, u: str, outcome: BlockOutcome) -> None:
+        """The last attempt of ``u`` ended: run its callbacks (a follow-up task), then record it."""
+        if outcome.status in (P.COMPLETED, P.FAILED) and self.hooks.has_callbacks(self._tpl(u)):
+            self.finals[u] = outcome
+            task = self._callback_task(u, outcome.status, outcome)
+            handle = self.executor.submit(task)
+            self.running[handle] = _Attempt(u, outcome.attempt, "callbacks", None)
+            return
+        self._record(u, outcome)
+
+    def _callback_task(self, u: str, status: str, outcome: BlockOutcome | None) -> BlockTask:
+        block = self._spec_of(u)
+        node = self.dyn.get(u)
+        try:
+            inputs = self._input_refs(block, u)
+        except BlockError:
+            inputs = ()
+        error = None
+        if outcome is not None and outcome.error is not None:
+            error = outcome.cause or outcome.error
+            if self.remote:
+                from dagsmith.engine.task import _portable
+
+                error = _portable(error)
+        return BlockTask(
+            run_id=self.run_id, node=u, attempt=max(self.result.blocks[u].attempts, 1), block=block,
+            pipeline=self._task_spec(block),
+            project_root=str(self.root), partition=self.partition, variables=self.shared_vars, inputs=inputs,
+            action="callbacks", metadata=dict(node.metadata) if node is not None else {},
+            index=tuple(node.index) if node is not None else (), publish=self.remote,
+            store_root=self.store.url if self.store is not None else None,
+            callback_status=status, callback_error=error,
+        )
+
+    def _task_spec(self, block: BlockSpec) -> PipelineSpec:
+        """The pipeline as a task needs it: for remote executors, only this block and its upstreams.
+
+        A task is pickled for every attempt of every dynamic child; the whole pipeline
+        (with its raw YAML) would make each one many times larger than it needs to be.
+        """
+        if not self.remote:
+            return self.spec
+        slim = self._slim_specs.get(block.uuid)
+        if slim is None:
+            import dataclasses
+
+            keep = {block.uuid, *block.upstream_blocks}
+            slim = dataclasses.replace(
+                self.spec, raw={}, blocks=tuple(dataclasses.replace(b, raw={}) for b in self.spec.blocks if b.uuid in keep),
+            )
+            self._slim_specs[block.uuid] = slim
+        return slim
+
+    def _record(self, u: str, outcome: BlockOutcome) -> None:
+        br = self.result.blocks[u]
+        br.ended_at = outcome.ended_at or _now()
         if outcome.error is not None:
             err = outcome.error
             br.error = str(err.message if isinstance(err, DagsmithError) else err)
@@ -364,27 +474,256 @@ class _Runner:
             if isinstance(err, BlockError):
                 br.error_location = err.location
                 br.traceback = err.user_traceback
-        if outcome.status == P.COMPLETED:
-            with self.values_lock:
-                self.values[u] = as_input(outcome.outputs, outcome.multi)
-            if self.store is not None and self.persist:
-                self.writes.append(
-                    self.writer.submit(
-                        self.store.write_outputs,
-                        self.spec.uuid,
-                        self.partition,
-                        u,
-                        outcome.outputs,
-                        multi=outcome.multi,
-                        update_latest=False,
-                    )
-                )
         if outcome.reason:
             br.skip_reason = outcome.reason
         if outcome.callbacks:
             br.callbacks = outcome.callbacks
+        hold = False
+        if outcome.status == P.COMPLETED:
+            if outcome.fanout is not None:
+                self.fanshapes[u] = outcome.fanout
+            if outcome.ref is not None:  # stored by the task itself (remote executors)
+                self.refs[u] = outcome.ref
+            else:
+                with self.values_lock:
+                    self.values[u] = outcome.value
+                persisting = self.store is not None and self.persist
+                self.refs[u] = Ref(u, self.partition if persisting else None)
+                if persisting and not self.store.remote and _small_plain(outcome.outputs or []):  # type: ignore[union-attr]
+                    # one small file: stored right here, before anything downstream starts (as cheap as
+                    # a hand-off to a writer thread, and the block is completed-and-stored at once)
+                    outcome = self._store_now(u, outcome)
+                elif persisting:
+                    self._store_async(u, outcome)
+                    hold = True
         changed = self.plan.finish(u, outcome.status)
-        self._settled([u, *changed])
+        self._settled([u, *changed], hold=u if hold else None)
+
+    def _store_async(self, u: str, outcome: BlockOutcome) -> None:
+        if self._kill_before_store == u:  # test hook: the "returned but not stored" window of issue 12
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.writer is None:
+            # a few writers, so thousands of dynamic children do not queue behind one
+            self.writer = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="dagsmith-persist")
+        fut = self.writer.submit(
+            self.store.write_outputs, self.spec.uuid, self.partition, u, outcome.outputs or [],  # type: ignore[union-attr]
+            multi=outcome.multi, update_latest=False,
+        )
+        self.saving[fut] = u
+        post = self.events.put
+        fut.add_done_callback(lambda f: post(("saved", f)))
+
+    def _store_now(self, u: str, outcome: BlockOutcome) -> BlockOutcome:
+        if self._kill_before_store == u:  # test hook: the "returned but not stored" window of issue 12
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+        try:
+            self.store.write_outputs(  # type: ignore[union-attr]
+                self.spec.uuid, self.partition, u, outcome.outputs or [], multi=outcome.multi, update_latest=False,
+            )
+        except Exception as exc:  # noqa: BLE001 - not stored: the block did not complete
+            err = f"block '{u}' ran but its outputs could not be stored: {type(exc).__name__}: {exc}"
+            self.result.blocks[u].error = err
+            with self.values_lock:
+                self.values.pop(u, None)
+            self.refs.pop(u, None)
+            outcome.status = P.FAILED
+        return outcome
+
+    def _saved(self, fut: cf.Future) -> None:
+        u = self.saving.pop(fut, None)
+        if u is None:
+            return
+        br = self.result.blocks[u]
+        try:
+            fut.result()
+        except Exception as exc:  # noqa: BLE001 - not durable: the block did not complete
+            br.error = f"block '{u}' ran but its outputs could not be stored: {type(exc).__name__}: {exc}"
+            changed = self.plan.finish(u, P.FAILED)
+            br.status = P.FAILED
+            self._emit_end(u)
+            self._settled(changed)
+            return
+        br.status = self.plan.status[u]
+        self._emit_end(u)
+
+    # ------------------------------------------------------------ cancel and lost executors
+    def _cancel_everything(self) -> None:
+        self.cancelled = True
+        self.executor.cancel_all()
+        for handle, att in list(self.running.items()):
+            del self.running[handle]
+            self.executor.interrupt(handle, RunCancelled)
+            if att.kind == "callbacks":
+                self._record(att.node, self.finals.pop(att.node))
+                continue
+            outcome = BlockOutcome(att.node, att.attempt, status=P.CANCELLED,
+                                   error=RunCancelled(f"block '{att.node}' was cancelled"), ended_at=_now())
+            if self.hooks.has_callbacks(self._tpl(att.node)):
+                cb = execute_block(self._callback_task(att.node, P.CANCELLED, None), _InlineContext(self))
+                outcome.callbacks = cb.callbacks
+                self._add_stdout(att.node, cb.stdout)
+            self._record(att.node, outcome)
+        for _due, _seq, u, attempt in self.retries:
+            self._record(u, BlockOutcome(u, attempt, status=P.CANCELLED, error=RunCancelled(f"block '{u}' was cancelled")))
+        self.retries.clear()
+        pending = self.plan.cancel_pending()
+        for u in pending:
+            self.result.blocks[u].status = P.CANCELLED
+        self._settled(pending)
+
+    def _executor_lost(self, problem: str) -> None:
+        """The executor cannot go on (its scheduler is gone): fail what runs, start nothing more."""
+        self.run_error = problem
+        for handle, att in list(self.running.items()):
+            del self.running[handle]
+            try:
+                self.executor.interrupt(handle, RunCancelled)
+            except Exception:  # noqa: BLE001 - the executor is already broken
+                pass
+            if att.kind == "callbacks":
+                self._record(att.node, self.finals.pop(att.node))
+                continue
+            err = BlockError(problem, block_uuid=self._tpl(att.node))
+            self._record(att.node, BlockOutcome(att.node, att.attempt, status=P.FAILED, error=err, ended_at=_now()))
+        for _due, _seq, u, attempt in self.retries:
+            self._record(u, BlockOutcome(u, attempt, status=P.FAILED, error=BlockError(problem, block_uuid=self._tpl(u))))
+        self.retries.clear()
+        pending = self.plan.cancel_pending()
+        for u in pending:
+            self.result.blocks[u].status = P.CANCELLED
+        self._settled(pending)
+
+    # ------------------------------------------------------------ values
+    def _read(self, ref: Ref) -> Any:
+        """A node's value: from memory, else from the store (then kept for its other readers)."""
+        with self.values_lock:
+            if ref.node in self.values:
+                return self.values[ref.node]
+        if self.store is None or ref.partition is None:
+            raise OutputsMissing(ref.node)
+        value = self.store.read_block_value(self.spec.uuid, ref.partition, ref.node)
+        with self.values_lock:
+            self.values[ref.node] = value
+        return value
+
+    def _ref(self, up: str) -> Ref:
+        ref = self.refs.get(up)
+        if ref is not None:
+            return ref
+        part = self.completed.get(up)
+        if part is None and self.standalone_inputs and self.store is not None:
+            part = self.store.latest_partition(self.spec.uuid, up)
+        if part is None:
+            raise OutputsMissing(up)
+        ref = self.refs[up] = Ref(up, part)
+        return ref
+
+    def _lookup(self) -> dict[str, Ref]:
+        """Every top-level block output a SQL block may name (``block_output('uuid')``)."""
+        out = {}
+        for uid in self.by_uuid:
+            try:
+                out[uid] = self._ref(uid)
+            except OutputsMissing:
+                continue
+        return out
+
+    def _input_refs(self, block: BlockSpec, u: str) -> tuple[Input, ...]:
+        node = self.dyn.get(u)
+        if node is not None:
+            return self._child_inputs(block, node)
+        values = []
+        for up in block.upstream_blocks:
+            if up not in self.by_uuid or self.by_uuid[up].type not in EXECUTABLE_TYPES:
+                continue
+            try:
+                if up in self.dyn:
+                    values.append(Input("reduce", self._reduced(up)))
+                else:
+                    values.append(Input("value", (self._ref(up),)))
+            except OutputsMissing:
+                raise BlockError(
+                    f"block '{block.uuid}' needs the output of upstream block '{up}', which has not been stored yet",
+                    block_uuid=block.uuid,
+                    hint=f"run it first: dagsmith run {self.root} {self.spec.uuid} --block {up}"
+                    f"  (or add --with-upstream)",
+                ) from None
+        return tuple(values)
+
+    def _child_inputs(self, block: BlockSpec, node: Node) -> tuple[Input, ...]:
+        """Inputs of a dynamic child: its item, its upstream siblings' outputs, or reduced lists."""
+        values = []
+        for up in block.upstream_blocks:
+            if up not in self.layout.depth:
+                continue
+            kind, ref, item = self.layout.upstream_ref(node.template, node.scope, node.index, up)
+            try:
+                if kind == "item":
+                    values.append(Input("item", (self._ref(ref),), item))
+                elif kind == "reduce":
+                    values.append(Input("reduce", self._reduced(ref)))
+                else:
+                    values.append(Input("value", (self._ref(ref),)))
+            except OutputsMissing:
+                raise BlockError(
+                    f"block '{node_id(node.template, node.scope)}' needs the output of '{ref}', which was not stored",
+                    block_uuid=block.uuid,
+                    hint=f"re-run the whole pipeline: dagsmith run {self.root} {self.spec.uuid}",
+                ) from None
+        return tuple(values)
+
+    def _reduced(self, g: str) -> tuple[Ref, ...]:
+        """What the downstream of a ``reduce_output`` block gets: its children's outputs, in item order."""
+        group = self.dyn[g]
+        return tuple(self._ref(c) for c in group.children if self.plan.status[c] == P.COMPLETED)
+
+    # ------------------------------------------------------------ observers
+    def _emit_log(self, u: str, record: dict) -> None:
+        self.observer.on_block_log(run_id=self.run_id, block_uuid=u, record=record)
+
+    def _add_stdout(self, u: str, text: str) -> None:
+        if not text:
+            return
+        br = self.result.blocks[u]
+        br.stdout = f"{br.stdout.rstrip(chr(10))}\n{text}" if br.stdout else text
+
+    def _emit_end(self, u: str) -> None:
+        br = self.result.blocks[u]
+        kw = self._event_extra(u)
+        if br.skip_reason:
+            kw["reason"] = br.skip_reason
+        if br.callbacks:
+            kw["callbacks"] = br.callbacks
+        self.observer.on_block_end(run_id=self.run_id, block_uuid=u, status=br.status, result=br, **kw)
+
+    def _settled(self, nodes: list[str], *, emit: bool = True, hold: str | None = None) -> None:
+        """Nodes reached a final status: tell observers, close finished groups (and their parents).
+
+        ``hold`` completed but its outputs are still being stored: its end is told once they are.
+        """
+        todo = list(nodes)
+        i = 0
+        while i < len(todo):
+            u = todo[i]
+            i += 1
+            br = self.result.blocks[u]
+            if u == hold:
+                br.status = P.RUNNING
+            else:
+                br.status = self.plan.status[u]
+                if emit:
+                    self._emit_end(u)
+            node = self.dyn.get(u)
+            parent = self.dyn.get(node.parent) if node is not None and node.parent else None
+            if parent is None or not parent.expanded:
+                continue
+            parent.open -= 1
+            if parent.open == 0 and self.plan.status[node.parent] == P.RUNNING:
+                todo.extend(self._close_group(node.parent))
 
     # ------------------------------------------------------------ dynamic blocks
     def _tpl(self, u: str) -> str:
@@ -406,31 +745,6 @@ class _Runner:
             extra["is_dynamic_group"] = True
             extra["children"] = list(node.children)
         return extra
-
-    def _settled(self, nodes: list[str], *, emit: bool = True) -> None:
-        """Nodes reached a final status: tell observers, close finished groups (and their parents)."""
-        todo = list(nodes)
-        i = 0
-        while i < len(todo):
-            u = todo[i]
-            i += 1
-            status = self.plan.status[u]
-            br = self.result.blocks[u]
-            br.status = status
-            if emit:
-                kw = self._event_extra(u)
-                if br.skip_reason:
-                    kw["reason"] = br.skip_reason
-                if br.callbacks:
-                    kw["callbacks"] = br.callbacks
-                self.observer.on_block_end(run_id=self.run_id, block_uuid=u, status=status, result=br, **kw)
-            node = self.dyn.get(u)
-            parent = self.dyn.get(node.parent) if node is not None and node.parent else None
-            if parent is None or not parent.expanded:
-                continue
-            parent.open -= 1
-            if parent.open == 0 and self.plan.status[node.parent] == P.RUNNING:
-                todo.extend(self._close_group(node.parent))
 
     def _close_group(self, g: str) -> list[str]:
         """All children of group ``g`` are final: give the group its status; returns the nodes settled."""
@@ -456,13 +770,13 @@ class _Runner:
         changed = self.plan.finish(g, status)
         return [g, *changed]
 
-    def _fanout(self, u: str) -> FanOut:
-        """The items of dynamic node ``u`` (from memory, or its stored output on a resumed run)."""
-        fan = self.fanouts.get(u)
-        if fan is None:
-            fan = split_dynamic_output(self._input(u), u)
-            self.fanouts[u] = fan
-        return fan
+    def _fanshape(self, u: str) -> FanShape:
+        """The children's keys and metadata of dynamic node ``u`` (from its outcome, or its stored output)."""
+        shape = self.fanshapes.get(u)
+        if shape is None:
+            fan = split_dynamic_output(self._read(self._ref(u)), u)
+            shape = self.fanshapes[u] = FanShape(tuple(fan.keys), tuple(fan.metadata))
+        return shape
 
     def _expand(self, g: str) -> None:
         """Group ``g`` is ready (its fan-out parent completed): add its children to the plan."""
@@ -475,7 +789,7 @@ class _Runner:
         br.status = P.RUNNING
         br.started_at = _now()
         try:
-            fan = self._fanout(source)
+            fan = self._fanshape(source)
         except (DagsmithError, OutputsMissing) as exc:
             msg = exc.message if isinstance(exc, DagsmithError) else f"no stored output of '{source}'"
             br.error = f"cannot fan out '{t}': {msg}"
@@ -511,9 +825,7 @@ class _Runner:
         self.observer.on_block_start(
             run_id=self.run_id, block_uuid=g, attempt=1, started_at=br.started_at, **self._event_extra(g)
         )
-        add = getattr(self.observer, "on_blocks_added", None)
-        if add is not None and new_nodes:
-            add(run_id=self.run_id, parent=g, blocks=[c for c, _u, _d in new_nodes])
+        self.observer.on_blocks_added(run_id=self.run_id, parent=g, blocks=[c for c, _u, _d in new_nodes])
         if settled:
             self._settled(settled)
         if node.open == 0 and self.plan.status[g] == P.RUNNING:
@@ -542,288 +854,90 @@ class _Runner:
             if b.status == P.COMPLETED and u not in self.completed and not (u in self.dyn and self.dyn[u].group)
         ]
         if stored:
-            self.store.set_latest(self.spec.uuid, {u: self.partition for u in stored})
+            self.store.set_latest(self.spec.uuid, {u: self.partition for u in stored})  # type: ignore[union-attr]
         blocks = {u: {"status": b.status, "partition": self.completed.get(u, self.partition)} for u, b in self.result.blocks.items()}
-        self.store.write_manifest(
+        self.store.write_manifest(  # type: ignore[union-attr]
             self.spec.uuid,
             self.partition,
-            {"run_id": self.run_id, "pipeline_uuid": self.spec.uuid, "status": self.result.status, "blocks": blocks},
+            {"run_id": self.run_id, "pipeline_uuid": self.spec.uuid, "status": self.result.status,
+             "error": self.run_error, "blocks": blocks},
         )
 
-    # ------------------------------------------------------------ one block
-    def _input(self, up: str) -> Any:
-        with self.values_lock:
-            if up in self.values:
-                return self.values[up]
-        if self.store is None:
-            raise OutputsMissing(up)
-        part = self.completed.get(up) or (self.store.latest_partition(self.spec.uuid, up) if self.standalone_inputs else None)
-        if part is None:
-            raise OutputsMissing(up)
-        value = self.store.read_block_value(self.spec.uuid, part, up)
-        with self.values_lock:
-            self.values[up] = value
-        return value
 
-    def _inputs(self, block: BlockSpec, u: str | None = None) -> list[Any]:
-        node = self.dyn.get(u) if u is not None else None
-        if node is not None:
-            return self._child_inputs(block, node)
-        values = []
-        for up in block.upstream_blocks:
-            if up not in self.by_uuid or self.by_uuid[up].type not in EXECUTABLE_TYPES:
+class _InlineContext(ExecContext):
+    """Runs a task in the run loop's own thread (callbacks of a cancelled block)."""
+
+    def __init__(self, run: Run) -> None:
+        super().__init__(run.cancel_event)
+        self.run = run
+
+    def read(self, task: BlockTask, ref: Ref) -> Any:
+        return self.run._read(ref)
+
+    def emit(self, task: BlockTask, record: dict) -> None:
+        self.run._emit_log(task.node, record)
+
+    def hooks(self, task: BlockTask) -> Any:
+        return self.run.hooks
+
+
+def _make_executor(config: RunConfig, spec: PipelineSpec, project: Any) -> Executor:
+    name = choose_executor(config, spec)
+    if name == "dask":
+        from dagsmith.engine.config import dask_scheduler
+        from dagsmith.engine.executors.dask import DaskExecutor
+
+        return DaskExecutor(address=dask_scheduler(config, project.metadata))
+    from dagsmith.engine.executors.local import DEFAULT_MAX_WORKERS, LocalExecutor
+
+    if not config.parallel:
+        return LocalExecutor(1)
+    return LocalExecutor(config.max_workers or _limit(spec) or DEFAULT_MAX_WORKERS)
+
+
+def _small_plain(outputs: list[Any]) -> bool:
+    """Outputs the store keeps inline in one small file (cheap enough to write on the run loop's thread)."""
+    if len(outputs) > 16:
+        return False
+    for v in outputs:
+        t = type(v)
+        if t in (int, float, bool, type(None)) or (t is str and len(v) < 4096):
+            continue
+        if t in (list, dict) and len(v) <= 16:
+            from dagsmith.data.serde import is_plain_json
+
+            if is_plain_json(v) and len(repr(v)) < 4096:
                 continue
-            try:
-                values.append(self._reduced(up) if up in self.dyn else self._input(up))
-            except OutputsMissing:
-                raise BlockError(
-                    f"block '{block.uuid}' needs the output of upstream block '{up}', which has not been stored yet",
-                    block_uuid=block.uuid,
-                    hint=f"run it first: dagsmith run {self.root} {self.spec.uuid} --block {up}"
-                    f"  (or add --with-upstream)",
-                ) from None
-        return values
-
-    def _child_inputs(self, block: BlockSpec, node: Node) -> list[Any]:
-        """Inputs of a dynamic child: its item, its upstream siblings' outputs, or reduced lists."""
-        values = []
-        for up in block.upstream_blocks:
-            if up not in self.layout.depth:
-                continue
-            kind, ref, item = self.layout.upstream_ref(node.template, node.scope, node.index, up)
-            try:
-                if kind == "item":
-                    values.append(self._fanout(ref).items[item])
-                elif kind == "reduce":
-                    values.append(self._reduced(ref))
-                else:
-                    values.append(self._input(ref))
-            except OutputsMissing:
-                raise BlockError(
-                    f"block '{node_id(node.template, node.scope)}' needs the output of '{ref}', which was not stored",
-                    block_uuid=block.uuid,
-                    hint=f"re-run the whole pipeline: dagsmith run {self.root} {self.spec.uuid}",
-                ) from None
-        return values
-
-    def _reduced(self, g: str) -> list[Any]:
-        """What the downstream of a ``reduce_output`` block gets: its children's outputs, in item order."""
-        group = self.dyn[g]
-        return reduce_outputs([self._input(c) for c in group.children if self.plan.status[c] == P.COMPLETED])
-
-    def _log(self, sink: BlockSink, message: str, level: str) -> None:
-        sink.emit_record({"timestamp": _now().isoformat(), "level": level, "message": message, "block_uuid": sink.block_uuid})
-
-    def _callbacks(self, u: str, status: str, inputs: list[Any] | None, outcome: _Outcome | None) -> list[dict]:
-        """Run the callbacks of node ``u`` for ``status``; their records (never raises)."""
-        block = self._spec_of(u)
-        sink = BlockSink(u, lambda rec: self.observer.on_block_log(run_id=self.run_id, block_uuid=u, record=rec))
-        if inputs is None:
-            try:
-                inputs = self._inputs(block, u)
-            except (BlockError, DagsmithError):
-                inputs = []
-        kwargs = self._kwargs(block, sink, max(self.result.blocks[u].attempts, 1), u)
-        kwargs["pipeline_run"] = _RunInfo(self.run_id, self.spec.uuid, self.shared_vars.get("execution_date"), status)
-        error = None
-        if outcome is not None and outcome.error is not None:
-            error = outcome.cause or outcome.error
-        with capturing(sink):
-            records = self.hooks.run_callbacks(
-                block.uuid, status, inputs=inputs, kwargs=kwargs, error=error,
-                log=lambda m, lvl: self._log(sink, m, lvl), node_uuid=u,
-            )
-        br = self.result.blocks[u]
-        text = sink.text
-        if text:  # what the callbacks printed joins the block's output
-            br.stdout = f"{br.stdout.rstrip(chr(10))}\n{text}" if br.stdout else text
-        return records
-
-    def _execute(self, u: str, holder: list[int]) -> _Outcome:
-        outcome, inputs = self._execute_block(u, holder)
-        if outcome.status in (P.COMPLETED, P.FAILED) and self.hooks.has_callbacks(self._tpl(u)):
-            outcome.callbacks = self._callbacks(u, outcome.status, inputs, outcome)
-        return outcome
-
-    def _execute_block(self, u: str, holder: list[int]) -> tuple[_Outcome, list[Any] | None]:
-        holder.append(threading.get_ident())
-        block = self._spec_of(u)
-        br = self.result.blocks[u]
-        sink = BlockSink(u, lambda rec: self.observer.on_block_log(run_id=self.run_id, block_uuid=u, record=rec))
-        policy = RetryPolicy.merged(self.project_retry, self.spec.retry_config, block.retry_config)
-        last: BaseException | None = None
-        cause: BaseException | None = None
-        try:
-            inputs = [handoff(v) for v in self._inputs(block, u)]
-        except BlockError as exc:
-            br.started_at = br.started_at or _now()
-            return _Outcome(P.FAILED, error=exc), None
-        if self.hooks.guarded(block.uuid):
-            try:
-                verdict = self.hooks.check(block.uuid, inputs, self._kwargs(block, sink, 1, u))
-            except BlockError as exc:
-                br.started_at = br.started_at or _now()
-                return _Outcome(P.FAILED, error=exc), inputs
-            if not verdict.passed:
-                self._log(sink, f"skipped: condition {verdict.reason}", "info")
-                return _Outcome(P.CONDITION_FAILED, reason=f"condition {verdict.reason}"), inputs
-        for attempt in range(1, policy.retries + 2):
-            wait = policy.wait_before(attempt)
-            if wait and self.cancel_event.wait(wait):
-                return _Outcome(P.CANCELLED, error=RunCancelled(f"block '{u}' was cancelled")), inputs
-            br.attempts = attempt
-            started = _now()
-            br.started_at = br.started_at or started
-            self.observer.on_block_start(
-                run_id=self.run_id, block_uuid=u, attempt=attempt, started_at=started, **self._event_extra(u)
-            )
-            kwargs = self._kwargs(block, sink, attempt, u)
-            call = BlockCall(
-                project_root=self.root,
-                pipeline=self.spec,
-                block=block,
-                inputs=inputs,
-                kwargs=kwargs,
-                run_id=self.run_id,
-                partition=self.partition,
-                upstream_lookup=self._input,
-                extra=br.extra,
-            )
-            with capturing(sink):
-                try:
-                    outputs, multi = self._call_block(call, u)
-                    if block.is_dynamic and self.layout.fans_out(block.uuid):
-                        fan = split_dynamic_output(as_input(outputs, multi), u)
-                        self.fanouts[u] = fan
-                        if fan.dropped:
-                            print(f"warning: several items name the child uuid(s) {', '.join(sorted(set(fan.dropped)))}; "
-                                  "as in Mage, only the first of each makes a child")
-                except (BlockTimeout, RunCancelled):
-                    raise
-                except BlockTestFailure as exc:
-                    br.stdout = sink.text
-                    return _Outcome(P.FAILED, error=exc), inputs
-                except DagsmithError as exc:
-                    last, cause = exc, exc
-                except Exception as exc:
-                    last, cause = user_error(exc, u, block.path), exc
-                except SystemExit as exc:  # sys.exit() in a block ends the block, not dagsmith
-                    last = user_error(RuntimeError(f"the block called sys.exit({exc.code!r})"), u, block.path)
-                else:
-                    br.stdout = sink.text
-                    if block.is_dynamic and u in self.fanouts:
-                        br.rows = len(self.fanouts[u].items)
-                    else:
-                        br.rows = row_count(outputs[0]) if len(outputs) == 1 and not multi else (len(outputs) if multi else None)
-                    return _Outcome(P.COMPLETED, outputs=outputs, multi=multi), inputs
-            if attempt <= policy.retries:
-                sink.write(f"attempt {attempt} failed: {last}; retrying\n", "warning")
-        br.stdout = sink.text
-        return _Outcome(P.FAILED, error=last, cause=cause), inputs
-
-    def _kwargs(self, block: BlockSpec, sink: BlockSink, attempt: int, u: str | None = None) -> dict[str, Any]:
-        kwargs = dict(self.shared_vars)
-        node = self.dyn.get(u) if u is not None else None
-        kwargs.update(
-            block_uuid=block.uuid,
-            configuration=dict(block.configuration),
-            logger=block_logger(sink, self.spec.uuid),
-            retry={"attempts": attempt},
-            dynamic_block_index=node.index[-1] if node is not None and node.index else None,
-        )
-        if node is not None and node.metadata:
-            kwargs.update(node.metadata)  # Mage merges the item's metadata last: its block_uuid wins
-        if node is not None and node.index:
-            kwargs["dynamic_block_indexes"] = list(node.index)
-            kwargs["dynamic_block_uuid"] = u
-        return kwargs
-
-    def _call_block(self, call: BlockCall, u: str | None = None) -> tuple[list[Any], bool]:
-        block = call.block
-        if block.is_sql:
-            from dagsmith.blocks.sql import run_sql_block
-
-            result = run_sql_block(call)
-            return ([result] if result is not None else []), False
-        if u is not None and u in self.dyn:
-            # siblings share one load of the block file per run: per-child overhead stays tiny
-            loaded = self.modules.get(block.uuid)
-            if loaded is None:
-                loaded = self.modules[block.uuid] = load_python_block(block.path, block.type, block_uuid=block.uuid, fresh=True)
-        else:
-            loaded = load_python_block(block.path, block.type, block_uuid=block.uuid, fresh=True)
-        fn = entry_for(loaded, block.uuid, block.type)
-        if block.type == "sensor":
-            result = self._poll_sensor(fn, call)
-        else:
-            result = call_with(fn, call.inputs, call.kwargs)
-        outputs, multi = split_outputs(result)
-        if self.run_tests and loaded.tests:
-            self._run_tests(block, loaded.tests, outputs, call.kwargs, u)
-        return outputs, multi
-
-    def _poll_sensor(self, fn: Any, call: BlockCall) -> Any:
-        cfg = call.block.configuration
-        interval = float(cfg.get("poke_interval", cfg.get("interval", 60)) or 60)
-        limit = cfg.get("sensor_timeout") or call.block.timeout
-        deadline = time.monotonic() + float(limit) if limit else None
-        while True:
-            if call_with(fn, call.inputs, call.kwargs):
-                return None
-            if deadline is not None and time.monotonic() + interval > deadline:
-                raise BlockTimeout(
-                    f"sensor '{call.block.uuid}' did not become true within {float(limit):g} s",
-                    block_uuid=call.block.uuid,
-                )
-            if self.cancel_event.wait(interval):
-                raise RunCancelled(f"sensor '{call.block.uuid}' was cancelled")
-
-    def _run_tests(
-        self, block: BlockSpec, tests: list[Any], outputs: list[Any], kwargs: dict[str, Any], u: str | None = None
-    ) -> None:
-        br = self.result.blocks[u or block.uuid]
-        failures = []
-        for fn in tests:
-            try:
-                call_with(fn, outputs, kwargs)
-            except AssertionError as exc:
-                msg = str(exc) or "assertion failed"
-                failures.append(f"{fn.__name__}: {msg}")
-                print(f"FAIL: {fn.__name__} (block: {block.uuid}): {msg}")
-            except Exception as exc:
-                err = user_error(exc, block.uuid, block.path, f"in test {fn.__name__}")
-                failures.append(f"{fn.__name__}: {err.message}")
-                print(f"ERROR: {fn.__name__} (block: {block.uuid}): {exc}")
-        br.tests_total = len(tests)
-        br.tests_passed = len(tests) - len(failures)
-        br.test_failures = failures
-        print(f"{br.tests_passed}/{br.tests_total} tests passed.")
-        if failures:
-            raise BlockTestFailure(
-                f"block '{block.uuid}': {len(failures)} of {len(tests)} tests failed: " + "; ".join(failures),
-                block_uuid=block.uuid,
-                location=str(block.path),
-            )
+        return False
+    return True
 
 
-@dataclass
-class _RunInfo:
-    """What callbacks get as ``pipeline_run`` (Mage passes its PipelineRun row)."""
-
-    id: str
-    pipeline_uuid: str
-    execution_date: Any
-    status: str
+def _limit(spec: PipelineSpec) -> int | None:
+    value = (spec.concurrency_config or {}).get("block_run_limit")
+    return int(value) if value else None
 
 
-def split_outputs(result: Any) -> tuple[list[Any], bool]:
-    """Mage's output rule: None → no output; tuple or list → one output per element."""
-    if result is None:
-        return [], False
-    if isinstance(result, (tuple, list)):
-        return list(result), True
-    return [result], False
+def _select(
+    spec: PipelineSpec, executable: list[BlockSpec], block_uuids: Iterable[str] | None, with_upstream: bool
+) -> set[str]:
+    names = {b.uuid for b in executable}
+    if block_uuids is None:
+        return names
+    chosen = set()
+    for uid in block_uuids:
+        spec.block(uid)  # raises a clear error for unknown uuids
+        chosen.add(uid)
+    if with_upstream:
+        by = spec.block_map()
+        todo = list(chosen)
+        while todo:
+            for up in by[todo.pop()].upstream_blocks:
+                if up in names and up not in chosen:
+                    chosen.add(up)
+                    todo.append(up)
+    return chosen & names if chosen & names else chosen
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+

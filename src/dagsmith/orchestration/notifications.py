@@ -33,11 +33,8 @@ from __future__ import annotations
 
 import logging
 import os
-import smtplib
-import ssl
 import threading
 from datetime import datetime, timezone
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -273,6 +270,10 @@ class NotificationObserver(NullObserver):
         self._post(str(cfg.get("url") or cfg.get("webhook_url") or ""), dict(payload), cfg.get("headers") or {})
 
     def _email(self, cfg: Mapping[str, Any], title: str, text: str) -> None:
+        import smtplib  # here, not at the top: every `dagsmith run` imports this module
+        import ssl
+        from email.message import EmailMessage
+
         host = cfg.get("smtp_host")
         to = cfg.get("to_emails") or cfg.get("to") or []
         if isinstance(to, str):
@@ -319,6 +320,8 @@ def _is_group_error(error: str) -> bool:
 
 def _safe_error(exc: BaseException) -> str:
     """A sending error without URLs or credentials (webhook URLs are secrets too)."""
+    import smtplib
+
     name = type(exc).__name__
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         return f"{name}: the SMTP server refused the login (code {exc.smtp_code})"

@@ -150,3 +150,24 @@ def get_secret_value(name: str, project_root: str | os.PathLike[str] | None = No
 
     settings = OrchestrationSettings.from_env(project_root or get_repo_path())
     return SecretStore(get_database(settings), settings.data_dir).get(name)
+
+
+def install_project_resolver(project_root: str | os.PathLike[str]) -> None:
+    """Resolve ``secret_var()``/``get_secret_value`` in this process from the project's metadata DB.
+
+    Called on each Dask worker (``RunConfig.worker_setup``); the DB is opened on the first lookup.
+    """
+    from dagsmith.project.io_config import set_secret_resolver
+
+    store: list[SecretStore] = []
+
+    def resolve(name: str, **kw):
+        if not store:
+            from dagsmith.orchestration.db import get_database
+            from dagsmith.orchestration.settings import OrchestrationSettings
+
+            settings = OrchestrationSettings.from_env(project_root)
+            store.append(SecretStore(get_database(settings), settings.data_dir))
+        return store[0].get(name, **kw)
+
+    set_secret_resolver(resolve)

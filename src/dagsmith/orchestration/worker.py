@@ -53,6 +53,8 @@ class _Active:
 def _default_run_fn(*args: Any, **kwargs: Any):
     from dagsmith.engine import run_pipeline
 
+    # remote (Dask) workers resolve secrets from this project's metadata DB too
+    kwargs.setdefault("worker_setup", ("dagsmith.orchestration.secrets:install_project_resolver",))
     return run_pipeline(*args, **kwargs)
 
 

@@ -147,7 +147,12 @@ def parse_yaml(text: str, source: str | os.PathLike[str]) -> Any:
 
 
 def read_yaml(path: str | os.PathLike[str]) -> Any:
-    """Read and parse a YAML file, with errors that name the file."""
+    """Read and parse a YAML file, with errors that name the file.
+
+    Big files (a pipeline of many blocks) are parsed once per content: the parsed value is
+    kept in the folder's ``__pycache__`` as marshal data keyed by a hash of the text, like
+    Python's own .pyc files (and not written under ``PYTHONDONTWRITEBYTECODE``).
+    """
     p = Path(path)
     try:
         size = p.stat().st_size
@@ -158,7 +163,34 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
         raise ProjectError(f"{p}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ProjectError(f"{p}: cannot read file: {exc}") from None
-    return parse_yaml(text, p)
+    if len(text) < _CACHE_MIN_CHARS:
+        return parse_yaml(text, p)
+    import hashlib
+    import marshal
+    import sys
+
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+    cache = p.parent / "__pycache__" / f"{p.name}.dagsmith-yaml.bin"
+    try:
+        stored, value = marshal.loads(cache.read_bytes())
+        if stored == digest:
+            return value
+    except (OSError, ValueError, EOFError, TypeError):
+        pass
+    value = parse_yaml(text, p)
+    if not sys.dont_write_bytecode:
+        try:
+            data = marshal.dumps((digest, value))  # ValueError for values marshal cannot hold (dates)
+            cache.parent.mkdir(exist_ok=True)
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, cache)
+        except (OSError, ValueError):
+            pass
+    return value
+
+
+_CACHE_MIN_CHARS = 8192
 
 
 def dump_yaml(data: Any) -> str:

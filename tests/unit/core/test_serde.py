@@ -52,9 +52,11 @@ def test_other_values_round_trip(tmp_path):
 
 def test_long_lists_are_stored_packed(tmp_path):
     store = VariableStore(tmp_path)
-    folder = store.write_outputs("p", "r", "b", [{"i": i} for i in range(1000)], multi=True)
+    store.write_outputs("p", "r", "b", [{"i": i} for i in range(1000)], multi=True)
+    folder = store.block_dir("p", "r", "b")
     assert [p.name for p in folder.iterdir()] == ["_meta.json"]  # small plain values: one file
-    big = store.write_outputs("p", "r", "big", [{"i": i, "pad": "x" * 100} for i in range(9000)], multi=True)
+    store.write_outputs("p", "r", "big", [{"i": i, "pad": "x" * 100} for i in range(9000)], multi=True)
+    big = store.block_dir("p", "r", "big")
     assert len([p for p in big.iterdir() if p.name.startswith("output_")]) == 1  # too big to inline: one packed file
     assert len(store.read_block_value("p", "r", "big")) == 9000
     assert store.read_block_value("p", "r", "b")[999] == {"i": 999}

@@ -57,15 +57,26 @@ def _outputs(root, result) -> dict:
 def _record_outputs(monkeypatch):
     """Give every BlockResult the value its block returned (children return what they saw)."""
     from dagsmith.engine import runner as runner_mod
+    from dagsmith.engine import task as task_mod
 
-    original = runner_mod._Runner._call_block
+    returned: dict[str, object] = {}
+    original_call = task_mod._call_block
 
-    def call_block(self, call, u=None):
-        outputs, multi = original(self, call, u)
-        self.result.blocks[u or call.block.uuid].output = outputs[0] if outputs else None
+    def call_block(call, task, ctx, out):
+        outputs, multi = original_call(call, task, ctx, out)
+        returned[task.node] = outputs[0] if outputs else None
         return outputs, multi
 
-    monkeypatch.setattr(runner_mod._Runner, "_call_block", call_block)
+    original_execute = runner_mod.Run.execute
+
+    def execute(self):
+        result = original_execute(self)
+        for uid, block in result.blocks.items():
+            block.output = returned.get(uid)
+        return result
+
+    monkeypatch.setattr(task_mod, "_call_block", call_block)
+    monkeypatch.setattr(runner_mod.Run, "execute", execute)
 
 
 def test_items_in_a_one_element_list_make_one_child_per_item(root):

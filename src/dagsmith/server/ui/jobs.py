@@ -514,10 +514,9 @@ def output_preview(root: Path, pipeline_uuid: str, block_uuid: str, partition: s
     import json
 
     from dagsmith.data.preview import preview
-    from dagsmith.data.store import VariableStore
-    from dagsmith.project.layout import data_dir
+    from dagsmith.engine.storage import project_store
 
-    store = VariableStore(data_dir(root))
+    store = project_store(root)  # the project's variables_dir (a shared folder or s3://, gs://) when it sets one
     part = partition if partition and store.has_outputs(pipeline_uuid, partition, block_uuid) else store.latest_partition(pipeline_uuid, block_uuid)
     if part is None:
         return None

@@ -1,0 +1,53 @@
+"""Which variables store a project's runs use.
+
+``DAGSMITH_VARIABLES_DIR`` wins; then the project's ``remote_variables_dir``
+(Mage's key for ``s3://``/``gs://``); then its ``variables_dir`` when that is an
+object-store URL or a local folder of the user's own; else dagsmith's data folder
+(``<project>/.dagsmith`` or ``DAGSMITH_DATA_DIR``). Mage's default data folders
+(``~/.mage_data``, the Docker image's ``/home/src/mage_data``) are Mage's, not
+a choice of the user's: they are ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from dagsmith.data.store import VariableStore
+from dagsmith.project.layout import data_dir
+
+VARIABLES_DIR_ENV = "DAGSMITH_VARIABLES_DIR"
+_MAGE_DEFAULTS = {"~/.mage_data", "/home/src/mage_data", "/home/src/mage_data/"}
+
+
+def variables_root(project_root: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None) -> str:
+    """The store root (a folder path or an ``s3://``/``gs://`` URL) of a project's runs."""
+    override = os.environ.get(VARIABLES_DIR_ENV, "").strip()
+    if override:
+        return _absolute(override, project_root)
+    meta = metadata or {}
+    for key in ("remote_variables_dir", "variables_dir"):
+        value = str(meta.get(key) or "").strip()
+        if not value or value in _MAGE_DEFAULTS:
+            continue
+        return _absolute(value, project_root)
+    return str(data_dir(project_root))
+
+
+def project_store(project_root: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None) -> VariableStore:
+    """The variables store of a project (reads ``metadata.yaml`` when ``metadata`` is not given)."""
+    if metadata is None:
+        from dagsmith.project.pipelines import load_project
+
+        metadata = load_project(project_root).metadata
+    return VariableStore(variables_root(project_root, metadata))
+
+
+def _absolute(value: str, project_root: str | os.PathLike[str]) -> str:
+    if "://" in value:
+        return value
+    path = Path(os.path.expanduser(value))
+    if not path.is_absolute():
+        path = Path(project_root).resolve() / path
+    return str(path)
