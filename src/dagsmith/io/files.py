@@ -27,7 +27,6 @@ from dagsmith.io.base import (
     Capabilities,
     Connector,
     arrow_to_pandas,
-    detect_format,
     to_arrow,
 )
 
