@@ -257,6 +257,11 @@ def run_command(
 
 def _run(project: str, pipeline: str, console: Console, *, as_json: bool, **kw: Any) -> Any:
     from dagsmith.engine.runner import run_pipeline
+    from dagsmith.orchestration.secrets import lazy_resolver
+    from dagsmith.project import io_config
+
+    if not io_config.has_secret_resolver():  # secrets set in the UI/API resolve in `dagsmith run` too
+        io_config.set_secret_resolver(lazy_resolver(project))
 
     observers: list[Any] = []
     recorder = _history_observer(project, pipeline, kw.get("variables"))
