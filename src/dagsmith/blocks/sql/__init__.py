@@ -41,7 +41,8 @@ Modes:
   editor runs is not applied) per the write policy — replace builds the new table
   aside and swaps it in one transaction (DuckDB: ``CREATE OR REPLACE`` in a
   transaction; BigQuery: ``WRITE_TRUNCATE``), so readers never see an empty table.
-  The output is the table's rows (``limit``).
+  The output is the table's rows (``limit``). With no schema configured (a BigQuery
+  profile without a dataset) a single query is run as it is and its rows are the output.
 - raw (``use_raw_sql``): statements run as written, in one transaction
   (PostgreSQL, DuckDB; BigQuery runs them one by one); the output is the last
   statement's rows, or for a last ``CREATE TABLE … AS`` / ``INSERT INTO`` the first
