@@ -5,6 +5,9 @@ from enum import Enum
 from dagsmith.io.base import QUERY_ROW_LIMIT, ExportWritePolicy
 from dagsmith.io.base import Connector as BaseIO
 
+# Mage's base classes, for type hints and isinstance checks in user code: one base here
+BaseFile = BaseSQLDatabase = BaseSQLConnection = BaseIO
+
 
 class DataSource(str, Enum):
     """The data source names of Mage 0.9.80 (block configuration values)."""
@@ -46,4 +49,4 @@ class FileFormat(str, Enum):
     EXCEL = "excel"
 
 
-__all__ = ["QUERY_ROW_LIMIT", "BaseIO", "DataSource", "ExportWritePolicy", "FileFormat"]
+__all__ = ["QUERY_ROW_LIMIT", "BaseFile", "BaseIO", "BaseSQLConnection", "BaseSQLDatabase", "DataSource", "ExportWritePolicy", "FileFormat"]
