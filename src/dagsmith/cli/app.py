@@ -28,7 +28,9 @@ def _fail(exc: BaseException, code: int = 2) -> None:
     """Print a dagsmith error the way a person can act on it, then exit."""
     from rich.console import Console
 
-    err = Console(stderr=True, highlight=False)
+    from dagsmith.project.masking import MaskedStream
+
+    err = Console(stderr=True, highlight=False, file=MaskedStream(sys.stderr))
     msg = getattr(exc, "message", None) or str(exc)
     err.print(f"[bold red]error:[/] {msg}", markup=True, soft_wrap=True)
     hint = getattr(exc, "hint", None)

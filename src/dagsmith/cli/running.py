@@ -36,8 +36,10 @@ SUMMARY_CHILDREN = 20
 
 def _plain(line: str) -> None:
     """Write a line to the real stdout without Rich (block output is routed per thread; this is not)."""
+    from dagsmith.project.masking import mask
+
     out = getattr(sys.stdout, "real", sys.stdout)
-    out.write(line + "\n")
+    out.write(mask(line) + "\n")
 
 
 class LiveView:
@@ -205,7 +207,9 @@ def run_command(
 ) -> int:
     from dagsmith.errors import DagsmithError, ValidationError
 
-    console = Console(highlight=False)
+    from dagsmith.project.masking import MaskedStream
+
+    console = Console(highlight=False, file=MaskedStream(sys.stdout))  # secrets never reach the terminal
     try:
         variables = parse_vars(runtime_vars, var)
         completed = _resume_state(project, pipeline, resume) if resume else None
@@ -243,7 +247,9 @@ def run_command(
         fail(exc)
     assert result is not None
     if as_json:
-        sys.stdout.write(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+        from dagsmith.project.masking import mask
+
+        sys.stdout.write(mask(json.dumps(result.to_dict(), indent=2, default=str)) + "\n")
     else:
         _report(console, result, project, pipeline, blocks)
     code = 0 if result.ok else 1
@@ -264,6 +270,7 @@ def _run(project: str, pipeline: str, console: Console, *, as_json: bool, **kw: 
         io_config.set_secret_resolver(lazy_resolver(project))
 
     observers: list[Any] = []
+    _lazy_secret_resolver(project)
     recorder = _history_observer(project, pipeline, kw.get("variables"))
     if recorder is not None:
         observers.append(recorder)
@@ -302,6 +309,29 @@ def _combine(observers: list[Any]) -> Any:
     from dagsmith.engine.observer import Fanout
 
     return Fanout([o for o in observers if o is not None])
+
+
+def _lazy_secret_resolver(project: str) -> None:
+    """Secrets stored with the UI/API resolve in ``dagsmith run`` too; the metadata DB is opened only when one is asked for.
+
+    The store, once opened, is also the masking source: the values it hands out never reach
+    the terminal (``project.masking``).
+    """
+    from dagsmith.project.io_config import set_secret_resolver
+
+    store: list[Any] = []
+
+    def resolve(name: str) -> Any:
+        if not store:
+            from dagsmith.orchestration.db import get_database
+            from dagsmith.orchestration.secrets import SecretStore
+            from dagsmith.orchestration.settings import OrchestrationSettings
+
+            settings = OrchestrationSettings.from_env(project)
+            store.append(SecretStore(get_database(settings), settings.data_dir))
+        return store[0].get(name)
+
+    set_secret_resolver(resolve)
 
 
 def _history_observer(project: str, pipeline: str, variables: dict | None = None) -> Any:
@@ -353,7 +383,9 @@ def _report(console: Console, result: Any, project: str, pipeline: str, blocks: 
         secs = (result.ended_at - result.started_at).total_seconds()
         console.print(f"[green]✔ run {result.run_id} completed[/] in {secs:.2f}s")
         return
-    err = Console(stderr=True, highlight=False)
+    from dagsmith.project.masking import MaskedStream
+
+    err = Console(stderr=True, highlight=False, file=MaskedStream(sys.stderr))
     for uid, b in result.blocks.items():
         if b.status != "failed":
             continue

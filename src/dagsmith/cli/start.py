@@ -74,6 +74,9 @@ def command(
     workers: Optional[int] = typer.Option(None, "--concurrency", help="Runs this process executes at the same time."),
     grace: float = typer.Option(10.0, "--grace", help="Seconds to let running runs finish on shutdown before handing them back."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    allowed_host: Optional[List[str]] = typer.Option(
+        None, "--allowed-host", help="A host name the browser may use besides localhost/127.0.0.1 (repeatable; DAGSMITH_ALLOWED_HOSTS)."
+    ),
 ) -> None:
     """Start the server, the scheduler and a worker (migrates the metadata DB first)."""
     import logging
@@ -93,6 +96,9 @@ def command(
         console.print(f"[yellow]hint:[/] create one with:  dagsmith init {project}")
         raise typer.Exit(2)
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from dagsmith.project.masking import install_logging_filter
+
+    install_logging_filter()  # secrets never reach the server log
     try:
         from dagsmith.orchestration.runtime import Runtime
         from dagsmith.orchestration.settings import OrchestrationSettings
@@ -136,10 +142,16 @@ def command(
             chosen = _free_port(host, port)
             if chosen != port:
                 console.print(f"[yellow]port {port} is busy; using {chosen}[/]")
-            app = create_app(root, settings, runtime=runtime, migrate=False)
+            hosts = [h for part in (allowed_host or []) for h in part.split(",") if h.strip()]
+            if host not in ("", "0", "0.0.0.0", "::"):
+                hosts.append(host)  # the name it was asked to bind is a name clients use
+            app = create_app(root, settings, runtime=runtime, migrate=False, allowed_hosts=hosts)
             console.print(f"dagsmith: serving http://{host}:{chosen}  (API docs: http://{host}:{chosen}/api/docs)")
             config = uvicorn.Config(app, host=host, port=chosen, log_level=log_level.lower(), access_log=False, timeout_graceful_shutdown=5)
-            _Server(config).run()  # returns on SIGTERM / Ctrl-C
+            server = _Server(config)  # uvicorn configures its loggers here; mask what they print
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+                install_logging_filter(logging.getLogger(name))
+            server.run()  # returns on SIGTERM / Ctrl-C
         else:
             while not stop.wait(1.0):
                 pass

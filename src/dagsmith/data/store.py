@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from dagsmith.data.serde import read_value, write_value
+from dagsmith.errors import ProjectError
 
 _latest_lock = threading.Lock()
 
@@ -36,18 +37,50 @@ class OutputsMissing(LookupError):
     """No stored outputs for a block in the asked partition."""
 
 
+class UnsafeStorePath(ProjectError):
+    """A pipeline, partition or block name that would put outputs outside the store's folder."""
+
+
+def _segments_ok(name: str, *, nested: bool) -> bool:
+    if not name or "\x00" in name or "\\" in name or os.path.isabs(name) or name.startswith("/"):
+        return False
+    parts = name.split("/")
+    if len(parts) > 1 and not nested:
+        return False
+    return all(part not in ("", ".", "..") and not part.startswith(".") for part in parts)
+
+
 class VariableStore:
-    """Block outputs under ``<data_dir>/pipelines``; safe for concurrent writers of different blocks."""
+    """Block outputs under ``<data_dir>/pipelines``; safe for concurrent writers of different blocks.
+
+    Every path it builds is checked here as well as by the project's name gate (defence in
+    depth): names must be relative, without ``..`` or hidden segments, and the resolved
+    folder must lie under ``<data_dir>/pipelines`` — so a block named ``/srv/shared/v`` or
+    ``../x`` can never make a run replace or delete anything outside the store.
+    """
 
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
         self.root = Path(data_dir) / "pipelines"
 
     # ------------------------------------------------------------ paths
+    def _confine(self, path: Path, what: str) -> Path:
+        real_root = self.root.resolve()
+        real = path.resolve()
+        if real != real_root and real_root not in real.parents:
+            raise UnsafeStorePath(f"{what} resolves to {real}, outside the variables store {real_root}")
+        return path
+
     def variables_dir(self, pipeline: str) -> Path:
-        return self.root / pipeline / ".variables"
+        if not _segments_ok(str(pipeline), nested=False):
+            raise UnsafeStorePath(f"pipeline {str(pipeline)[:80]!r} is not a safe folder name for block outputs")
+        return self._confine(self.root / pipeline / ".variables", f"pipeline {pipeline!r}")
 
     def block_dir(self, pipeline: str, partition: str, block_uuid: str) -> Path:
-        return self.variables_dir(pipeline) / partition / block_uuid
+        if not _segments_ok(str(partition), nested=False):
+            raise UnsafeStorePath(f"partition {str(partition)[:80]!r} is not a safe folder name for block outputs")
+        if not _segments_ok(str(block_uuid), nested=True):
+            raise UnsafeStorePath(f"block {str(block_uuid)[:80]!r} is not a safe folder name for block outputs")
+        return self._confine(self.variables_dir(pipeline) / partition / block_uuid, f"block {block_uuid!r}")
 
     # ------------------------------------------------------------ writing
     def write_outputs(
@@ -123,12 +156,17 @@ class VariableStore:
             current.update(entries)
             _write_json_atomic(path, current)
 
+    def _partition_dir(self, pipeline: str, partition: str) -> Path:
+        if not _segments_ok(str(partition), nested=False):
+            raise UnsafeStorePath(f"partition {str(partition)[:80]!r} is not a safe folder name for block outputs")
+        return self._confine(self.variables_dir(pipeline) / partition, f"partition {partition!r}")
+
     def write_manifest(self, pipeline: str, partition: str, manifest: dict[str, Any]) -> None:
-        _write_json_atomic(self.variables_dir(pipeline) / partition / "_run.json", manifest)
+        _write_json_atomic(self._partition_dir(pipeline, partition) / "_run.json", manifest)
 
     # ------------------------------------------------------------ reading
     def read_manifest(self, pipeline: str, partition: str) -> dict[str, Any] | None:
-        return _read_json(self.variables_dir(pipeline) / partition / "_run.json")
+        return _read_json(self._partition_dir(pipeline, partition) / "_run.json")
 
     def latest_partition(self, pipeline: str, block_uuid: str) -> str | None:
         latest = _read_json(self.variables_dir(pipeline) / "latest.json") or {}
@@ -163,7 +201,7 @@ class VariableStore:
     def delete_partitions(self, pipeline: str, partitions: Iterable[str]) -> int:
         removed = 0
         for part in partitions:
-            folder = self.variables_dir(pipeline) / part
+            folder = self._partition_dir(pipeline, part)
             if folder.is_dir():
                 shutil.rmtree(folder, ignore_errors=True)
                 removed += 1

@@ -64,6 +64,7 @@ def head_revision() -> str | None:
 def _sqlite_engine(url: str) -> Engine:
     engine = create_engine(
         url,
+        hide_parameters=True,  # bound values (trigger tokens, variables) never appear in an error text
         connect_args={"timeout": 30, "check_same_thread": False},
         pool_size=20,
         max_overflow=40,
@@ -97,8 +98,16 @@ class Database:
         self.settings = settings
         self.url = settings.url
         self.dialect = self.url.split(":", 1)[0].split("+", 1)[0]
+        from dagsmith.project.masking import add_url_password
+
+        add_url_password(self.url)
         if self.dialect == "sqlite":
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            from dagsmith.project.layout import private_dir, private_file
+
+            private_dir(settings.data_dir)
+            db_file = self.url.split("///", 1)[-1]
+            if db_file and db_file != ":memory:":
+                private_file(Path(db_file))  # created 0600 before SQLite opens it; WAL/SHM files copy its mode
             self.engine = _sqlite_engine(self.url)
         elif self.dialect in ("postgresql", "postgres"):
             self.dialect = "postgresql"
@@ -108,7 +117,7 @@ class Database:
                 from dagsmith.errors import MissingDependencyError
 
                 raise MissingDependencyError("A PostgreSQL metadata database", "postgres", "psycopg") from exc
-            self.engine = create_engine(self.url, pool_size=20, max_overflow=40, pool_pre_ping=True)
+            self.engine = create_engine(self.url, pool_size=20, max_overflow=40, pool_pre_ping=True, hide_parameters=True)
         else:
             raise ConfigError(
                 f"metadata database URL {self.url.split('@')[-1]!r} uses an unsupported database",

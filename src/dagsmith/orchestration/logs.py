@@ -11,6 +11,7 @@ finished longer ago than the retention period.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from datetime import datetime, timedelta, timezone
@@ -21,7 +22,23 @@ MASK = "******"
 
 
 def run_log_dir(logs_root: Path, pipeline_uuid: str, run_id: int | str) -> Path:
-    return Path(logs_root) / pipeline_uuid / str(run_id)
+    from dagsmith.project.names import check_name
+
+    return Path(logs_root) / check_name(pipeline_uuid, "pipeline") / check_name(str(run_id), "partition")
+
+
+def _private_dirs(directory: Path) -> None:
+    """Create the run's log folder and its missing parents with mode 0700 (logs hold what blocks print)."""
+    missing = []
+    current = Path(directory)
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
 
 
 def _safe_name(block_uuid: str) -> str:
@@ -32,20 +49,27 @@ class RunLogWriter:
     """Appends JSON-line records for one run; safe to call from several threads."""
 
     def __init__(self, directory: Path, run_id: int | str, *, secrets: Iterable[str] = ()) -> None:
+        from dagsmith.project.masking import MASKER
+
         self.directory = Path(directory)
         self.run_id = run_id
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        MASKER.add(*secrets)
+        # the masking source is asked again at every run start: a secret set a moment ago in
+        # another process is masked in this run's first line already
+        MASKER.refresh()
+        self._masker = MASKER
         self._handles: dict[str, Any] = {}
         self._lock = threading.Lock()
+
+    @property
+    def _secrets(self) -> tuple[str, ...]:
+        return self._masker.values()
 
     def block_path(self, block_uuid: str | None) -> Path:
         return self.directory / (f"{_safe_name(block_uuid)}.jsonl" if block_uuid else "pipeline.jsonl")
 
     def _mask(self, text: str) -> str:
-        for value in self._secrets:
-            if value in text:
-                text = text.replace(value, MASK)
-        return text
+        return self._masker.mask(text)
 
     def write(self, block_uuid: str | None, record: dict[str, Any]) -> None:
         rec = dict(record)
@@ -64,8 +88,9 @@ class RunLogWriter:
             for name in targets:
                 handle = self._handles.get(name)
                 if handle is None:
-                    self.directory.mkdir(parents=True, exist_ok=True)
-                    handle = open(self.directory / name, "a", encoding="utf-8")
+                    _private_dirs(self.directory)
+                    fd = os.open(self.directory / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                    handle = os.fdopen(fd, "a", encoding="utf-8")
                     self._handles[name] = handle
                 handle.write(line)
                 handle.flush()

@@ -58,6 +58,11 @@ class SecretStore:
                 "the secrets key is not a valid Fernet key",
                 hint=f"set {KEY_ENV} to a key made by cryptography.fernet.Fernet.generate_key(), or delete {key_path(data_dir)} (stored secrets are then lost)",
             ) from exc
+        # The masking source of this process: values set anywhere (another process, the CLI)
+        # are picked up within REFRESH_SECONDS, and at once at every run start.
+        from dagsmith.project.masking import MASKER
+
+        MASKER.add_source(f"secrets:{getattr(db, 'url', id(db))}", self.all_values)
 
     @staticmethod
     def _scope(pipeline_uuid: str | None) -> str:
@@ -66,8 +71,15 @@ class SecretStore:
     def set(self, name: str, value: str, *, pipeline_uuid: str | None = None) -> None:
         from dagsmith.orchestration.store import repo
 
-        if not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+        from dagsmith.project.masking import add_secret
+        from dagsmith.project.names import check_name
+
+        check_name(name, "secret")
+        if pipeline_uuid:
+            check_name(pipeline_uuid, "pipeline")
+        if not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
             raise ConfigError(f"secret name {name!r} is not valid", hint="use letters, digits, '_', '-' or '.'")
+        add_secret(str(value))  # masked from this moment on, before it is even stored
         token = self._fernet.encrypt(str(value).encode())
         with self.db.session() as session:
             repo.put_secret(session, name, token, scope=self._scope(pipeline_uuid))
@@ -88,12 +100,16 @@ class SecretStore:
                 raise ConfigError(f"secret {name!r} does not exist", hint="create it with POST /api/secrets or the UI's Secrets tab")
             token = row.value
         try:
-            return self._fernet.decrypt(token).decode()
+            value = self._fernet.decrypt(token).decode()
         except InvalidToken as exc:
             raise ConfigError(
                 f"secret {name!r} cannot be decrypted with this project's key",
                 hint="the key file changed; set the secret again",
             ) from exc
+        from dagsmith.project.masking import add_secret
+
+        add_secret(value)
+        return value
 
     def names(self, *, pipeline_uuid: str | None = None) -> list[dict]:
         from dagsmith.orchestration.store import repo

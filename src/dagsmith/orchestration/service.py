@@ -119,12 +119,36 @@ def run_to_dict(run) -> dict[str, Any]:
     }
 
 
+class TriggerDisabled(DagsmithError):
+    """An API trigger that is not active was called (with the right token): nothing is created."""
+
+
+def _wrong_token(trigger_id: Any) -> Unauthorized:
+    return Unauthorized(
+        f"the token for trigger {trigger_id} is missing or wrong",
+        hint="copy the URL with its token from the trigger's page (GET /api/pipeline_schedules/<id>)",
+    )
+
+
 def check_token(trigger, token: str | None) -> None:
-    if not token or not hmac.compare_digest(str(token), str(trigger.token)):
-        raise Unauthorized(
-            f"the token for trigger {trigger.id} is missing or wrong",
-            hint="copy the URL with its token from the trigger's page (GET /api/pipeline_schedules/<id>)",
-        )
+    # bytes: compare_digest refuses non-ASCII str, and a token in a URL can be anything
+    if not token or not hmac.compare_digest(str(token).encode(), str(trigger.token).encode()):
+        raise _wrong_token(trigger.id)
+
+
+def check_trigger_call(db, trigger_id: int, token: str | None) -> None:
+    """An API-trigger call's gate: an unknown id and a wrong token give the same 401; a disabled trigger 403."""
+    from dagsmith.orchestration.store import repo
+
+    with db.read() as session:
+        try:
+            trigger = repo.get_trigger(session, trigger_id)
+        except repo.NotFound:
+            hmac.compare_digest(str(token or "").encode(), b"x" * 32)  # about the same work as a real comparison
+            raise _wrong_token(trigger_id) from None
+        check_token(trigger, token)
+        if trigger.status != "active":
+            raise TriggerDisabled(f"trigger {trigger_id} is disabled; its URL creates no runs", hint="enable it on the trigger's page first")
 
 
 def split_payload(payload: Any) -> tuple[dict, dict, Any]:
@@ -143,8 +167,12 @@ def split_payload(payload: Any) -> tuple[dict, dict, Any]:
     return dict(variables), body, pipeline_run.get("execution_date")
 
 
-def api_trigger_run(db, trigger_id: int, token: str | None, payload: Any, *, now: datetime | None = None) -> dict[str, Any]:
-    """Create the run an API call asks for (Mage-compatible); returns the run as a dict."""
+def api_trigger_run(db, trigger_id: int, token: str | None, payload: Any, *, now: datetime | None = None, allow_inactive: bool = False) -> dict[str, Any]:
+    """Create the run an API call asks for (Mage-compatible); returns the run as a dict.
+
+    A disabled trigger refuses (``TriggerDisabled``) unless ``allow_inactive`` — the UI's
+    "Run now", a signed-in person's explicit action.
+    """
     from dagsmith.orchestration.store import repo
 
     now = now or utcnow()
@@ -153,8 +181,8 @@ def api_trigger_run(db, trigger_id: int, token: str | None, payload: Any, *, now
         trigger = repo.get_trigger(session, trigger_id)
         check_token(trigger, token)
         exec_date = parse_datetime(execution_date, field="pipeline_run.execution_date", tz=trigger.timezone or "UTC") if execution_date else now
-        if trigger.status != "active":  # Mage re-activates a trigger that is called
-            repo.update_trigger(session, trigger, now=now, status="active")
+        if trigger.status != "active" and not allow_inactive:  # Mage re-activates a called trigger; a disabled URL must stay dead
+            raise TriggerDisabled(f"trigger {trigger_id} is disabled; its URL creates no runs", hint="enable it on the trigger's page first")
         settings = trigger.settings or {}
         run = repo.create_run(
             session,

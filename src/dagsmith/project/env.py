@@ -24,6 +24,10 @@ def load_project_env(project_root: str | os.PathLike[str]) -> None:
         if candidate.is_file():
             from dotenv import dotenv_values
 
+            from dagsmith.project.masking import add_secret, looks_secret
+
             for name, value in dotenv_values(candidate).items():
+                if value is not None and looks_secret(name):
+                    add_secret(value)  # a password from .env is masked wherever it is printed
                 if value is not None and name not in os.environ:
                     os.environ[name] = value

@@ -253,7 +253,11 @@ class _RenderState:
 
     def secret(self, name: str) -> Any:
         try:
-            return _secret_resolver(name)
+            value = _secret_resolver(name)
+            from dagsmith.project.masking import add_secret
+
+            add_secret(value)
+            return value
         except ConfigError as exc:
             token = _UNRESOLVED.format(len(self.failures))
             self.failures[token] = (name, exc)
@@ -275,7 +279,12 @@ class _RenderState:
 
 
 def _env_var(name: str, default: Any = None) -> Any:
-    return os.environ.get(name, default)
+    value = os.environ.get(name, default)
+    if value is not None and is_secret_key(name):
+        from dagsmith.project.masking import add_secret
+
+        add_secret(value)
+    return value
 
 
 def _json_value(value: Any, key: Any = None) -> Any:
@@ -432,7 +441,12 @@ def read_io_config(path: str | os.PathLike[str]) -> ParsedConfig:
         raise ConfigError(f"{file}:{line}: not UTF-8 text") from None
     state = _RenderState()
     rendered = _render(text, str(file), state)
-    return ParsedConfig(str(file), _parse(rendered, str(file)), state.failures)
+    profiles = _parse(rendered, str(file))
+    from dagsmith.project.masking import add_secret
+
+    # values under secret-looking keys (POSTGRES_PASSWORD, …_TOKEN) are masked wherever printed
+    add_secret(*[v for v in secret_values(profiles) if not v.startswith("__dagsmith_unresolved")])
+    return ParsedConfig(str(file), profiles, state.failures)
 
 
 def load_profile(project_root: str | os.PathLike[str], profile: str = "default") -> dict[str, Any]:

@@ -66,9 +66,10 @@ DATA_DIR_ENV = "DAGSMITH_DATA_DIR"
 
 
 def clean_name(name: str) -> str:
-    """Turn a display name into a uuid the way Mage does: lower case, ``_`` for anything odd."""
-    cleaned = re.sub(r"[^0-9a-zA-Z_/]+", "_", name.strip()).strip("_").lower()
-    return cleaned or "block"
+    """Turn a display name into a uuid the way Mage does (see ``project.names.clean_name``)."""
+    from dagsmith.project.names import clean_name as _clean
+
+    return _clean(name)
 
 
 def block_dir(block_type: str) -> str:
@@ -77,7 +78,10 @@ def block_dir(block_type: str) -> str:
 
 
 def block_relpath(block_type: str, uuid: str, language: str = "python") -> str:
-    """``<type dir>/<uuid>.<ext>`` — the path Mage derives from a block's uuid."""
+    """``<type dir>/<uuid>.<ext>`` — the path Mage derives from a block's uuid (checked by the name gate)."""
+    from dagsmith.project.names import check_name
+
+    check_name(uuid, "block")
     ext = LANGUAGE_EXTENSIONS.get(language, language)
     return f"{block_dir(block_type)}/{uuid}.{ext}"
 
@@ -108,18 +112,43 @@ def data_dir(project_root: str | os.PathLike[str]) -> Path:
     return Path(project_root).resolve() / DATA_DIR_NAME
 
 
+def private_dir(path: str | os.PathLike[str]) -> Path:
+    """Create ``path`` (and parents) and make it 0700: dagsmith's data, logs and keys are the owner's alone."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        if folder.stat().st_mode & 0o077:
+            os.chmod(folder, 0o700)
+    except OSError:  # a folder we do not own (shared mount): leave it
+        pass
+    return folder
+
+
+def private_file(path: str | os.PathLike[str]) -> Path:
+    """Make sure ``path`` exists with mode 0600 (created empty if missing; an existing file is tightened)."""
+    file = Path(path)
+    try:
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.close(fd)
+        if file.stat().st_mode & 0o077:
+            os.chmod(file, 0o600)
+    except OSError:
+        pass
+    return file
+
+
 def confine(project_root: str | os.PathLike[str], relpath: str) -> Path:
     """Resolve ``relpath`` inside the project, refusing anything that escapes it.
 
     Refuses absolute paths, ``..`` segments that leave the folder, and symlinks
     pointing outside it.
     """
-    from dagsmith.errors import ProjectError
+    from dagsmith.project.names import UnsafeName
 
     root = Path(project_root).resolve()
-    if os.path.isabs(relpath):
-        raise ProjectError(f"path {relpath!r} is absolute; give a path inside the project {root}")
+    if os.path.isabs(relpath) or "\x00" in relpath:
+        raise UnsafeName(f"path {relpath!r} is absolute; give a path inside the project {root}")
     target = (root / relpath).resolve()
     if target != root and root not in target.parents:
-        raise ProjectError(f"path {relpath!r} is outside the project {root}")
+        raise UnsafeName(f"path {relpath!r} is outside the project {root}")
     return target

@@ -23,6 +23,7 @@ from dagsmith.project.layout import (
     block_relpath,
     clean_name,
 )
+from dagsmith.project.names import check_name, is_safe_name
 from dagsmith.project.specs import BlockSpec, PipelineSpec, Project
 from dagsmith.project.yamlio import parse_yaml, read_yaml, write_text_atomic, write_yaml
 
@@ -72,8 +73,15 @@ def pipelines_root(root: str | os.PathLike[str]) -> Path:
     return Path(root) / PIPELINES_DIR
 
 
+def pipeline_dir(root: str | os.PathLike[str], uuid: str) -> Path:
+    """``pipelines/<uuid>`` after the name gate: refuses ``..``, absolute paths and links out of ``pipelines/``."""
+    from dagsmith.project.names import confined
+
+    return confined(pipelines_root(root), uuid, kinds=["pipeline"])
+
+
 def metadata_path(root: str | os.PathLike[str], uuid: str) -> Path:
-    return pipelines_root(root) / uuid / METADATA_FILE
+    return pipeline_dir(root, uuid) / METADATA_FILE
 
 
 def list_pipelines(root: str | os.PathLike[str]) -> list[str]:
@@ -81,7 +89,14 @@ def list_pipelines(root: str | os.PathLike[str]) -> list[str]:
     base = pipelines_root(root)
     if not base.is_dir():
         return []
-    return sorted(p.name for p in base.iterdir() if (p / METADATA_FILE).is_file())
+    from dagsmith.project.names import is_safe_name
+
+    real = base.resolve()
+    return sorted(
+        p.name
+        for p in base.iterdir()
+        if is_safe_name(p.name, "pipeline") and (p / METADATA_FILE).is_file() and real in p.resolve().parents
+    )
 
 
 def read_pipeline_raw(root: str | os.PathLike[str], uuid: str) -> dict[str, Any]:
@@ -161,6 +176,9 @@ def _block_specs(
             problems.append(f"{source}: {key}[{index}] needs at least a 'uuid'")
             continue
         uuid = str(entry["uuid"])
+        if not is_safe_name(uuid, "block"):
+            problems.append(f"{source}: {key}[{index}] has uuid {uuid[:80]!r}, which is not a safe block name (no '..', absolute paths, backslashes or control characters)")
+            continue
         btype = str(entry.get("type") or forced_type or "")
         if btype not in BLOCK_TYPE_DIRS:
             known = ", ".join(sorted(BLOCK_TYPE_DIRS))
@@ -213,7 +231,9 @@ def resolve_block_file(
         if first == root.name and rest:
             candidates.append(rest)
         for candidate in candidates:
-            if (root / candidate).is_file():
+            if os.path.isabs(candidate) or ".." in candidate.replace("\\", "/").split("/"):
+                continue  # a file_source.path never leads out of the project
+            if (root / candidate).is_file() and root.resolve() in (root / candidate).resolve().parents:
                 return candidate, f"{derived} not found; using file_source.path {candidate}"
     return derived, None
 
@@ -227,8 +247,8 @@ def _now_str() -> str:
 
 def create_pipeline(root: str | os.PathLike[str], name: str, *, uuid: str | None = None) -> str:
     """Create an empty pipeline; returns its uuid. Refuses to overwrite an existing one."""
-    uid = uuid or clean_name(name)
-    folder = pipelines_root(root) / uid
+    uid = check_name(uuid, "pipeline") if uuid else clean_name(name)
+    folder = pipeline_dir(root, uid)
     if folder.exists():
         raise ProjectError(f"pipeline '{uid}' already exists at {folder}", hint="choose another name")
     folder.mkdir(parents=True)
@@ -316,7 +336,7 @@ def add_block(
             f"unknown block type '{block_type}'",
             hint="use one of: " + ", ".join(sorted(BLOCK_TYPE_DIRS)),
         )
-    uid = clean_name(block_uuid)
+    uid = check_name(block_uuid, "block")
     data = read_pipeline_raw(root_path, pipeline_uuid)
     blocks = data.setdefault("blocks", []) or []
     data["blocks"] = blocks
@@ -427,7 +447,7 @@ def block_users(root: str | os.PathLike[str], block_type: str, block_uuid: str) 
 
 def delete_pipeline(root: str | os.PathLike[str], uuid: str) -> None:
     """Delete a pipeline folder; block files stay (other pipelines may use them)."""
-    folder = pipelines_root(root) / uuid
+    folder = pipeline_dir(root, uuid)
     if not (folder / METADATA_FILE).is_file():
         raise ProjectError(f"pipeline '{uuid}' not found")
     shutil.rmtree(folder)
@@ -437,7 +457,7 @@ def clone_pipeline(root: str | os.PathLike[str], uuid: str, new_name: str) -> st
     """Copy a pipeline under a new name; the clone shares the block files."""
     data = read_pipeline_raw(root, uuid)
     new_uuid = clean_name(new_name)
-    folder = pipelines_root(root) / new_uuid
+    folder = pipeline_dir(root, new_uuid)
     if folder.exists():
         raise ProjectError(f"pipeline '{new_uuid}' already exists")
     folder.mkdir(parents=True)
@@ -452,14 +472,14 @@ def clone_pipeline(root: str | os.PathLike[str], uuid: str, new_name: str) -> st
 def rename_pipeline(root: str | os.PathLike[str], uuid: str, new_name: str) -> str:
     """Rename a pipeline (its folder and uuid); returns the new uuid."""
     new_uuid = clean_name(new_name)
-    base = pipelines_root(root)
-    if new_uuid != uuid and (base / new_uuid).exists():
+    source, target = pipeline_dir(root, uuid), pipeline_dir(root, new_uuid)
+    if new_uuid != uuid and target.exists():
         raise ProjectError(f"pipeline '{new_uuid}' already exists")
     data = read_pipeline_raw(root, uuid)
     data["name"] = new_name
     data["uuid"] = new_uuid
     if new_uuid != uuid:
-        os.replace(base / uuid, base / new_uuid)
+        os.replace(source, target)
     write_pipeline_raw(root, new_uuid, data)
     return new_uuid
 

@@ -23,21 +23,26 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
 def error_response(status: int, message: str, *, hint: str | None = None, kind: str = "error", details: Any = None) -> JSONResponse:
-    body: dict[str, Any] = {"code": status, "message": message, "type": kind}
+    """The JSON error body; every text in it passes the secret masker."""
+    from dagsmith.project.masking import MASKER
+
+    body: dict[str, Any] = {"code": status, "message": MASKER.mask(message), "type": kind}
     if hint:
-        body["hint"] = hint
+        body["hint"] = MASKER.mask(hint)
     if details is not None:
-        body["details"] = details
+        body["details"] = MASKER.mask_obj(details)
     return JSONResponse({"error": body}, status_code=status)
 
 
 def _status_for(exc: Exception) -> int:
     from dagsmith.errors import ConfigError, ProjectError, ValidationError
-    from dagsmith.orchestration.service import Unauthorized
+    from dagsmith.orchestration.service import TriggerDisabled, Unauthorized
     from dagsmith.orchestration.store.repo import Conflict, NotFound
 
     if isinstance(exc, Unauthorized):
         return 401
+    if isinstance(exc, TriggerDisabled):
+        return 403
     if isinstance(exc, NotFound):
         return 404
     if isinstance(exc, Conflict):
@@ -98,9 +103,19 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-def create_app(project_root: str | Path, settings: Any = None, *, runtime: Any = None, migrate: bool = True) -> FastAPI:
-    """The dagsmith web app for one project. ``runtime`` (optional) runs queued work in-process."""
+def create_app(
+    project_root: str | Path, settings: Any = None, *, runtime: Any = None, migrate: bool = True, allowed_hosts: Any = ()
+) -> FastAPI:
+    """The dagsmith web app for one project. ``runtime`` (optional) runs queued work in-process.
+
+    ``allowed_hosts`` are host names besides loopback that the ``Host`` header may carry
+    (``DAGSMITH_ALLOWED_HOSTS`` adds more); see ``dagsmith.server.guard``.
+    """
     from contextlib import asynccontextmanager
+
+    from fastapi import Depends
+
+    from dagsmith.server.guard import HostOriginGuard, guard_route
 
     from dagsmith.orchestration.settings import OrchestrationSettings
 
@@ -129,6 +144,7 @@ def create_app(project_root: str | Path, settings: Any = None, *, runtime: Any =
         docs_url="/api/docs",
         redoc_url=None,
         lifespan=lifespan,
+        dependencies=[Depends(guard_route)],  # the name gate and CSRF, for every route (UI, API, later ones)
     )
     app.state.settings = settings
     app.state.db = db
@@ -167,7 +183,16 @@ def create_app(project_root: str | Path, settings: Any = None, *, runtime: Any =
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
-        return error_response(500, f"internal error: {type(exc).__name__}: {exc}", hint="see the server log for the traceback", kind="internal_error")
+        # Exception text can carry SQL, hosts, stored variables: the client gets an id, the
+        # server log (masked, see project.masking) gets the details.
+        import logging
+        import secrets as _secrets
+
+        error_id = _secrets.token_hex(6)
+        logging.getLogger("dagsmith.server").error(
+            "error %s on %s %s", error_id, request.method, request.url.path, exc_info=(type(exc), exc, exc.__traceback__)
+        )
+        return error_response(500, f"internal error {error_id}", hint="the server log has the details under this error id", kind="internal_error")
 
     _lazy_api(app)
     app.add_middleware(BodyLimit, limit=int(settings.max_body_bytes))
@@ -183,6 +208,7 @@ def create_app(project_root: str | Path, settings: Any = None, *, runtime: Any =
     mount = getattr(_ui, "mount_ui", None) if _ui is not None else None
     if mount is not None:
         mount(app, root)
+    app.add_middleware(HostOriginGuard, allowed_hosts=tuple(allowed_hosts or ()))  # added last: runs first
     return app
 
 

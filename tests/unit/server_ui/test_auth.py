@@ -75,9 +75,12 @@ def test_login_sets_httponly_samesite_cookie_and_csrf_protects_api(secured):
     assert "dagsmith_session=" in cookie and "httponly" in cookie and "samesite=lax" in cookie
     assert secured.get("/pipelines").status_code == 200
     assert secured.get("/api/pipelines").status_code == 200
-    # state-changing API calls with the session cookie need the CSRF header
+    # state-changing API calls with the session cookie need the CSRF header, and the token is the
+    # session's own (handed out at sign-in): the pre-login token no longer works
     body = {"secret": {"name": "k", "value": "v"}}
     assert secured.post("/api/secrets", json=body).status_code == 403
+    assert secured.post("/api/secrets", json=body, headers={"X-CSRF-Token": csrf}).status_code == 403
+    csrf = secured.cookies.get("dagsmith_csrf")
     assert secured.post("/api/secrets", json=body, headers={"X-CSRF-Token": csrf}).status_code == 201
     # a forged session cookie is refused
     secured.cookies.set("dagsmith_session", "YWRtaW4=|9999999999|forged")

@@ -2,8 +2,10 @@
 
 ``POST /api/pipeline_schedules/<id>/pipeline_runs/<token>`` (or ``…/api_trigger`` with
 ``Authorization: Bearer <token>``) takes ``{"pipeline_run": {"variables": {…}}}``; other
-top-level keys become the run's ``event``. A wrong token is 401, malformed JSON 422 and
-an oversized body 413 — and none of them creates anything. Changes to an in-code
+top-level keys become the run's ``event``, and the answer is only the run's id and status.
+A wrong token is 401 — the same answer for an id that does not exist —, a disabled
+trigger 403, malformed JSON 422 and an oversized body 413; none of them creates or changes
+anything. Changes to an in-code
 trigger are written back to ``pipelines/<p>/triggers.yaml``.
 """
 
@@ -16,6 +18,7 @@ from fastapi import APIRouter, Request
 
 from dagsmith.server.api.common import listing, run_in_threadpool, trigger_to_dict
 from dagsmith.server.deps import DbDep, RuntimeDep, SettingsDep, notify
+from dagsmith.server.guard import token_authenticated
 from dagsmith.server.schemas import TriggerBody
 
 router = APIRouter(tags=["triggers"])
@@ -91,12 +94,18 @@ def create(pipeline_uuid: str, body: TriggerBody, db: DbDep, settings: SettingsD
     from dagsmith.orchestration.service import check_pipeline
     from dagsmith.orchestration.store import repo
 
+    from dagsmith.project.names import check_name
+
     check_pipeline(settings.project_root, pipeline_uuid)
     fields = body.pipeline_schedule.model_dump(exclude_none=True)
     name = fields.pop("name", None)
     if not name:
         raise ConfigError("a trigger needs a name", hint='send {"pipeline_schedule": {"name": "daily", ...}}')
+    check_name(name, "trigger")
     fields.setdefault("schedule_type", "time")
+    if fields["schedule_type"] == "api":
+        # a disabled trigger's URL answers 403, so an API trigger made here works until disabled
+        fields.setdefault("status", "active")
     _validate(fields)
     if "in_code" not in fields and save_in_code_automatically(settings.project_root, pipeline_uuid):
         fields["in_code"] = True
@@ -125,7 +134,11 @@ def get(trigger_id: int, db: DbDep) -> dict:
 def put(trigger_id: int, body: TriggerBody, db: DbDep, settings: SettingsDep) -> dict:
     from dagsmith.orchestration.store import repo
 
+    from dagsmith.project.names import check_name
+
     fields = body.pipeline_schedule.model_dump(exclude_none=True)
+    if "name" in fields:
+        check_name(fields["name"], "trigger")
     with db.session() as session:
         trigger = repo.get_trigger(session, trigger_id)
         _validate(fields, trigger)
@@ -167,14 +180,12 @@ def trigger_runs(trigger_id: int, db: DbDep, limit: int = 50, offset: int = 0) -
 
 async def _trigger(request: Request, trigger_id: int, token: str | None) -> dict:
     from dagsmith.errors import ConfigError
-    from dagsmith.orchestration.service import api_trigger_run, check_token
-    from dagsmith.orchestration.store import repo
+    from dagsmith.orchestration.service import api_trigger_run, check_trigger_call
 
     db = request.app.state.db
 
     def _check() -> None:
-        with db.read() as session:
-            check_token(repo.get_trigger(session, trigger_id), token)
+        check_trigger_call(db, trigger_id, token)  # unknown id and wrong token answer alike; disabled → 403
 
     await run_in_threadpool(_check)
     raw = await request.body()
@@ -189,15 +200,18 @@ async def _trigger(request: Request, trigger_id: int, token: str | None) -> dict
             ) from None
     run = await run_in_threadpool(api_trigger_run, db, trigger_id, token, payload)
     notify(getattr(request.app.state, "runtime", None))
-    return {"pipeline_run": run}
+    # only what the caller needs: the run's variables may hold the trigger's stored secrets
+    return {"pipeline_run": {"id": run["id"], "status": run["status"]}}
 
 
 @router.post("/pipeline_schedules/{trigger_id}/pipeline_runs/{token}", status_code=200, summary="Trigger a run (Mage's API trigger URL)")
+@token_authenticated
 async def api_trigger(trigger_id: int, token: str, request: Request) -> dict:
     return await _trigger(request, trigger_id, token)
 
 
 @router.post("/pipeline_schedules/{trigger_id}/api_trigger", status_code=200, summary="Trigger a run with Authorization: Bearer <token>")
+@token_authenticated
 async def api_trigger_bearer(trigger_id: int, request: Request) -> dict:
     header = request.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else None

@@ -60,6 +60,7 @@ def mount_ui(app: Any, project_root: str | Path) -> None:
     folder = data_dir(root)
     state.ui_auth = auth.load_auth(folder)
     state.ui_sessions = auth.Sessions(folder) if state.ui_auth else None
+    state.ui_login_throttle = auth.LoginThrottle()
     app.mount("/static", _Static(), name="static")
     app.include_router(router)
     app.add_middleware(auth.AuthMiddleware, data_dir=folder)

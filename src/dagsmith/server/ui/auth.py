@@ -9,12 +9,13 @@ Owner: server/ui. Key contracts:
   written by ``python -m dagsmith.server.ui.auth USER``. Clear passwords are never stored.
 * Without auth the server only answers loopback clients; ``check_host_allowed`` refuses to
   listen on a non-loopback interface (``--host 0.0.0.0``) unless auth is configured.
-* Sessions are ``user|expiry|hmac`` cookies (HttpOnly, SameSite=Lax) signed with a key kept
-  in ``<data dir>/secrets/ui_session_key`` (mode 0600).
-* CSRF: double submit. A random ``dagsmith_csrf`` cookie; every state-changing UI request
-  must echo it in the ``X-CSRF-Token`` header (HTMX) or a ``csrf_token`` form field.
-  API calls authenticated by the session cookie need the header too; API-trigger URLs
-  carry their own token and stay open.
+* Sessions are ``user|sid|issued|seen|hmac`` cookies (HttpOnly, SameSite=Lax) signed with a
+  key kept in ``<data dir>/secrets/ui_session_key`` (mode 0600): absolute and idle expiry,
+  revoked for good by logout (``Sessions``). Failed sign-ins slow down and then lock a
+  client out for a while (``LoginThrottle``).
+* CSRF is checked for every route by ``dagsmith.server.guard``: with sign-in the token is
+  bound to the session; API calls authenticated by the session cookie need the
+  ``X-CSRF-Token`` header even with JSON; API-trigger URLs carry their own token.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ SESSION_COOKIE = "dagsmith_session"
 CSRF_COOKIE = "dagsmith_csrf"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
-SESSION_SECONDS = 12 * 3600
+SESSION_SECONDS = int(os.environ.get("DAGSMITH_SESSION_SECONDS") or 12 * 3600)
+IDLE_SECONDS = int(os.environ.get("DAGSMITH_SESSION_IDLE_SECONDS") or 2 * 3600)
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -105,7 +107,8 @@ def write_auth(data_dir: Path, user: str, password: str) -> Path:
 
 
 def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
+    """True for names that bind loopback only; ``''``, ``0``, ``0.0.0.0`` and ``::`` bind every interface."""
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
@@ -147,32 +150,145 @@ def _session_key(data_dir: Path) -> bytes:
 
 
 class Sessions:
-    """Signs and checks session cookies for one data folder."""
+    """Signs, checks and revokes session cookies for one data folder.
+
+    A cookie is ``user|sid|issued|seen|sig``. ``sid`` is random; ``issued`` bounds the
+    session's life (``SESSION_SECONDS``, absolute); ``seen`` is renewed while the user is
+    active and a session idle longer than ``IDLE_SECONDS`` ends. Logging out writes the sid
+    to ``<data dir>/revoked_sessions.json`` (0600, pruned as entries expire), so a copied
+    cookie stops working everywhere, in every server process sharing the folder. The CSRF
+    token of a session is an HMAC of its sid (``csrf_for``).
+    """
 
     def __init__(self, data_dir: Path) -> None:
         self.key = _session_key(data_dir)
+        self.revoked_path = Path(data_dir) / "revoked_sessions.json"
+        self._revoked: dict[str, float] = {}
+        self._revoked_stamp: tuple[int, int] | None = None
 
     def _sign(self, payload: str) -> str:
         return hmac.new(self.key, payload.encode(), hashlib.sha256).hexdigest()
 
-    def issue(self, user: str, *, now: float | None = None) -> str:
-        expiry = int((now or time.time()) + SESSION_SECONDS)
-        payload = f"{base64.urlsafe_b64encode(user.encode()).decode()}|{expiry}"
+    def issue(self, user: str, *, now: float | None = None, sid: str | None = None, issued: int | None = None) -> str:
+        now_i = int(now if now is not None else time.time())
+        sid = sid or secrets.token_urlsafe(18)
+        payload = f"{base64.urlsafe_b64encode(user.encode()).decode()}|{sid}|{issued if issued is not None else now_i}|{now_i}"
         return f"{payload}|{self._sign(payload)}"
 
-    def check(self, cookie: str | None, *, now: float | None = None) -> str | None:
-        """The signed-in user of a cookie, or None (bad signature, expired, malformed)."""
-        if not cookie or cookie.count("|") != 2:
+    def parse(self, cookie: str | None, *, now: float | None = None) -> dict | None:
+        """``{"user", "sid", "issued", "seen"}`` of a valid, live, unrevoked cookie; None otherwise."""
+        if not cookie or cookie.count("|") != 4:
             return None
-        user_b64, expiry, sig = cookie.split("|")
-        if not hmac.compare_digest(sig, self._sign(f"{user_b64}|{expiry}")):
+        user_b64, sid, issued, seen, sig = cookie.split("|")
+        if not hmac.compare_digest(sig, self._sign(f"{user_b64}|{sid}|{issued}|{seen}")):
             return None
+        now_f = now if now is not None else time.time()
         try:
-            if int(expiry) < (now or time.time()):
-                return None
-            return base64.urlsafe_b64decode(user_b64.encode()).decode()
+            issued_i, seen_i = int(issued), int(seen)
+            user = base64.urlsafe_b64decode(user_b64.encode()).decode()
         except (ValueError, UnicodeDecodeError):
             return None
+        if now_f - issued_i > SESSION_SECONDS or now_f - seen_i > IDLE_SECONDS or seen_i > now_f + 60:
+            return None
+        if sid in self._load_revoked():
+            return None
+        return {"user": user, "sid": sid, "issued": issued_i, "seen": seen_i}
+
+    def check(self, cookie: str | None, *, now: float | None = None) -> str | None:
+        """The signed-in user of a cookie, or None (bad signature, expired, idle, revoked, malformed)."""
+        info = self.parse(cookie, now=now)
+        return info["user"] if info else None
+
+    def renewed(self, info: dict, *, now: float | None = None) -> str | None:
+        """A fresh cookie for an active session when its ``seen`` stamp is over a minute old, else None."""
+        now_i = int(now if now is not None else time.time())
+        if now_i - info["seen"] < 60:
+            return None
+        return self.issue(info["user"], now=now_i, sid=info["sid"], issued=info["issued"])
+
+    def csrf_for(self, sid: str) -> str:
+        return hmac.new(self.key, f"csrf|{sid}".encode(), hashlib.sha256).hexdigest()[:40]
+
+    def revoke(self, cookie: str | None, *, now: float | None = None) -> bool:
+        """End the session of ``cookie`` for good (logout). True when it was a valid session."""
+        info = self.parse(cookie, now=now)
+        if info is None:
+            return False
+        now_f = now if now is not None else time.time()
+        revoked = {k: v for k, v in self._load_revoked().items() if v > now_f}
+        revoked[info["sid"]] = info["issued"] + SESSION_SECONDS
+        path = self.revoked_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(revoked, handle)
+        os.replace(tmp, path)
+        self._revoked, self._revoked_stamp = revoked, None
+        return True
+
+    def _load_revoked(self) -> dict[str, float]:
+        try:
+            st = self.revoked_path.stat()
+        except OSError:
+            return self._revoked
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp != self._revoked_stamp:
+            try:
+                self._revoked = {str(k): float(v) for k, v in json.loads(self.revoked_path.read_text(encoding="utf-8")).items()}
+            except (OSError, ValueError, AttributeError):
+                self._revoked = {}
+            self._revoked_stamp = stamp
+        return self._revoked
+
+
+class LoginThrottle:
+    """Failed sign-ins per client: each failure doubles the wait (0.5 s, 1 s, 2 s … up to 30 s).
+
+    After ``LOCK_AFTER`` failures in ``WINDOW`` seconds the client gets 429 with
+    ``Retry-After`` until the window has passed; a successful sign-in clears its record.
+    """
+
+    WINDOW = 15 * 60
+    LOCK_AFTER = 10
+
+    def __init__(self) -> None:
+        import threading
+
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, client: str, now: float) -> list[float]:
+        times = [t for t in self._failures.get(client, []) if now - t < self.WINDOW]
+        if times:
+            self._failures[client] = times
+        else:
+            self._failures.pop(client, None)
+        return times
+
+    def retry_after(self, client: str, *, now: float | None = None) -> int:
+        """Seconds this client must wait before another attempt is even checked (0: go ahead)."""
+        now = now if now is not None else time.time()
+        with self._lock:
+            times = self._recent(client, now)
+            if len(times) >= self.LOCK_AFTER:
+                return max(1, int(self.WINDOW - (now - times[-self.LOCK_AFTER])) + 1)
+        return 0
+
+    def failed(self, client: str, *, now: float | None = None) -> float:
+        """Record a failure; returns how long to hold the answer back."""
+        now = now if now is not None else time.time()
+        with self._lock:
+            times = self._recent(client, now)
+            times.append(now)
+            self._failures[client] = times
+            if len(self._failures) > 10_000:  # a flood of clients cannot grow memory without bound
+                self._failures.pop(next(iter(self._failures)))
+            return min(30.0, 0.5 * 2 ** (len(times) - 1))
+
+    def succeeded(self, client: str) -> None:
+        with self._lock:
+            self._failures.pop(client, None)
 
 
 def _open_path(path: str) -> bool:
@@ -208,7 +324,7 @@ def _header(scope, wanted: bytes) -> str | None:
 
 
 class AuthMiddleware:
-    """ASGI middleware: loopback-only without auth; session required with auth; CSRF header for cookie-authenticated API writes."""
+    """ASGI middleware: loopback-only without auth; a live session required with auth (CSRF: ``server.guard``)."""
 
     def __init__(self, app, data_dir: Path) -> None:
         self.app = app
@@ -234,8 +350,8 @@ class AuthMiddleware:
         if _open_path(path):
             return await self.app(scope, receive, send)
         cookies = _cookies(scope)
-        user = self.sessions.check(cookies.get(SESSION_COOKIE))
-        if user is None:
+        info = self.sessions.parse(cookies.get(SESSION_COOKIE))
+        if info is None:
             if path.startswith("/api/"):
                 return await self._json(send, 401, "sign in first (POST /login) — this server requires a user")
             if scope.get("method") == "GET":
@@ -244,12 +360,20 @@ class AuthMiddleware:
                 target = path + ("?" + scope["query_string"].decode() if scope.get("query_string") else "")
                 return await self._redirect(send, "/login?next=" + quote(target, safe=""))
             return await self._plain(send, 401, "Your session ended; sign in again.")
-        if path.startswith("/api/") and scope.get("method") in UNSAFE_METHODS:
-            token = _header(scope, CSRF_HEADER.encode())
-            if not token or not hmac.compare_digest(token, cookies.get(CSRF_COOKIE, "")):
-                return await self._json(send, 403, "CSRF check failed: send the dagsmith_csrf cookie value in the X-CSRF-Token header")
-        scope["state"]["user"] = user
-        return await self.app(scope, receive, send)
+        scope["state"]["user"] = info["user"]
+        scope["state"]["session_id"] = info["sid"]  # CSRF tokens are bound to it (server.guard)
+        fresh = self.sessions.renewed(info)
+        if fresh is None:
+            return await self.app(scope, receive, send)
+        secure = scope.get("scheme") == "https"
+        cookie = f"{SESSION_COOKIE}={fresh}; HttpOnly; Path=/; SameSite=Lax; Max-Age={SESSION_SECONDS}" + ("; Secure" if secure else "")
+
+        async def send_renewed(message):  # idle expiry slides while the user is active
+            if message["type"] == "http.response.start" and path != "/logout":
+                message = {**message, "headers": [*(message.get("headers") or []), (b"set-cookie", cookie.encode("latin-1"))]}
+            await send(message)
+
+        return await self.app(scope, receive, send_renewed)
 
     @staticmethod
     async def _plain(send, status: int, text: str) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from dagsmith.errors import ConfigError, DagsmithError, ProjectError
@@ -64,31 +64,14 @@ def _notify(request: Request) -> None:
 
 
 def _csrf_token(request: Request) -> str:
-    token = getattr(request.state, "csrf_new", None) or request.cookies.get(auth.CSRF_COOKIE)
-    if not token:
-        token = _secrets.token_urlsafe(24)
-        request.state.csrf_new = token
-    return token
+    from dagsmith.server.guard import csrf_token
+
+    return csrf_token(request)
 
 
-async def csrf_check(request: Request) -> None:
-    """Dependency: state-changing requests must echo the CSRF cookie (header or form field)."""
-    if request.method not in auth.UNSAFE_METHODS:
-        return
-    import hmac
-
-    cookie = request.cookies.get(auth.CSRF_COOKIE, "")
-    sent = request.headers.get(auth.CSRF_HEADER)
-    if not sent:
-        form = await request.form()
-        sent = str(form.get(auth.CSRF_FIELD) or "")
-    if not cookie or not sent or not hmac.compare_digest(cookie, sent):
-        from fastapi import HTTPException
-
-        raise HTTPException(status_code=403, detail="CSRF check failed: reload the page and try again")
-
-
-router = APIRouter(dependencies=[Depends(csrf_check)], include_in_schema=False)
+# CSRF, the Host/Origin checks and the name gate for path parameters are applied to every
+# route of the app by dagsmith.server.guard (one dependency, one middleware).
+router = APIRouter(include_in_schema=False)
 
 
 def _plain(fn):
@@ -246,9 +229,11 @@ def _flash_url(url: str, message: str, kind: str = "ok") -> str:
 
 
 def _error_text(exc: Exception) -> str:
+    from dagsmith.project.masking import mask
+
     if isinstance(exc, DagsmithError):
-        return exc.message + (f" — {exc.hint}" if exc.hint else "")
-    return f"{type(exc).__name__}: {exc}"
+        return mask(exc.message + (f" — {exc.hint}" if exc.hint else ""))
+    return mask(f"{type(exc).__name__}: {exc}")
 
 
 def _error_fragment(request: Request, exc: Exception, status: int = 422) -> HTMLResponse:
@@ -320,20 +305,35 @@ async def login(request: Request) -> Response:
         return RedirectResponse(target, status_code=303)
     import hmac
 
+    throttle = request.app.state.ui_login_throttle
+    client = request.client.host if request.client else "?"
+    wait = throttle.retry_after(client)
+    if wait:
+        return render(request, "login.html", status_code=429, headers={"Retry-After": str(wait)}, next=target,
+                      error=f"Too many failed sign-ins from this address; try again in {wait // 60 + 1} min.")
     ok = hmac.compare_digest(user.encode(), config.user.encode()) & auth.verify_password(password, config.password_hash)
     if not ok:
-        await asyncio.sleep(0.5)  # slows guessing
+        await asyncio.sleep(throttle.failed(client))  # each failure doubles the wait
         return render(request, "login.html", status_code=401, next=target, error="Wrong user or password.")
+    throttle.succeeded(client)
+    sessions = request.app.state.ui_sessions
+    cookie = sessions.issue(user)
     response = RedirectResponse(target, status_code=303)
     secure = request.url.scheme == "https"
-    response.set_cookie(auth.SESSION_COOKIE, request.app.state.ui_sessions.issue(user), httponly=True, samesite="lax", secure=secure, max_age=auth.SESSION_SECONDS, path="/")
+    response.set_cookie(auth.SESSION_COOKIE, cookie, httponly=True, samesite="lax", secure=secure, max_age=auth.SESSION_SECONDS, path="/")
+    # the session's CSRF token, readable by scripts that signed in (send it as X-CSRF-Token)
+    response.set_cookie(auth.CSRF_COOKIE, sessions.csrf_for(sessions.parse(cookie)["sid"]), httponly=False, samesite="strict", secure=secure, path="/")
     return response
 
 
 @_post("/logout")
 def logout(request: Request) -> Response:
+    sessions = getattr(request.app.state, "ui_sessions", None)
+    if sessions is not None:
+        sessions.revoke(request.cookies.get(auth.SESSION_COOKIE))  # the cookie is dead even if someone kept a copy
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(auth.SESSION_COOKIE, path="/")
+    response.delete_cookie(auth.CSRF_COOKIE, path="/")
     return response
 
 
@@ -1078,6 +1078,9 @@ async def trigger_create(request: Request, pipeline_uuid: str) -> Response:
         name = str(form.get("name") or "").strip()
         if not name:
             raise ConfigError("a trigger needs a name", hint="e.g. daily_5am")
+        from dagsmith.project.names import check_name
+
+        check_name(name, "trigger")
         schedule_type = str(form.get("schedule_type") or "time")
         if schedule_type not in ("time", "api"):
             raise ConfigError(f"trigger type {schedule_type!r} is not supported here", hint="choose schedule or API")
@@ -1135,7 +1138,7 @@ def _trigger_action(request: Request, trigger_id: int, action: str) -> Response:
             if action != "run":
                 repo.audit(session, f"trigger.{action}", "trigger", trigger_id, {}, actor=_actor(request))
         if action == "run":
-            run = api_trigger_run(db, trigger_id, token, {})
+            run = api_trigger_run(db, trigger_id, token, {}, allow_inactive=True)
             _notify(request)
             return _redirect(request, f"/pipeline-runs/{run['id']}")
         if in_code:
@@ -1302,29 +1305,34 @@ async def backfill_rerun(request: Request, backfill_id: int) -> Response:
 # ---------------------------------------------------------------- files
 
 
-def safe_path(root: Path, relpath: str) -> Path:
-    """A path inside the project; refuses absolute paths, ``..`` segments and symlinks (anywhere on the way)."""
+def _private_paths(request: Request) -> list[Path]:
+    """dagsmith's own data wherever it lives (data folder, SQLite DB, logs, key): never listed, read or written."""
+    from dagsmith.project.layout import data_dir
+
+    root = _root(request)
+    paths = [data_dir(root), root / ".dagsmith"]
+    settings = getattr(request.app.state, "settings", None)
+    if settings is not None:
+        paths += [settings.data_dir, settings.logs_dir]
+        url = str(getattr(settings, "url", "") or "")
+        if url.startswith("sqlite:///"):
+            paths.append(Path(url[len("sqlite:///"):]))
     import os
 
-    rel = (relpath or "").replace("\\", "/").strip()
-    if not rel or rel in (".", "/"):
-        return root
-    if rel.startswith("/") or os.path.isabs(rel) or (len(rel) > 1 and rel[1] == ":"):
-        raise ProjectError(f"path {relpath!r} is absolute; give a path inside the project", hint="e.g. io_config.yaml or utils/helpers.py")
-    parts = [p for p in rel.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        raise ProjectError(f"path {relpath!r} contains '..'; only files inside the project can be opened")
-    current = root
-    for part in parts:
-        current = current / part
-        if current.is_symlink():
-            raise ProjectError(f"path {relpath!r} goes through a symbolic link ({current.relative_to(root)}); links are not followed")
-    from dagsmith.project.layout import confine
-
-    return confine(root, "/".join(parts))
+    if os.environ.get("DAGSMITH_SECRET_KEY_FILE"):
+        paths.append(Path(os.environ["DAGSMITH_SECRET_KEY_FILE"]))
+    return paths
 
 
-def _tree(root: Path, base: Path, depth: int = 0, limit: list[int] | None = None) -> list[dict[str, Any]]:
+def safe_path(root: Path, relpath: str, private: list[Path] | None = None) -> Path:
+    """A path inside the project through the name gate: no absolute paths, ``..``, symlinks or dagsmith's data."""
+    from dagsmith.project.layout import data_dir
+    from dagsmith.project.names import project_file
+
+    return project_file(root, relpath, forbidden=private if private is not None else [data_dir(root), Path(root) / ".dagsmith"])
+
+
+def _tree(root: Path, base: Path, depth: int = 0, limit: list[int] | None = None, private: frozenset[Path] = frozenset()) -> list[dict[str, Any]]:
     limit = limit if limit is not None else [3000]
     out = []
     try:
@@ -1334,12 +1342,12 @@ def _tree(root: Path, base: Path, depth: int = 0, limit: list[int] | None = None
     for entry in entries:
         if limit[0] <= 0:
             break
-        if entry.name in FILE_SKIP or entry.name.endswith((".pyc",)) or entry.is_symlink():
+        if entry.name in FILE_SKIP or entry.name.endswith((".pyc",)) or entry.is_symlink() or (private and entry.resolve() in private):
             continue
         limit[0] -= 1
         rel = entry.relative_to(root).as_posix()
         if entry.is_dir():
-            out.append({"name": entry.name, "path": rel, "dir": True, "children": _tree(root, entry, depth + 1, limit) if depth < 6 else []})
+            out.append({"name": entry.name, "path": rel, "dir": True, "children": _tree(root, entry, depth + 1, limit, private) if depth < 6 else []})
         else:
             out.append({"name": entry.name, "path": rel, "dir": False})
     return out
@@ -1362,10 +1370,12 @@ def _mode_for(path: str) -> str:
 @_get("/files")
 def files_page(request: Request, path: str = "", ok: str | None = None, error: str | None = None) -> HTMLResponse:
     root = _root(request)
-    ctx: dict[str, Any] = {"title": "Files", "nav": "files", "tree": _tree(root, root), "path": path, "ok": ok, "error": error, "file": None}
+    private = _private_paths(request)
+    tree = _tree(root, root, private=frozenset(p.resolve() for p in private))
+    ctx: dict[str, Any] = {"title": "Files", "nav": "files", "tree": tree, "path": path, "ok": ok, "error": error, "file": None}
     if path:
         try:
-            target = safe_path(root, path)
+            target = safe_path(root, path, private)
             if target.is_dir():
                 ctx["error"] = ctx["error"] or f"{path} is a folder; pick a file"
             elif not target.is_file():
@@ -1390,7 +1400,7 @@ async def files_save(request: Request) -> HTMLResponse:
     form = await request.form()
     path = str(form.get("path") or "")
     try:
-        target = safe_path(_root(request), path)
+        target = safe_path(_root(request), path, _private_paths(request))
         if target.is_dir():
             raise ProjectError(f"{path} is a folder")
         changed = _check_hash(target, str(form.get("base_hash") or ""), form.get("force") == "1")
@@ -1409,7 +1419,7 @@ async def files_new(request: Request) -> Response:
     form = await request.form()
     path = str(form.get("path") or "").strip()
     try:
-        target = safe_path(_root(request), path)
+        target = safe_path(_root(request), path, _private_paths(request))
         if target == _root(request):
             raise ProjectError("give a file name", hint="e.g. utils/helpers.py")
         if target.exists():

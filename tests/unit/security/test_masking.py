@@ -1,0 +1,97 @@
+"""Secrets never reach a log file, an API answer or the terminal — including one set after the server started."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from .conftest import make_app
+
+SECRET = "late-secret-7c1d9e"
+
+
+def _wait(client, run_id: int, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        run = client.get(f"/api/pipeline_runs/{run_id}").json()["pipeline_run"]
+        if run["status"] in ("completed", "failed", "cancelled") or time.monotonic() > deadline:
+            return run
+        time.sleep(0.1)
+
+
+def test_a_secret_set_in_another_process_after_start_is_masked_everywhere(project):
+    app, client, rt = make_app(project, runtime=True)
+    try:
+        with client:
+            assert client.get("/api/secrets").status_code == 200  # the server's store and masker exist
+            # another process (the CLI, a second server) sets the secret after this one started
+            code = (
+                "from dagsmith.orchestration.settings import OrchestrationSettings as S;"
+                "from dagsmith.orchestration.db import get_database;"
+                "from dagsmith.orchestration.secrets import SecretStore;"
+                f"s=S.from_env({str(project)!r}); SecretStore(get_database(s), s.data_dir).set('late_pw', {SECRET!r})"
+            )
+            subprocess.run([sys.executable, "-c", code], check=True)
+            run = client.post("/api/pipelines/p/pipeline_runs", json={}).json()["pipeline_run"]
+            done = _wait(client, run["id"])
+            assert done["status"] == "completed", done
+            answers = [
+                client.get(f"/api/pipeline_runs/{run['id']}").text,
+                client.get(f"/api/pipeline_runs/{run['id']}/logs").text,
+                client.get(f"/api/block_runs?pipeline_run_id={run['id']}").text,
+                client.get("/api/pipelines/p/logs").text,
+                client.get(f"/pipeline-runs/{run['id']}").text,
+                client.get("/api/secrets").text,
+            ]
+    finally:
+        rt.stop(1.0)
+    for text in answers:
+        assert SECRET not in text
+    data = project / ".dagsmith"
+    written = [p for p in data.rglob("*") if p.is_file() and p.suffix != ".db" and "secrets" not in p.parts]
+    assert any(p.suffix == ".jsonl" for p in written)
+    leaking = [str(p) for p in written if SECRET.encode() in p.read_bytes()]
+    assert leaking == []
+    assert any("the value is ******" in p.read_text(errors="replace") for p in written if p.suffix == ".jsonl")
+
+
+def test_log_db_and_key_files_are_private(project):
+    app, client, rt = make_app(project, runtime=True)
+    try:
+        with client:
+            client.post("/api/secrets", json={"secret": {"name": "late_pw", "value": SECRET}})
+            run = client.post("/api/pipelines/p/pipeline_runs", json={}).json()["pipeline_run"]
+            assert _wait(client, run["id"])["status"] == "completed"
+    finally:
+        rt.stop(1.0)
+    data = project / ".dagsmith"
+    assert data.stat().st_mode & 0o777 == 0o700
+    files = [p for p in data.rglob("*") if p.is_file() and (p.suffix in (".jsonl", ".db") or p.name == "key")]
+    assert {p.suffix for p in files} >= {".jsonl", ".db"} and any(p.name == "key" for p in files)
+    assert {str(p.relative_to(data)): oct(p.stat().st_mode & 0o777) for p in files if p.stat().st_mode & 0o077} == {}
+    folders = [p for p in (data / "logs").rglob("*") if p.is_dir()]
+    assert folders and all(p.stat().st_mode & 0o777 == 0o700 for p in folders)
+
+
+def test_dagsmith_run_masks_env_and_io_config_passwords(project):
+    (project / ".env").write_text("POSTGRES_PASSWORD=envpass-9f3a1b\n")
+    (project / "data_loaders" / "load.py").write_text(
+        "import os\n"
+        "from mage_ai.io.config import ConfigFileLoader\n"
+        "from mage_ai.settings.repo import get_repo_path\n\n\n"
+        "@data_loader\n"
+        "def load(*args, **kwargs):\n"
+        "    config = ConfigFileLoader(os.path.join(get_repo_path(), 'io_config.yaml'), 'default')\n"
+        "    print('config', dict(config.items()))\n"
+        "    print('item', config['POSTGRES_PASSWORD'])\n"
+        "    raise ValueError('could not connect with ' + config['POSTGRES_PASSWORD'])\n"
+    )
+    io = (project / "io_config.yaml").read_text()
+    if "POSTGRES_PASSWORD" not in io:
+        (project / "io_config.yaml").write_text(io + "  POSTGRES_PASSWORD: \"{{ env_var('POSTGRES_PASSWORD') }}\"\n")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(project.parent)}
+    proc = subprocess.run([sys.executable, "-m", "dagsmith", "run", str(project), "p"], capture_output=True, text=True, env=env)
+    shown = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "could not connect with ******" in shown, shown[-2000:]
+    assert "envpass-9f3a1b" not in shown and "item ******" in shown
