@@ -263,11 +263,6 @@ def run_command(
 
 def _run(project: str, pipeline: str, console: Console, *, as_json: bool, **kw: Any) -> Any:
     from dagsmith.engine.runner import run_pipeline
-    from dagsmith.orchestration.secrets import lazy_resolver
-    from dagsmith.project import io_config
-
-    if not io_config.has_secret_resolver():  # secrets set in the UI/API resolve in `dagsmith run` too
-        io_config.set_secret_resolver(lazy_resolver(project))
 
     observers: list[Any] = []
     _lazy_secret_resolver(project)

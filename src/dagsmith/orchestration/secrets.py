@@ -150,20 +150,3 @@ def get_secret_value(name: str, project_root: str | os.PathLike[str] | None = No
 
     settings = OrchestrationSettings.from_env(project_root or get_repo_path())
     return SecretStore(get_database(settings), settings.data_dir).get(name)
-
-
-def lazy_resolver(project_root: str | os.PathLike[str]):
-    """A secrets resolver for ``dagsmith run``: opens the project's store on the first secret asked for,
-    so runs that use no secret never touch the metadata database."""
-    store: list[SecretStore] = []
-
-    def get(name: str) -> str:
-        if not store:
-            from dagsmith.orchestration.db import get_database
-            from dagsmith.orchestration.settings import OrchestrationSettings
-
-            settings = OrchestrationSettings.from_env(project_root)
-            store.append(SecretStore(get_database(settings), settings.data_dir))
-        return store[0].get(name)
-
-    return get

@@ -230,11 +230,6 @@ def set_secret_resolver(fn: SecretResolver | None) -> None:
     _secret_resolver = fn or _no_secret_store
 
 
-def has_secret_resolver() -> bool:
-    """True once a process (server, worker, ``dagsmith run``) has registered where secrets come from."""
-    return _secret_resolver is not _no_secret_store
-
-
 def get_secret_value(name: str) -> Any:
     """The value of secret ``name`` from the registered resolver (Mage's ``get_secret_value``)."""
     return _secret_resolver(name)
