@@ -1,4 +1,4 @@
-"""Issue 2 figures: start-up, a 1-block pipeline, a 100-block chain, a 50-block fan-out.
+"""Issue 2 figures: start-up, a 1-block pipeline, a 100-block chain, a 50-block fan-out; issue 17: --help.
 
     python benchmarks/core_runs.py [--repeat 5] [--with-mage]
 
@@ -78,13 +78,19 @@ def main() -> None:
     ds = dagsmith_cmd()
     env = {"DAGSMITH_DATA_DIR": str(WORK / "data")}
     base = measure("baseline: hand-written script (1 step)", [sys.executable, "-c", BASELINE.format(n=0)], repeat=args.repeat)
+    empty = measure("python -c pass (interpreter start)", [sys.executable, "-c", "pass"], repeat=args.repeat)
+    typer_only = measure("python -c 'import typer.main' (what --help avoids)", [sys.executable, "-c", "import typer.main"], repeat=args.repeat)
     help_m = measure("dagsmith --help", [*ds, "--help"], repeat=args.repeat, env=env)
+    version_m = measure("dagsmith --version", [*ds, "--version"], repeat=args.repeat, env=env)
+    run_help = measure("dagsmith run --help (Typer)", [*ds, "run", "--help"], repeat=args.repeat, env=env)
     one = measure("dagsmith run: 1-block pipeline", [*ds, "run", str(root), "one"], repeat=args.repeat, env=env)
     chain = measure("dagsmith run: chain of 100 blocks", [*ds, "run", str(root), "chain100"], repeat=args.repeat, env=env)
     fan = measure("dagsmith run: fan-out of 50 blocks", [*ds, "run", str(root), "fan50"], repeat=args.repeat, env=env)
     per_block_ms = (chain.wall - one.wall) / 99 * 1000
-    rows = [help_m, one, chain, fan]
+    rows = [empty, typer_only, help_m, version_m, run_help, one, chain, fan]
     notes = [
+        f"dagsmith --help: {help_m.wall:.3f} s = {help_m.wall / empty.wall:.2f}× `python -c pass` ({empty.wall:.3f} s) (goal ≤ 0.1 s;"
+        f" Typer + Click alone: {typer_only.wall - empty.wall:.3f} s above the interpreter)",
         f"per block beyond start-up (chain): {per_block_ms:.2f} ms (goal < 1 ms; Mage 0.9.80 ≈ 5 ms)",
         f"1-block pipeline: {one.wall:.3f} s (goal < 0.4 s; Mage 0.9.80: 2.57 s → {2.57 / one.wall:.1f}× faster)",
         f"100-block chain: {chain.wall:.3f} s (Mage 0.9.80: 3.11 s → {3.11 / chain.wall:.1f}× faster)",

@@ -157,6 +157,7 @@ def make_project(root: Path, pg: dict, name: str) -> Path:
         f"  POSTGRES_HOST: {pg['host']}\n"
         f"  POSTGRES_PORT: {pg['port']}\n"
     )
+    (Path(project) / ".env").write_text("POSTGRES_PASSWORD=unused-with-trust-auth\n")  # as the course's .env sets it
     create_pipeline(project, "yellow_taxi_etl")
     return Path(project)
 

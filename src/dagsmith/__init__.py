@@ -11,8 +11,6 @@ CLI's start-up fast.
 
 from __future__ import annotations
 
-from typing import Any
-
 __version__ = "0.1.0"
 
 _DECORATORS = (
@@ -29,7 +27,7 @@ _DECORATORS = (
 )
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> "object":  # no typing import: it would slow every CLI start
     if name in _DECORATORS:
         from dagsmith.blocks import decorators
 

@@ -1,5 +1,5 @@
 """``python -m dagsmith`` is the ``dagsmith`` command."""
 
-from dagsmith.cli.app import main
+from dagsmith.cli.front import main
 
 main()

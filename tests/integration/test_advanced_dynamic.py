@@ -15,17 +15,17 @@ import pytest
 import yaml
 
 from dagsmith.engine.runner import run_pipeline
+from tests.fixtures.services import SHARED_DATA, data_path
 from tests.projects import add_pipeline, make_project
 
 pytestmark = pytest.mark.integration
 
-TRIP_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "trip-data"
+TRIP_DATA = SHARED_DATA / "trip-data"
 DAGSMITH = str(Path(sys.executable).with_name("dagsmith"))
 
 
 def _months_project(tmp_path) -> Path:
-    if not TRIP_DATA.is_dir():
-        raise RuntimeError(f"shared trip data not found at {TRIP_DATA}")
+    data_path("trip-data")  # fails naming DAGSMITH_TEST_DATA when the data is missing
     root = make_project(tmp_path)
     add_pipeline(root, "green_2022", [
         {"uuid": "list_months", "type": "data_loader", "configuration": {"dynamic": True}, "code": f"""

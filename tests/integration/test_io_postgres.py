@@ -223,10 +223,11 @@ def test_fixture_starts_a_throwaway_cluster_when_no_server_answers():
     assert not _pg_answers("127.0.0.1", cluster.port, "test")
 
 
-def test_unset_env_vars_in_io_config_are_named_when_connecting_fails(tmp_path, monkeypatch):
+def test_unset_env_vars_in_io_config_are_refused_before_connecting(tmp_path, monkeypatch):
+    """An env_var() that resolves to nothing never falls back to the driver's default host or user."""
     from tests.fixtures.services import free_port
 
-    from dagsmith.errors import ConnectorError
+    from dagsmith.errors import ConfigError
     from dagsmith.io.postgres import Postgres
     from dagsmith.project.io_config import ConfigFileLoader
 
@@ -238,9 +239,8 @@ def test_unset_env_vars_in_io_config_are_named_when_connecting_fails(tmp_path, m
         f"  POSTGRES_PORT: {free_port()}\n  POSTGRES_USER: \"{{{{ env_var('PG_TEST_USER') }}}}\"\n"
         "  POSTGRES_PASSWORD: s3cret-pw\n  POSTGRES_DBNAME: test\n  POSTGRES_CONNECT_TIMEOUT: 2\n"
     )
-    with pytest.raises(ConnectorError) as info:
-        with Postgres.with_config(ConfigFileLoader(str(cfg), "dev")) as pg:
-            pg.load("select 1")
+    with pytest.raises(ConfigError) as info:
+        Postgres.with_config(ConfigFileLoader(str(cfg), "dev"))
     text = str(info.value)
-    assert "POSTGRES_HOST, POSTGRES_USER are empty in" in text and "profile 'dev'" in text
+    assert "profile 'dev'" in text and "PG_TEST_" in text and "is not set" in text
     assert "s3cret-pw" not in text

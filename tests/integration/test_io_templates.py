@@ -114,6 +114,7 @@ def test_course_blocks_run_unchanged(tmp_path, http_data_server, pg_server, pg_s
         "  POSTGRES_PASSWORD: {{ env_var('POSTGRES_PASSWORD') }}\n"
         f"  POSTGRES_HOST: {pg_server.host}\n  POSTGRES_PORT: {pg_server.port}\n"
     )
+    (project / ".env").write_text("POSTGRES_PASSWORD=unused-with-trust-auth\n")  # as the course's .env sets it
     create_pipeline(project, "green_taxi_etl")
     url = http_data_server("nyc-tlc-data/green/green_tripdata_2021-01.csv.gz")
     add_block(project, "green_taxi_etl", "load_api_data", "data_loader",

@@ -60,13 +60,64 @@ def test_unquoted_env_var_is_rendered_before_parsing(project, monkeypatch):
         default:
           POSTGRES_PORT: {{env_var('PG_PORT_X')}}
           POSTGRES_HOST: {{ env_var('PG_HOST_X') }}
-          POSTGRES_SCHEMA: {{ env_var('DAGSMITH_SURELY_MISSING') }}
+          POSTGRES_SCHEMA: {{ env_var('DAGSMITH_SURELY_MISSING', 'public') }}
         """
     )
     profile = load_profile(root)
     assert profile["POSTGRES_PORT"] == 6543
     assert profile["POSTGRES_HOST"] == "warehouse"
-    assert profile["POSTGRES_SCHEMA"] is None
+    assert profile["POSTGRES_SCHEMA"] == "public"
+
+
+def test_env_var_resolving_to_nothing_names_profile_key_and_variable(project, monkeypatch):
+    """A missing POSTGRES_DBNAME must not silently become the driver's default database."""
+    monkeypatch.delenv("DAGSMITH_T_MISSING_DB", raising=False)
+    monkeypatch.setenv("DAGSMITH_T_EMPTY_HOST", "")
+    monkeypatch.setenv("DAGSMITH_T_USER", "alice")
+    root = project(
+        """
+        dev:
+          POSTGRES_DBNAME: "{{ env_var('DAGSMITH_T_MISSING_DB') }}"
+          POSTGRES_HOST: {{ env_var('DAGSMITH_T_EMPTY_HOST') }}
+          POSTGRES_USER: "{{ env_var('DAGSMITH_T_USER') }}"
+          POSTGRES_PORT: {{ env_var('DAGSMITH_T_MISSING_PORT') or 5432 }}
+          GOOGLE_SERVICE_ACC_KEY_FILEPATH: "{{ env_var('DAGSMITH_T_MISSING_KEY') }}"
+        """
+    )
+    loader = ConfigFileLoader(str(root / "io_config.yaml"), "dev")
+    assert loader["POSTGRES_USER"] == "alice"
+    assert loader["POSTGRES_PORT"] == 5432  # `or` in the template still sees an empty value
+    with pytest.raises(ConfigError) as missing:
+        loader.get("POSTGRES_DBNAME")
+    text = str(missing.value)
+    assert "profile 'dev'" in text and "POSTGRES_DBNAME" in text and "DAGSMITH_T_MISSING_DB is not set" in text
+    assert ".env" in missing.value.hint
+    with pytest.raises(ConfigError, match="DAGSMITH_T_EMPTY_HOST is empty"):
+        loader["POSTGRES_HOST"]
+    with pytest.raises(ConfigError, match="key 'POSTGRES_DBNAME'"):
+        load_profile(root, "dev")
+
+
+def test_connectors_refuse_an_unset_env_var_before_connecting(project, monkeypatch):
+    from dagsmith.io.duckdb import DuckDB
+    from dagsmith.io.postgres import Postgres
+
+    monkeypatch.delenv("DAGSMITH_T_MISSING_DB", raising=False)
+    monkeypatch.delenv("DAGSMITH_T_MISSING_DUCK", raising=False)
+    root = project(
+        """
+        dev:
+          POSTGRES_DBNAME: "{{ env_var('DAGSMITH_T_MISSING_DB') }}"
+          POSTGRES_HOST: 127.0.0.1
+          DUCKDB_DATABASE: "{{ env_var('DAGSMITH_T_MISSING_DUCK') }}"
+        """
+    )
+    loader = ConfigFileLoader(str(root / "io_config.yaml"), "dev")
+    with pytest.raises(ConfigError, match="key 'POSTGRES_DBNAME'.*DAGSMITH_T_MISSING_DB"):
+        Postgres.with_config(loader)
+    with pytest.raises(ConfigError, match="key 'DUCKDB_DATABASE'.*DAGSMITH_T_MISSING_DUCK"):
+        DuckDB.with_config(loader)
+    assert not list(root.glob("*.duckdb"))  # nothing was created
 
 
 def test_dotenv_beside_the_project_is_loaded(project, monkeypatch):
@@ -248,3 +299,12 @@ def test_is_secret_key():
     assert io_config.is_secret_key("AWS_SECRET_ACCESS_KEY")
     assert not io_config.is_secret_key("GOOGLE_SERVICE_ACC_KEY_FILEPATH")
     assert not io_config.is_secret_key("POSTGRES_HOST")
+
+
+def test_listing_a_profile_shows_unset_env_vars_as_none_but_reading_them_fails(project, monkeypatch):
+    monkeypatch.delenv("DAGSMITH_T_MISSING_DB", raising=False)
+    root = project("default:\n  POSTGRES_DBNAME: \"{{ env_var('DAGSMITH_T_MISSING_DB') }}\"\n  POSTGRES_HOST: db\n")
+    loader = ConfigFileLoader(str(root / "io_config.yaml"))
+    assert dict(loader.items()) == {"POSTGRES_DBNAME": None, "POSTGRES_HOST": "db"}
+    with pytest.raises(ConfigError, match="DAGSMITH_T_MISSING_DB is not set"):
+        loader["POSTGRES_DBNAME"]

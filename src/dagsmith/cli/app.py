@@ -1,8 +1,9 @@
-"""The ``dagsmith`` command. Each command imports what it needs when it runs.
+"""The ``dagsmith`` command (Typer). Each command imports what it needs when it runs.
 
-Start-up cost matters (``dagsmith --help`` must answer in well under half a
-second), so this module imports only Typer; engines, data libraries and the
-server load inside the commands that use them.
+Start-up cost matters, so this module imports only Typer; engines, data libraries and
+the server load inside the commands that use them. The console script enters through
+:mod:`dagsmith.cli.front`, which answers ``dagsmith --help`` and ``--version`` without
+importing Typer at all and hands every other invocation to ``main()`` here.
 """
 
 from __future__ import annotations
@@ -20,22 +21,38 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-pipelines_app = typer.Typer(help="List and inspect pipelines.", no_args_is_help=True)
+pipelines_app = typer.Typer(help="Create, list and inspect pipelines.", no_args_is_help=True)
 app.add_typer(pipelines_app, name="pipelines")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from dagsmith.cli.front import version
+
+        typer.echo(f"dagsmith {version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Show the version and exit.", is_eager=True, callback=_print_version),
+) -> None:
+    """dagsmith: a fast, dependable orchestrator for data pipelines (runs Mage projects unchanged)."""
 
 
 def _fail(exc: BaseException, code: int = 2) -> None:
     """Print a dagsmith error the way a person can act on it, then exit."""
     from rich.console import Console
+    from rich.markup import escape
 
     from dagsmith.project.masking import MaskedStream
 
     err = Console(stderr=True, highlight=False, file=MaskedStream(sys.stderr))
     msg = getattr(exc, "message", None) or str(exc)
-    err.print(f"[bold red]error:[/] {msg}", markup=True, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(msg)}", markup=True, soft_wrap=True)
     hint = getattr(exc, "hint", None)
     if hint:
-        err.print(f"[yellow]hint:[/] {hint}", soft_wrap=True)
+        err.print(f"[yellow]hint:[/] {escape(hint)}", soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -50,7 +67,37 @@ def init(path: str = typer.Argument(..., help="Folder to create (its name is the
     except DagsmithError as exc:
         _fail(exc)
     typer.echo(f"Created project {root}")
-    typer.echo(f"Run the example pipeline with:  dagsmith run {path} {EXAMPLE_PIPELINE}")
+    if not root.name.isidentifier():
+        typer.echo(
+            f"note: '{root.name}' is not a Python package name, so blocks cannot `import {root.name}.utils…`;"
+            " everything else works (Mage allows such names too)", err=True,
+        )
+    typer.echo(f"Run the example pipeline with:  {_self_command()} run {path} {EXAMPLE_PIPELINE}")
+
+
+def _self_command() -> str:
+    """How to type this dagsmith again: ``dagsmith`` when that is on PATH, else the path that ran it
+    (``.venv/bin/dagsmith`` when the venv is not activated)."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    me = Path(sys.argv[0])
+    if me.name != "dagsmith":  # python -m dagsmith
+        me = Path(sys.executable).with_name("dagsmith")
+        if not me.exists():
+            return f"{sys.executable} -m dagsmith"
+    found = shutil.which("dagsmith")
+    try:
+        if found and os.path.samefile(found, me):
+            return "dagsmith"
+    except OSError:
+        pass
+    try:
+        rel = os.path.relpath(me)
+    except ValueError:  # another drive (Windows)
+        rel = ".."
+    return str(me.absolute()) if rel.startswith("..") else rel
 
 
 def _parse_vars(runtime_vars: Optional[str], pairs: Optional[List[str]]) -> dict:
@@ -119,11 +166,17 @@ def test_cmd(
     project: str = typer.Argument(..., help="Project folder."),
     pipeline: Optional[str] = typer.Argument(None, help="Pipeline uuid (default: every pipeline)."),
     as_json: bool = typer.Option(False, "--json", help="Print results as JSON."),
+    with_exports: bool = typer.Option(False, "--with-exports", help="Also run data exporters (they write to their targets)."),
 ) -> None:
-    """Run pipelines with their @test functions and report the test results."""
+    """Run pipelines' loaders and transformers with their @test functions and report the results.
+
+    Data exporters, and blocks downstream of them, are not run (the output says so), so a
+    test never writes to the pipeline's tables or buckets; --with-exports runs them too.
+    Nothing is stored and no run is recorded. Ordinary runs (`dagsmith run`) run @test too.
+    """
     from dagsmith.cli.running import test_command
 
-    raise typer.Exit(test_command(project, pipeline, as_json=as_json, fail=_fail))
+    raise typer.Exit(test_command(project, pipeline, as_json=as_json, fail=_fail, with_exports=with_exports))
 
 
 @app.command()
@@ -132,7 +185,7 @@ def validate(
     pipeline: Optional[str] = typer.Argument(None, help="Pipeline uuid (default: every pipeline)."),
     as_json: bool = typer.Option(False, "--json", help="Print problems as JSON."),
 ) -> None:
-    """Check pipelines without running anything: graph, files, block code."""
+    """Check pipelines without running anything: graph, files, block code (exit 2 on problems)."""
     from dagsmith.cli.running import validate_command
 
     raise typer.Exit(validate_command(project, pipeline, as_json=as_json, fail=_fail))
@@ -147,6 +200,30 @@ def pipelines_list(
     from dagsmith.cli.running import list_command
 
     raise typer.Exit(list_command(project, as_json=as_json, fail=_fail))
+
+
+@pipelines_app.command("new")
+def pipelines_new(
+    project: str = typer.Argument(..., help="Project folder."),
+    name: str = typer.Argument(..., help="Pipeline name (its uuid is the cleaned name, e.g. 'green taxi etl' → green_taxi_etl)."),
+    description: Optional[str] = typer.Option(None, "--description", help="What the pipeline does."),
+) -> None:
+    """Create an empty pipeline; add blocks with `dagsmith blocks new` (or in the editor)."""
+    from dagsmith.errors import DagsmithError
+    from dagsmith.project.pipelines import create_pipeline, load_project, read_pipeline_raw, write_pipeline_raw
+
+    try:
+        root = load_project(project).root
+        uid = create_pipeline(root, name)
+        if description:
+            raw = read_pipeline_raw(root, uid)
+            raw["description"] = description
+            write_pipeline_raw(root, uid, raw)
+    except DagsmithError as exc:
+        _fail(exc)
+        return
+    typer.echo(f"Created pipeline {uid} (pipelines/{uid}/metadata.yaml)")
+    typer.echo(f"Add a block with:  dagsmith blocks new {project} {uid} load_data --type data_loader --template api")
 
 
 def _register_optional() -> None:

@@ -57,6 +57,7 @@ def command(
     from pathlib import Path
 
     from rich.console import Console
+    from rich.markup import escape
 
     from dagsmith.errors import DagsmithError
 
@@ -69,9 +70,9 @@ def command(
             queue_only=queue_only, as_json=as_json, project_arg=project,
         )
     except DagsmithError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)
         if exc.hint:
-            err.print(f"[yellow]hint:[/] {exc.hint}", soft_wrap=True)
+            err.print(f"[yellow]hint:[/] {escape(exc.hint)}", soft_wrap=True)
         raise typer.Exit(2)
     raise typer.Exit(code)
 
@@ -81,6 +82,7 @@ def _backfill(root, pipeline, *, start, end, interval, units, concurrency, tz, v
     from datetime import datetime, timezone as dt_tz
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from dagsmith.errors import ConfigError

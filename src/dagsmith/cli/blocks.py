@@ -19,12 +19,13 @@ _EXT = {"python": "py", "sql": "sql"}
 
 def _fail(exc: BaseException) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
     err = Console(stderr=True, highlight=False)
-    err.print(f"[bold red]error:[/] {getattr(exc, 'message', None) or exc}", soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(str(getattr(exc, 'message', None) or exc))}", soft_wrap=True)
     hint = getattr(exc, "hint", None)
     if hint:
-        err.print(f"[yellow]hint:[/] {hint}", soft_wrap=True)
+        err.print(f"[yellow]hint:[/] {escape(hint)}", soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -39,12 +40,15 @@ def new(
     ),
     language: str = typer.Option("python", "--language", "-l", help="python or sql."),
     upstream: Optional[List[str]] = typer.Option(None, "--upstream", "-u", help="Upstream block uuid (repeatable)."),
+    data_provider: Optional[str] = typer.Option(
+        None, "--data-provider", help="SQL blocks: postgres, duckdb or bigquery (default: the template's, e.g. --template postgres)."
+    ),
 ) -> None:
     """Write a new block file from a template and add it to PIPELINE."""
     from pathlib import Path
 
-    from dagsmith.blocks.templates import render_block_template
-    from dagsmith.errors import DagsmithError
+    from dagsmith.blocks.templates import SQL_PROVIDER_SCHEMAS, render_block_template, sql_block_configuration
+    from dagsmith.errors import DagsmithError, ProjectError
     from dagsmith.project.layout import block_relpath, clean_name
     from dagsmith.project.pipelines import add_block
 
@@ -53,8 +57,21 @@ def new(
         uid = clean_name(name)
         target = root / block_relpath(block_type, uid, language)
         content = render_block_template(block_type, language, template, name)
+        configuration = None
+        if language == "sql":  # what the editor writes: a SQL block cannot run without its data provider
+            provider = (data_provider or (template if template in SQL_PROVIDER_SCHEMAS else "")).lower()
+            if provider not in SQL_PROVIDER_SCHEMAS:
+                raise ProjectError(
+                    f"{provider!r} is not a data provider of SQL blocks" if provider
+                    else "a SQL block needs a data provider: the database its SQL runs in",
+                    hint="pass --data-provider " + " | ".join(SQL_PROVIDER_SCHEMAS) + " (or --template postgres | duckdb | bigquery)",
+                )
+            configuration = sql_block_configuration(block_type, provider, name)
         reused = target.exists()
-        add_block(root, pipeline, uid, block_type, language=language, upstream=list(upstream or []), content=content, name=name)
+        add_block(
+            root, pipeline, uid, block_type, language=language, upstream=list(upstream or []),
+            content=content, configuration=configuration, name=name,
+        )
     except DagsmithError as exc:
         _fail(exc)
         return

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, List, Optional
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 STYLE = {
@@ -40,6 +41,50 @@ def _plain(line: str) -> None:
 
     out = getattr(sys.stdout, "real", sys.stdout)
     out.write(mask(line) + "\n")
+
+
+class ctrl_c_cancels:
+    """While active, the first Ctrl-C cancels the run (``event`` set: running blocks are interrupted,
+    the summary is printed and the run is recorded as cancelled); a second one exits at once (130).
+
+    Only the main thread can own SIGINT; elsewhere (tests calling the CLI in a thread) it does nothing.
+    """
+
+    def __init__(self, event: threading.Event, say: Callable[[str], None] | None = None) -> None:
+        self.event = event
+        self.say = say
+        """prints the first press's notice (through the Rich console while its live view is drawn)"""
+        self.presses = 0
+        self.previous: Any = None
+
+    def __enter__(self) -> "ctrl_c_cancels":
+        import signal
+
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._pressed)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _pressed(self, signum: int, frame: Any) -> None:
+        self.presses += 1
+        err = getattr(sys.stderr, "real", sys.stderr)
+        if self.presses == 1:
+            self.event.set()
+            notice = "cancelling the run: running blocks are interrupted (press Ctrl-C again to exit at once)"
+            if self.say is not None:
+                self.say(notice)
+            else:
+                err.write(f"\n{notice}\n")
+                err.flush()
+            return
+        err.write("\nexiting now (the run is left unfinished)\n")
+        err.flush()
+        os._exit(130)
 
 
 class LiveView:
@@ -227,20 +272,24 @@ def run_command(
         fail(exc)
         return 2
     result = None
+    cancel = threading.Event()
     try:
-        result = _run(
-            project,
-            pipeline,
-            console,
-            as_json=as_json,
-            variables=variables,
-            execution_date=execution_date,
-            block_uuids=blocks,
-            with_upstream=with_upstream,
-            completed=completed,
-            run_tests=run_tests,
-            parallel=parallel,
-        )
+        say = (lambda text: console.print(text, style="magenta", markup=False)) if console.is_terminal and not as_json else None
+        with ctrl_c_cancels(cancel, say):
+            result = _run(
+                project,
+                pipeline,
+                console,
+                as_json=as_json,
+                variables=variables,
+                execution_date=execution_date,
+                block_uuids=blocks,
+                with_upstream=with_upstream,
+                completed=completed,
+                run_tests=run_tests,
+                parallel=parallel,
+                cancel_event=cancel,
+            )
     except ValidationError as exc:
         fail(exc)
     except DagsmithError as exc:
@@ -253,6 +302,8 @@ def run_command(
     else:
         _report(console, result, project, pipeline, blocks)
     code = 0 if result.ok else 1
+    if cancel.is_set():
+        code = 130  # what a shell expects of a command stopped by Ctrl-C
     if result.abandoned_threads:
         # a timed-out block may still be sleeping in C code; do not wait for it to exit
         sys.stdout.flush()
@@ -387,6 +438,8 @@ def _report(console: Console, result: Any, project: str, pipeline: str, blocks: 
         err.print(f"[bold red]✘ block {uid} failed:[/] {b.error}", soft_wrap=True)
         if b.traceback:
             err.print(b.traceback.rstrip(), markup=False, soft_wrap=True)
+        if b.extra.get("hint"):
+            err.print(f"[yellow]hint:[/] {escape(b.extra['hint'])}", soft_wrap=True)
     if result.status == "cancelled":
         err.print(f"[magenta]run {result.run_id} was cancelled[/]")
     else:
@@ -394,36 +447,81 @@ def _report(console: Console, result: Any, project: str, pipeline: str, blocks: 
     err.print(f"resume with:  dagsmith run {project} {pipeline} --resume {result.run_id}", markup=False, soft_wrap=True)
 
 
-def test_command(project: str, pipeline: Optional[str], *, as_json: bool, fail: Callable[..., None]) -> int:
+def exporter_free_blocks(spec: Any) -> tuple[list[str], list[str]]:
+    """(blocks ``dagsmith test`` runs, blocks it skips): data exporters and every block downstream
+    of one are skipped, so testing never writes to the pipeline's targets."""
+    from dagsmith.project.layout import EXECUTABLE_TYPES
+
+    executable = [b for b in spec.blocks if b.type in EXECUTABLE_TYPES]
+    by_uuid = {b.uuid: b for b in executable}
+    skipped: set[str] = {b.uuid for b in executable if b.type == "data_exporter"}
+    changed = True
+    while changed:  # downstream closure, in any block order
+        changed = False
+        for b in executable:
+            if b.uuid not in skipped and any(u in skipped for u in b.upstream_blocks if u in by_uuid):
+                skipped.add(b.uuid)
+                changed = True
+    run = [b.uuid for b in executable if b.uuid not in skipped]
+    return run, [b.uuid for b in executable if b.uuid in skipped]
+
+
+def test_command(
+    project: str, pipeline: Optional[str], *, as_json: bool, fail: Callable[..., None], with_exports: bool = False
+) -> int:
     from dagsmith.engine.runner import run_pipeline
     from dagsmith.errors import DagsmithError
-    from dagsmith.project.pipelines import list_pipelines
+    from dagsmith.project.pipelines import list_pipelines, load_pipeline
 
     console = Console(highlight=False)
-    names = [pipeline] if pipeline else list_pipelines(project)
+    try:
+        names = [pipeline] if pipeline else list_pipelines(project)
+    except DagsmithError as exc:
+        fail(exc)
+        return 2
     report, code = {}, 0
-    for name in names:
-        try:
-            result = run_pipeline(project, name, run_tests=True, persist=False)
-        except DagsmithError as exc:
-            report[name] = {"status": "invalid", "error": str(exc)}
-            code = 1
+    cancel = threading.Event()
+    with ctrl_c_cancels(cancel):
+        for name in names:
+            if cancel.is_set():
+                break
+            skipped: list[str] = []
+            try:
+                kw: dict[str, Any] = {}
+                if not with_exports:
+                    spec = load_pipeline(project, name)
+                    selected, skipped = exporter_free_blocks(spec)
+                    if skipped:
+                        kw = {"block_uuids": selected, "spec": spec}
+                result = run_pipeline(project, name, run_tests=True, persist=False, cancel_event=cancel, **kw)
+            except DagsmithError as exc:
+                report[name] = {"status": "invalid", "error": str(exc)}
+                code = max(code, 2)
+                if not as_json:
+                    console.print(f"[bold red]{name}: invalid[/] {exc}", soft_wrap=True)
+                continue
+            passed, total = result.tests
+            failures = {u: b.test_failures or ([b.error] if b.error else []) for u, b in result.blocks.items() if b.status == "failed"}
+            report[name] = {
+                "status": result.status, "tests_passed": passed, "tests_total": total, "failures": failures, "skipped": skipped,
+            }
+            if not result.ok:
+                code = max(code, 1)
             if not as_json:
-                console.print(f"[bold red]{name}: invalid[/] {exc}", soft_wrap=True)
-            continue
-        passed, total = result.tests
-        failures = {u: b.test_failures or ([b.error] if b.error else []) for u, b in result.blocks.items() if b.status == "failed"}
-        report[name] = {"status": result.status, "tests_passed": passed, "tests_total": total, "failures": failures}
-        if not result.ok:
-            code = 1
-        if not as_json:
-            colour = "green" if result.ok else "bold red"
-            console.print(f"[{colour}]{name}: {passed}/{total} tests passed ({result.status})[/]")
-            for uid, msgs in failures.items():
-                for m in msgs:
-                    console.print(f"  [red]{uid}:[/] {m}", soft_wrap=True)
+                colour = "green" if result.ok else "bold red"
+                console.print(f"[{colour}]{name}: {passed}/{total} tests passed ({result.status})[/]")
+                for uid, msgs in failures.items():
+                    for m in msgs:
+                        console.print(f"  [red]{uid}:[/] {m}", soft_wrap=True)
+                if skipped:
+                    console.print(
+                        f"  [yellow]not run (exporters write to your targets):[/] {', '.join(skipped)} — add --with-exports to run them too",
+                        soft_wrap=True,
+                    )
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    if cancel.is_set():
+        return 130
     return code
 
 
@@ -459,7 +557,7 @@ def validate_command(project: str, pipeline: Optional[str], *, as_json: bool, fa
                     console.print(f"  - {p}", markup=False, soft_wrap=True)
             else:
                 console.print(f"[green]✔ {name}[/]")
-    return 1 if bad else 0
+    return 2 if bad else 0  # like `dagsmith run`: invalid input is exit code 2
 
 
 def list_command(project: str, *, as_json: bool, fail: Callable[..., None]) -> int:

@@ -66,6 +66,40 @@ def _server_class():
     return _Server
 
 
+def _claim_singletons(settings, roles: tuple[str, ...], host: str, is_postgres: bool, console) -> object:
+    """Refuse a second scheduler/server on the same SQLite project; on PostgreSQL say we join as a peer.
+
+    Two schedulers on one SQLite file would both tick (and a second server would quietly take
+    another port), so the second ``dagsmith start`` stops here with who is running. PostgreSQL
+    claims runs with row locks, so there more processes are peers. Workers are never limited.
+    """
+    from dagsmith.cli.instance import SINGLETON_ROLES, Claim
+
+    claim = Claim(settings.data_dir)
+    db_kind = "postgresql" if is_postgres else "sqlite"
+    for role in (r for r in roles if r in SINGLETON_ROLES):
+        other = claim.take(role, {"host": host, "db": db_kind})
+        if other is None:
+            continue
+        where = f" (pid {other['pid']})" if other.get("pid") else ""
+        address = f" serving http://{other['host']}:{other['port']}" if other.get("port") else ""
+        if is_postgres:
+            console.print(f"dagsmith: another {role}{where}{address} runs this project; joining it as a peer on the shared PostgreSQL DB", soft_wrap=True)
+            continue
+        claim.release()
+        console.print(
+            f"[bold red]error:[/] a dagsmith {role} is already running this project{where}{address},"
+            f" with the SQLite metadata DB {settings.data_dir / 'dagsmith.db'}", soft_wrap=True,
+        )
+        console.print(
+            "[yellow]hint:[/] stop it first (Ctrl-C in its terminal), add workers with `--role worker`,"
+            " or share a PostgreSQL DB (DAGSMITH_DATABASE_URL=postgresql+psycopg://…) to run more schedulers and servers",
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
+    return claim
+
+
 def command(
     project: str = typer.Argument(".", help="Project folder (default: the current folder)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 exposes the server to the network)."),
@@ -74,6 +108,9 @@ def command(
     workers: Optional[int] = typer.Option(None, "--concurrency", help="Runs this process executes at the same time."),
     grace: float = typer.Option(10.0, "--grace", help="Seconds to let running runs finish on shutdown before handing them back."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
+    no_requirements: bool = typer.Option(
+        False, "--no-requirements", help="Do not pip-install the project's requirements.txt (done when it changed, as Mage's container does)."
+    ),
     allowed_host: Optional[List[str]] = typer.Option(
         None, "--allowed-host", help="A host name the browser may use besides localhost/127.0.0.1 (repeatable; DAGSMITH_ALLOWED_HOSTS)."
     ),
@@ -85,6 +122,7 @@ def command(
     from pathlib import Path
 
     from rich.console import Console
+    from rich.markup import escape
 
     from dagsmith.errors import DagsmithError
 
@@ -116,12 +154,23 @@ def command(
         runtime = Runtime(settings, roles=roles)
         runtime.db.migrate()
     except DagsmithError as exc:
-        console.print(f"[bold red]error:[/] {exc.message}")
+        console.print(f"[bold red]error:[/] {escape(exc.message)}")
         if exc.hint:
-            console.print(f"[yellow]hint:[/] {exc.hint}")
+            console.print(f"[yellow]hint:[/] {escape(exc.hint)}")
         raise typer.Exit(2)
+    claim = _claim_singletons(settings, roles, host, runtime.db.is_postgres, console)
+    if not no_requirements:
+        from dagsmith.cli.requirements import install_requirements
+
+        try:
+            install_requirements(root, settings.data_dir, say=lambda text: console.print(text, markup=False, soft_wrap=True))
+        except DagsmithError as exc:
+            claim.release()
+            console.print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)
+            console.print(f"[yellow]hint:[/] {escape(exc.hint)}", soft_wrap=True)
+            raise typer.Exit(2)
     where = "PostgreSQL" if runtime.db.is_postgres else f"SQLite {settings.data_dir / 'dagsmith.db'}"
-    console.print(f"dagsmith: project {root.name} — roles {', '.join(roles)} — metadata DB {where}")
+    console.print(f"dagsmith: project {root.name} — roles {', '.join(roles)} — metadata DB {where}", soft_wrap=True)
     stop = threading.Event()
     if "server" not in roles:
 
@@ -142,11 +191,12 @@ def command(
             chosen = _free_port(host, port)
             if chosen != port:
                 console.print(f"[yellow]port {port} is busy; using {chosen}[/]")
+            claim.note("server", {"host": host, "port": chosen, "db": "postgresql" if runtime.db.is_postgres else "sqlite"})
             hosts = [h for part in (allowed_host or []) for h in part.split(",") if h.strip()]
             if host not in ("", "0", "0.0.0.0", "::"):
                 hosts.append(host)  # the name it was asked to bind is a name clients use
             app = create_app(root, settings, runtime=runtime, migrate=False, allowed_hosts=hosts)
-            console.print(f"dagsmith: serving http://{host}:{chosen}  (API docs: http://{host}:{chosen}/api/docs)")
+            console.print(f"dagsmith: serving http://{host}:{chosen}  (API docs: http://{host}:{chosen}/api/docs)", soft_wrap=True)
             config = uvicorn.Config(app, host=host, port=chosen, log_level=log_level.lower(), access_log=False, timeout_graceful_shutdown=5)
             server = _Server(config)  # uvicorn configures its loggers here; mask what they print
             for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
@@ -174,4 +224,5 @@ def command(
         sys.stdout.flush()
         sys.stderr.flush()
         runtime.db.dispose()
+        claim.release()
         os._exit(code)

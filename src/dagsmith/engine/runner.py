@@ -349,6 +349,8 @@ class _Runner:
         if outcome.error is not None:
             err = outcome.error
             br.error = str(err.message if isinstance(err, DagsmithError) else err)
+            if getattr(err, "hint", None):
+                br.extra["hint"] = err.hint  # how to fix it, shown under the error
             if isinstance(err, BlockError):
                 br.error_location = err.location
                 br.traceback = err.user_traceback

@@ -17,6 +17,8 @@ def pipeline_problems(root: Path, spec: PipelineSpec, blocks: Iterable[BlockSpec
     problems = graph_problems(spec)
     by_uuid = spec.block_map()
     for block in spec.blocks if blocks is None else blocks:
+        if block.type in EXECUTABLE_TYPES and block.language == "sql":
+            problems.extend(_sql_problems(spec, block))
         if block.type not in EXECUTABLE_TYPES or block.language != "python" or not block.path.is_file():
             continue
         n_inputs = sum(
@@ -55,6 +57,21 @@ def pipeline_problems(root: Path, spec: PipelineSpec, blocks: Iterable[BlockSpec
                     )
                 )
     return problems
+
+
+SQL_PROVIDERS = ("postgres", "postgresql", "duckdb", "bigquery")
+
+
+def _sql_problems(spec: PipelineSpec, block: BlockSpec) -> list[str]:
+    """A SQL block runs against its configuration's data_provider; without one it cannot run."""
+    provider = str((block.configuration or {}).get("data_provider") or "").strip().lower()
+    if provider in SQL_PROVIDERS:
+        return []
+    what = "has no data_provider" if not provider else f"has data_provider {provider!r}, which SQL blocks do not support"
+    return [
+        f"pipeline '{spec.uuid}': SQL block '{block.uuid}' ({block.relpath}) {what}: set its configuration's"
+        f" data_provider (postgres, duckdb or bigquery) and data_provider_profile in pipelines/{spec.uuid}/metadata.yaml"
+    ]
 
 
 def validate_for_run(root: Path, spec: PipelineSpec, blocks: Iterable[BlockSpec] | None = None) -> None:

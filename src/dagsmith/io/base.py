@@ -119,6 +119,13 @@ class Connector:
         except Exception:
             pass
 
+    def _exported(self, rows: Any, target: str) -> Any:
+        """Say what an export wrote, as the block's own output ("exported 139,370 rows to mage.green_taxi")."""
+        if getattr(self, "verbose", True):
+            count = f"{rows:,} rows" if isinstance(rows, int) else "data"
+            print(f"exported {count} to {target}")
+        return rows
+
     def _scrub(self, text: str) -> str:
         from dagsmith.project.io_config import redact_text
 

@@ -194,7 +194,7 @@ class BigQuery(Connector):
             if query_string is not None:
                 config = bigquery.QueryJobConfig(destination=full, write_disposition=disposition)
                 self.client.query(query_string, job_config=config).result()
-                return int(self.client.get_table(full).num_rows or 0)
+                return self._exported(int(self.client.get_table(full).num_rows or 0), full)
             arrow = rename_columns(to_arrow(df, index=index), auto_clean_name=auto_clean_name, case_sensitive=True)
             arrow = _bq_ready(arrow)
             import pyarrow.parquet as pq
@@ -212,7 +212,7 @@ class BigQuery(Connector):
                 ]
             job = self.client.load_table_from_file(buffer, full, job_config=job_config, rewind=True)
             job.result()
-            return arrow.num_rows
+            return self._exported(arrow.num_rows, full)
         except (ConfigError, TerminalConnectorError, TransientConnectorError):
             raise
         except gexc.Conflict as exc:

@@ -307,8 +307,8 @@ class DuckDB(Connector):
             if table is not None:
                 conn.unregister(view)
         if table is not None:
-            return table.num_rows
-        return int(conn.execute(f"SELECT count(*) FROM {target}").fetchone()[0])
+            return self._exported(table.num_rows, f"{schema}.{table_name} ({self.database})")
+        return self._exported(int(conn.execute(f"SELECT count(*) FROM {target}").fetchone()[0]), f"{schema}.{table_name} ({self.database})")
 
     def _public_settings(self) -> dict[str, Any]:
         return {"database": self.database, "schema": self.schema}

@@ -636,7 +636,7 @@ class FileIO(Connector):
     name = "file"
     capabilities = Capabilities(objects=True)
 
-    def __init__(self, root: str | os.PathLike[str] | None = None, verbose: bool = False, **kwargs: Any) -> None:
+    def __init__(self, root: str | os.PathLike[str] | None = None, verbose: bool = True, **kwargs: Any) -> None:
         self._root = Path(root) if root else None
         self.verbose = verbose
 
@@ -700,11 +700,14 @@ class FileIO(Connector):
         The file is written beside its target and renamed into place, so a reader never
         sees half a file; missing parent folders are created. Returns the absolute path.
         """
+        from dagsmith.io.objectstore import _row_count
+
         path = self.resolve(filepath)
         fmt = file_format(path, format)
         path.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "hdf5":  # HDF5 keys default to the file's stem: write in place
             write_frame(df, str(path), fmt, **kwargs)
+            self._exported(_row_count(df), str(path))
             return path
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
         try:
@@ -714,6 +717,7 @@ class FileIO(Connector):
         finally:
             if tmp.exists():
                 tmp.unlink()
+        self._exported(_row_count(df), str(path))
         return path
 
     def exists(self, filepath: str | os.PathLike[str]) -> bool:
@@ -739,6 +743,7 @@ class FileIO(Connector):
             table, root_path=str(root), partition_cols=list(partition_cols),
             existing_data_behavior=existing_data_behavior, **kwargs,
         )
+        self._exported(table.num_rows, f"{root} (partitioned by {', '.join(partition_cols)})")
         return root
 
     def _public_settings(self) -> dict[str, Any]:

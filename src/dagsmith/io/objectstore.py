@@ -128,6 +128,7 @@ class ObjectStore(Connector):
         """
         from dagsmith.io.files import frame_bytes
 
+        rows: Any = None
         if isinstance(df, (str, os.PathLike)):
             if not Path(df).is_file():
                 raise ConfigError(
@@ -139,8 +140,11 @@ class ObjectStore(Connector):
         else:
             fmt = self._format(object_key, format)
             data = frame_bytes(df, fmt, **kwargs)
+            rows = _row_count(df)
         self._put_bytes(bucket_name, object_key, data, _CONTENT_TYPES.get(fmt, "application/octet-stream"))
-        return self._url(bucket_name, object_key)
+        url = self._url(bucket_name, object_key)
+        self._exported(rows, url)
+        return url
 
     def exists(self, bucket_name: str, prefix: str = "") -> bool:
         """True when an object named ``prefix`` exists, or any object starts with it."""
@@ -187,7 +191,9 @@ class ObjectStore(Connector):
             )
         except OSError as exc:
             raise TerminalConnectorError(f"writing the dataset {self._url(root)} failed: {exc}") from None
-        return self._url(bucket_name, prefix.strip("/"))
+        url = self._url(bucket_name, prefix.strip("/"))
+        self._exported(table.num_rows, f"{url} (partitioned by {', '.join(partition_cols)})")
+        return url
 
     def load_partitioned(self, bucket_name: str, prefix: str, filters: Any = None) -> "pd.DataFrame":
         """Read a (hive-partitioned) Parquet dataset under ``bucket_name/prefix`` into one DataFrame."""
@@ -211,3 +217,14 @@ class ObjectStore(Connector):
             if strict:
                 raise
             return None
+
+
+def _row_count(data: Any) -> int | None:
+    """Rows of a frame, Arrow table or list of records (None when it is something else)."""
+    rows = getattr(data, "num_rows", None)
+    if isinstance(rows, int):
+        return rows
+    try:
+        return len(data) if not isinstance(data, (str, bytes, dict)) else None
+    except TypeError:
+        return None

@@ -440,8 +440,9 @@ class Postgres(Connector):
         if method not in (None, "UPDATE", "IGNORE"):
             raise ConfigError(f"unique_conflict_method={unique_conflict_method!r}", hint="use 'UPDATE' or 'IGNORE'")
 
+        target = f"{schema_name}.{table_name}"
         if query_string is not None:
-            return self._export_query(query_string, schema_name, table_name, policy, cascade_on_drop)
+            return self._exported(self._export_query(query_string, schema_name, table_name, policy, cascade_on_drop), target)
 
         table = rename_columns(to_arrow(df, index=index), auto_clean_name=auto_clean_name, case_sensitive=case_sensitive)
         table = _rechunk(_ingestable(table))
@@ -456,7 +457,7 @@ class Postgres(Connector):
         for column, sql_type in (overwrite_types or {}).items():
             if column in types:
                 types[column] = sql_type
-        return self._write(table, types, schema_name, table_name, policy, keys, method, cascade_on_drop)
+        return self._exported(self._write(table, types, schema_name, table_name, policy, keys, method, cascade_on_drop), target)
 
     def _write(
         self,

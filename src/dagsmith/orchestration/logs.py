@@ -78,7 +78,7 @@ class RunLogWriter:
             rec["timestamp"] = ts.astimezone(timezone.utc).isoformat()
         elif not ts:
             rec["timestamp"] = datetime.now(timezone.utc).isoformat()
-        rec.setdefault("level", "INFO")
+        rec["level"] = str(rec.get("level") or "INFO").upper()  # one case in stored logs (blocks log 'info')
         rec.setdefault("message", "")
         rec["block_uuid"] = block_uuid
         rec["pipeline_run_id"] = self.run_id

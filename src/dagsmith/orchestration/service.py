@@ -468,3 +468,63 @@ def record_cli_run(project_root, pipeline_uuid: str, *, observer: Any = None, ru
             return call
 
     return run_fn(project_root, pipeline_uuid, observer=_Both(), **run_kwargs)
+
+
+def validate_trigger_fields(fields: dict, existing=None) -> None:
+    """Check a trigger's schedule, time zone and catch-up before it is stored (API and CLI alike)."""
+    from dagsmith.orchestration.scheduler.triggers import get_zone, validate_schedule
+
+    schedule_type = fields.get("schedule_type") or (existing.schedule_type if existing else "time")
+    if schedule_type not in ("time", "api", "event"):
+        raise ConfigError(f"schedule_type {schedule_type!r} is unknown", hint="use time, api or event")
+    interval = fields.get("schedule_interval", existing.schedule_interval if existing else None)
+    tz = fields.get("timezone") or (existing.timezone if existing else "UTC")
+    get_zone(tz)
+    if schedule_type == "time":
+        if not interval:
+            raise ConfigError("a time trigger needs a schedule_interval", hint="e.g. '@daily', '@hourly' or a cron such as '0 5 * * *'")
+        validate_schedule(interval, tz)
+    catchup = fields.get("catchup")
+    if catchup is None and isinstance(fields.get("settings"), dict):
+        catchup = fields["settings"].get("catchup")
+    if catchup is not None and catchup not in ("none", "latest", "all"):
+        raise ConfigError(f"catchup {catchup!r} is unknown", hint="use none, latest or all")
+
+
+def create_trigger(db, project_root: Path, pipeline_uuid: str, fields: dict, *, actor: str = "api") -> int:
+    """Create a trigger (schedule, API or event) after the checks every client gets; returns its id.
+
+    An in-code trigger (``in_code``, or the pipeline's ``save_in_code_automatically``) is
+    written to ``pipelines/<p>/triggers.yaml`` too.
+    """
+    from dagsmith.orchestration.scheduler.code_triggers import save_in_code_automatically, write_triggers_yaml
+    from dagsmith.orchestration.store import repo
+
+    check_pipeline(project_root, pipeline_uuid)
+    fields = dict(fields)
+    name = fields.pop("name", None)
+    if not name:
+        raise ConfigError("a trigger needs a name", hint='send {"pipeline_schedule": {"name": "daily", ...}}')
+    from dagsmith.project.names import check_name
+
+    check_name(name, "trigger")
+    fields.setdefault("schedule_type", "time")
+    if fields["schedule_type"] == "api":
+        # a disabled trigger's URL answers 403, so an API trigger made here works until disabled
+        fields.setdefault("status", "active")
+    validate_trigger_fields(fields)
+    if "in_code" not in fields and save_in_code_automatically(project_root, pipeline_uuid):
+        fields["in_code"] = True
+    with db.session() as session:
+        if repo.find_trigger(session, pipeline_uuid, name) is not None:
+            raise repo.Conflict(
+                f"pipeline '{pipeline_uuid}' already has a trigger named {name!r}",
+                hint="choose another name, or change the existing one (PUT /api/pipeline_schedules/<id>)",
+            )
+        trigger = repo.create_trigger(session, pipeline_uuid, name, **fields)
+        repo.audit(session, "trigger.create", "trigger", trigger.id, {"pipeline_uuid": pipeline_uuid, "name": name}, actor=actor)
+        trigger_id, in_code = trigger.id, trigger.in_code
+    if in_code:
+        with db.read() as session:
+            write_triggers_yaml(project_root, pipeline_uuid, [t for t in repo.list_triggers(session, pipeline_uuid) if t.in_code])
+    return trigger_id

@@ -321,6 +321,8 @@ class Worker:
                 from dagsmith.engine.observer import Fanout
 
                 observer = Fanout([observer, notifier])
+            log.info("run %s of %s started (%s, execution date %s)", run_id, snap["pipeline_uuid"],
+                     f"trigger {trigger_name}" if trigger_name else "no trigger", snap["execution_date"].isoformat())
             result = self.run_fn(
                 self.settings.project_root,
                 snap["pipeline_uuid"],
@@ -362,6 +364,8 @@ class Worker:
                     if status == "cancelled" and reason != "cancelled" and error is None:
                         error = "cancelled"
                     repo.finish_run(session, run_id, self.worker_id, status, error=error, now=self.clock())
+            log.info("run %s of %s %s%s", run_id, snap["pipeline_uuid"],
+                     "handed back to the queue" if reason == "shutdown" else status, f": {error}" if error else "")
         except Exception:  # noqa: BLE001
             log.exception("could not record the end of run %s", run_id)
         finally:

@@ -12,6 +12,12 @@ Owns:
 - :func:`redact` / :func:`redact_text` / :func:`is_secret_key`, so passwords and
   keys never reach logs, errors or reprs.
 
+An ``env_var('X')`` whose variable is unset or empty (and that gives no default)
+renders as a marker: reading a key that holds it raises a :class:`~dagsmith.errors.ConfigError`
+naming the profile, the key and the variable — before any connector connects — so a
+missing ``POSTGRES_DBNAME`` never silently becomes the driver's default database. Keys
+nobody reads (another system's settings in the same profile) stay harmless.
+
 Secrets (``mage_secret_var('x')``) come from a resolver that the orchestration
 layer registers with :func:`set_secret_resolver`; without one, a profile that
 uses a secret fails with a :class:`~dagsmith.errors.ConfigError` when (and only
@@ -240,11 +246,45 @@ def get_secret_value(name: str) -> Any:
 _UNRESOLVED = "__dagsmith_unresolved_{}__"
 
 
-class _RenderState:
-    """Collects secret look-ups that failed while rendering, so only their users fail."""
+class _Unset(str):
+    """What ``env_var('X')`` gives when X resolves to nothing: renders as a marker, is falsy
+    (so ``env_var('X') or 'default'`` still works in a template)."""
 
-    def __init__(self) -> None:
+    def __bool__(self) -> bool:
+        return False
+
+
+_NO_DEFAULT = object()
+
+
+class _RenderState:
+    """Collects look-ups that failed while rendering (secrets, unset env vars), so only their users fail."""
+
+    def __init__(self, env_file: str = ".env") -> None:
         self.failures: dict[str, tuple[str, ConfigError]] = {}
+        self.env_file = env_file
+
+    def env_var(self, name: str, default: Any = _NO_DEFAULT) -> Any:
+        value = os.environ.get(str(name))
+        if value in (None, "") and default is not _NO_DEFAULT and default is not None:
+            value = default
+        if value not in (None, ""):
+            if is_secret_key(str(name)):  # masked wherever it is printed
+                from dagsmith.project.masking import add_secret
+
+                add_secret(value)
+            return value
+        token = _UNRESOLVED.format(len(self.failures))
+        state = "is not set" if value is None else "is empty"
+        self.failures[token] = (
+            f"env_var({name!r})",
+            ConfigError(
+                f"env_var({name!r}) resolves to nothing: environment variable {name} {state}",
+                hint=f"set {name} in the environment or in {self.env_file}"
+                f" (or give a default in io_config.yaml: env_var({name!r}, 'value'))",
+            ),
+        )
+        return _Unset(token)
 
     def secret(self, name: str) -> Any:
         try:
@@ -273,18 +313,9 @@ class _RenderState:
         return call
 
 
-def _env_var(name: str, default: Any = None) -> Any:
-    value = os.environ.get(name, default)
-    if value is not None and is_secret_key(name):
-        from dagsmith.project.masking import add_secret
-
-        add_secret(value)
-    return value
-
-
 def _json_value(value: Any, key: Any = None) -> Any:
-    if value is None:
-        return None
+    if value is None or isinstance(value, _Unset):
+        return value
     data = json.loads(value) if isinstance(value, (str, bytes)) else value
     if key is None:
         return data
@@ -303,7 +334,7 @@ def _render(text: str, filename: str, state: _RenderState) -> str:
 
     env = jinja2.Environment(undefined=jinja2.Undefined, keep_trailing_newline=True, autoescape=False)
     env.globals.update(
-        env_var=_env_var,
+        env_var=state.env_var,
         json_value=_json_value,
         mage_secret_var=state.secret,
         secret=state.secret,
@@ -406,16 +437,21 @@ class ParsedConfig:
         return {str(k): _clean_value(v) for k, v in raw.items()}
 
     def check_value(self, profile: str, key: str, value: Any) -> Any:
-        """Raise for a value that holds an unresolved secret; return it otherwise."""
+        """Raise for a value that holds an unresolved secret or env_var(); return it otherwise."""
         if not self.failures:
             return value
         text = json.dumps(value, default=str) if not isinstance(value, str) else value
         for token, (name, exc) in self.failures.items():
             if token in text:
-                raise ConfigError(
+                kind = UnsetEnvVarError if name.startswith("env_var(") else ConfigError
+                raise kind(
                     f"{self.filename}: profile {profile!r}, key {key!r}: {exc.message}", hint=exc.hint
                 ) from None
         return value
+
+
+class UnsetEnvVarError(ConfigError):
+    """A profile key read through ``env_var('X')`` while X is unset or empty."""
 
 
 def read_io_config(path: str | os.PathLike[str]) -> ParsedConfig:
@@ -434,7 +470,7 @@ def read_io_config(path: str | os.PathLike[str]) -> ParsedConfig:
     except UnicodeDecodeError as exc:
         line = file.read_bytes()[: exc.start].count(b"\n") + 1
         raise ConfigError(f"{file}:{line}: not UTF-8 text") from None
-    state = _RenderState()
+    state = _RenderState(str(file.parent / ".env"))
     rendered = _render(text, str(file), state)
     profiles = _parse(rendered, str(file))
     from dagsmith.project.masking import add_secret
@@ -528,7 +564,15 @@ class ConfigFileLoader:
         return len(self.config)
 
     def items(self) -> list[tuple[str, Any]]:
-        return [(k, self.get(k)) for k in self.config]
+        """Every key with its value; a key whose env_var() resolves to nothing shows None here
+        (reading that key itself, as connectors do, is the error)."""
+        out = []
+        for k in self.config:
+            try:
+                out.append((k, self.get(k)))
+            except UnsetEnvVarError:
+                out.append((k, None))
+        return out
 
     def secrets(self) -> list[str]:
         """Secret values of this profile (resolved ones only), for scrubbing messages."""

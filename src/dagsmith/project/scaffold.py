@@ -138,8 +138,10 @@ def test_no_empty_trips(output, *args) -> None:
 '''
 
 EXPORTER = '''\
-import os
+from os import path
 
+from mage_ai.io.config import ConfigFileLoader
+from mage_ai.io.duckdb import DuckDB
 from mage_ai.settings.repo import get_repo_path
 
 if 'data_exporter' not in globals():
@@ -148,15 +150,10 @@ if 'data_exporter' not in globals():
 
 @data_exporter
 def export_to_duckdb(df, **kwargs) -> None:
-    """Replace the table ``trips`` in the project's embedded DuckDB warehouse."""
-    import duckdb
-
-    path = os.path.join(get_repo_path(), 'warehouse.duckdb')
-    with duckdb.connect(path) as con:
-        con.register('incoming', df)
-        con.execute('CREATE OR REPLACE TABLE trips AS SELECT * FROM incoming')
-        rows = con.execute('SELECT count(*) FROM trips').fetchone()[0]
-    kwargs['logger'].info(f'wrote {rows} rows to {path} (table trips)')
+    """Replace the table ``trips`` in the embedded DuckDB warehouse (DUCKDB_DATABASE in io_config.yaml)."""
+    config_path = path.join(get_repo_path(), 'io_config.yaml')
+    with DuckDB.with_config(ConfigFileLoader(config_path, 'default')) as warehouse:
+        warehouse.export(df, 'main', 'trips', if_exists='replace')
 '''
 
 
@@ -210,11 +207,8 @@ def init_project(path: str | os.PathLike[str], *, example: bool = True) -> Path:
             f"{root} already exists; dagsmith init never overwrites a folder",
             hint="choose a new path, or remove the folder first",
         )
-    if not root.name.isidentifier():
-        raise ProjectError(
-            f"project name '{root.name}' is not a valid Python package name",
-            hint="use letters, digits and underscores (e.g. my_project), so `import my_project.utils` works",
-        )
+    # A name like the course's `magic-zoomcamp` is fine for Mage and for dagsmith; only
+    # `import <project>.utils…` needs a Python name (the CLI says so).
     root.mkdir(parents=True)
     try:
         (root / "__init__.py").touch()

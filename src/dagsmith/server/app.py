@@ -141,7 +141,7 @@ def create_app(
         "Shapes follow Mage's API (bodies wrapped in the resource name).",
         version=_version(),
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # served below from vendored Swagger UI files (FastAPI's page loads them from a CDN)
         redoc_url=None,
         lifespan=lifespan,
         dependencies=[Depends(guard_route)],  # the name gate and CSRF, for every route (UI, API, later ones)
@@ -194,6 +194,7 @@ def create_app(
         )
         return error_response(500, f"internal error {error_id}", hint="the server log has the details under this error id", kind="internal_error")
 
+    _api_docs(app)
     _lazy_api(app)
     app.add_middleware(BodyLimit, limit=int(settings.max_body_bytes))
 
@@ -250,6 +251,34 @@ def _lazy_api(app: FastAPI) -> None:
         return build_openapi()
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+SWAGGER_DIR = Path(__file__).parent / "ui" / "static" / "vendor" / "swagger-ui"
+_SWAGGER_ASSETS = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css"}
+
+
+def _api_docs(app: FastAPI) -> None:
+    """``/api/docs``: Swagger UI from the vendored files (see its VERSION), so it works offline."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import FileResponse
+
+    @app.get("/api/docs", include_in_schema=False)
+    async def api_docs() -> Any:
+        return get_swagger_ui_html(
+            openapi_url="/api/openapi.json",
+            title="dagsmith API",
+            swagger_js_url="/api/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/api/docs/assets/swagger-ui.css",
+            swagger_favicon_url="data:,",
+        )
+
+    @app.get("/api/docs/assets/{name}", include_in_schema=False)
+    async def api_docs_asset(name: str) -> Any:
+        from dagsmith.errors import ProjectError
+
+        if name not in _SWAGGER_ASSETS:  # a fixed list: nothing else of the disk is reachable here
+            raise ProjectError(f"API docs asset {name!r} not found")
+        return FileResponse(SWAGGER_DIR / name, media_type=_SWAGGER_ASSETS[name], headers={"Cache-Control": "public, max-age=86400"})
 
 
 def _version() -> str:

@@ -86,7 +86,7 @@ def test_validate_and_list(tmp_path):
     add_pipeline(root, "good", [{"uuid": "a", "type": "data_loader", "code": "@data_loader\ndef f():\n    return 1\n"}])
     add_pipeline(root, "broken", [{"uuid": "a", "type": "data_loader"}, {"uuid": "b", "upstream": ["zz"]}])
     r = dagsmith("validate", str(root))
-    assert r.returncode == 1
+    assert r.returncode == 2  # invalid input, like `dagsmith run`
     assert "✔ good" in r.stdout and "✘ broken" in r.stdout and "unknown upstream block 'zz'" in r.stdout
     r = dagsmith("pipelines", "list", str(root), "--json")
     rows = {row["uuid"]: row for row in json.loads(r.stdout)}

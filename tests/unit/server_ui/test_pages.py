@@ -30,7 +30,13 @@ def test_every_page_renders(ui, project):
     missing = ui.get("/pipelines/nope/edit")
     assert missing.status_code == 404 and "does not exist" in missing.text
     assert ui.get("/no-such-page").status_code == 404
-    assert "text/html" in ui.get("/no-such-page").headers["content-type"]
+    assert "text/html" in ui.get("/no-such-page", headers={"Accept": "text/html,*/*;q=0.8"}).headers["content-type"]
+    # curl and HTMX swaps get the message alone, not the error page around it
+    plain = ui.get("/pipelines/nope/triggers")
+    assert plain.status_code == 404 and plain.headers["content-type"].startswith("text/plain")
+    assert plain.text.startswith("404 Not found: pipeline 'nope' does not exist") and "<html" not in plain.text
+    swap = ui.get("/pipelines/nope/edit", headers={"HX-Request": "true", "Accept": "text/html"})
+    assert swap.status_code == 404 and 'class="flash error"' in swap.text and "<html" not in swap.text
 
 
 def test_create_clone_rename_delete_keeps_shared_files(ui, project):

@@ -6,6 +6,7 @@ import duckdb
 import pytest
 
 from dagsmith.engine import run_pipeline
+from dagsmith.errors import ValidationError
 from tests.projects import add_pipeline, make_project
 
 LOADER = """
@@ -231,8 +232,9 @@ def test_missing_data_provider_is_a_clear_error(root):
     block = sql_block("q", "SELECT 1", type="data_loader")
     block["configuration"] = {}
     add_pipeline(root, "p", [block])
-    b = run_pipeline(root, "p").blocks["q"]
-    assert b.status == "failed" and "data_provider" in b.error
+    with pytest.raises(ValidationError) as info:  # refused before anything runs, like `dagsmith validate`
+        run_pipeline(root, "p")
+    assert "SQL block 'q' (data_loaders/q.sql) has no data_provider" in str(info.value)
 
 
 def test_cli_run_block_prints_rendered_sql_and_rows(root):
@@ -262,8 +264,10 @@ def test_parallel_sql_blocks_on_one_duckdb_file(root):
 
 def test_unsupported_provider_names_the_block(root):
     add_pipeline(root, "p", [sql_block("q", "SELECT 1", type="data_loader", data_provider="oracle")])
-    b = run_pipeline(root, "p").blocks["q"]
-    assert b.status == "failed" and "block 'q'" in b.error and "oracle" in b.error and "duckdb" in b.error
+    with pytest.raises(ValidationError) as info:
+        run_pipeline(root, "p")
+    text = str(info.value)
+    assert "block 'q'" in text and "'oracle'" in text and "duckdb" in text
 
 
 def test_a_single_non_query_statement_runs_as_written(root):

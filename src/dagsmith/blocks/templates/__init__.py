@@ -13,10 +13,14 @@ from pathlib import Path
 
 from dagsmith.errors import ProjectError
 
-__all__ = ["render_block_template", "list_templates", "TEMPLATE_DIR"]
+__all__ = ["render_block_template", "list_templates", "sql_block_configuration", "TEMPLATE_DIR", "SQL_PROVIDER_SCHEMAS"]
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
 _SUFFIX = ".jinja"
+
+#: SQL data providers a new SQL block can target, with their default schema (BigQuery: the
+#: dataset, which only the user knows)
+SQL_PROVIDER_SCHEMAS = {"postgres": "public", "duckdb": "main", "bigquery": ""}
 
 
 def list_templates() -> list[dict[str, str]]:
@@ -51,3 +55,23 @@ def render_block_template(block_type: str, language: str = "python", template: s
     rel = f"{block_type}/{template}.{language}{_SUFFIX}"
     text = env.get_template(rel).render(name=name or f"new {block_type}")
     return text.lstrip("\n")
+
+
+def sql_block_configuration(block_type: str, provider: str, name: str) -> dict:
+    """The ``configuration`` a new SQL block gets in metadata.yaml (what the editor writes).
+
+    A SQL block cannot run without ``data_provider``; the profile is ``default`` and an
+    exporter writes a table named after the block, replacing it on each run.
+    """
+    from dagsmith.project.layout import clean_name
+
+    exporter = block_type == "data_exporter"
+    return {
+        "data_provider": provider,
+        "data_provider_profile": "default",
+        "data_provider_schema": SQL_PROVIDER_SCHEMAS.get(provider, "public"),
+        "data_provider_table": clean_name(name) if exporter else "",
+        "export_write_policy": "replace" if exporter else "append",
+        "use_raw_sql": False,
+        "limit": 1000,
+    }

@@ -46,36 +46,40 @@ def _parse_dt(value: Any, tz: str, where: str) -> datetime | None:
 
 
 def parse_trigger_entry(entry: Any, pipeline_uuid: str, where: str, env: str | None) -> dict[str, Any]:
-    """One ``triggers.yaml`` entry → trigger fields (raises ``ConfigError`` naming the entry)."""
+    """One ``triggers.yaml`` entry → trigger fields (raises ``ConfigError`` naming the file and the trigger)."""
     if not isinstance(entry, dict) or not entry.get("name"):
         raise ConfigError(f"{where}: each trigger needs at least a name", hint="see the Mage triggers.yaml format: - name: daily\\n  schedule_type: time …")
+    label = f"{where}: trigger {entry['name']!r}"
     settings = dict(entry.get("settings") or {})
     tz = str(entry.get("timezone") or settings.pop("timezone", None) or "UTC")
-    get_zone(tz)
+    try:
+        get_zone(tz)
+    except ConfigError as exc:
+        raise ConfigError(f"{label}: {exc.message}", hint=exc.hint) from None
     schedule_type = str(entry.get("schedule_type") or "time")
     if schedule_type not in SCHEDULE_TYPES:
-        raise ConfigError(f"{where}: trigger {entry['name']!r} has schedule_type {schedule_type!r}", hint="use time, api or event")
+        raise ConfigError(f"{label} has schedule_type {schedule_type!r}", hint="use time, api or event")
     interval = entry.get("schedule_interval")
     if schedule_type == "time":
         if not interval:
-            raise ConfigError(f"{where}: time trigger {entry['name']!r} has no schedule_interval", hint="e.g. schedule_interval: '@daily' or '0 5 * * *'")
+            raise ConfigError(f"{label} is a time trigger with no schedule_interval", hint="e.g. schedule_interval: '@daily' or '0 5 * * *'")
         try:
             validate_schedule(str(interval), tz)
         except ConfigError as exc:
-            raise ConfigError(f"{where}: trigger {entry['name']!r}: {exc.message}", hint=exc.hint) from None
+            raise ConfigError(f"{label}: {exc.message}", hint=exc.hint) from None
     envs = entry.get("envs") or []
     status = str(entry.get("status") or "inactive")
     if envs and env not in envs:
         status = "inactive"
     catchup = entry.get("catchup") or settings.get("catchup")
     if catchup is not None and catchup not in ("none", "latest", "all"):
-        raise ConfigError(f"{where}: trigger {entry['name']!r} has catchup {catchup!r}", hint="use none, latest or all")
+        raise ConfigError(f"{label} has catchup {catchup!r}", hint="use none, latest or all")
     fields: dict[str, Any] = {
         "name": str(entry["name"]),
         "description": entry.get("description"),
         "schedule_type": schedule_type,
         "schedule_interval": str(interval) if interval else None,
-        "start_time": _parse_dt(entry.get("start_time"), tz, where),
+        "start_time": _parse_dt(entry.get("start_time"), tz, label),
         "timezone": tz,
         "status": status,
         "variables": dict(entry.get("variables") or {}),
@@ -89,14 +93,46 @@ def parse_trigger_entry(entry: Any, pipeline_uuid: str, where: str, env: str | N
     return fields
 
 
+def read_trigger_file(path: Path, pipeline_uuid: str, env: str | None) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """A ``triggers.yaml`` → (fields of its valid entries, {trigger name: problem} of the others).
+
+    One bad entry does not stop the others from syncing. A file that is not YAML at all is
+    one problem under the name ``""``.
+    """
+    from dagsmith.project.yamlio import read_yaml
+
+    try:
+        data = read_yaml(path) or {}
+    except (ConfigError, ProjectError) as exc:
+        return [], {"": str(exc)}
+    items = data.get("triggers") if isinstance(data, dict) else None
+    if items is None and isinstance(data, list):
+        items = data
+    entries: list[dict[str, Any]] = []
+    problems: dict[str, str] = {}
+    for i, entry in enumerate(items or []):
+        try:
+            entries.append(parse_trigger_entry(entry, pipeline_uuid, str(path), env))
+        except ConfigError as exc:
+            name = str(entry.get("name")) if isinstance(entry, dict) and entry.get("name") else f"entry {i + 1} (no name)"
+            problems[name] = exc.message + (f" — {exc.hint}" if exc.hint else "")
+    return entries, problems
+
+
 class CodeTriggerSync:
-    """Reads changed ``triggers.yaml`` files into the DB; remembers mtimes between ticks."""
+    """Reads changed ``triggers.yaml`` files into the DB; remembers mtimes between ticks.
+
+    ``problems[pipeline][trigger name]`` holds the entries that could not be read (shown on
+    the triggers page, logged once per change on the server console); ``errors[pipeline]``
+    is the same as one text per file.
+    """
 
     def __init__(self, project_root: Path, env: str | None = None) -> None:
         self.project_root = Path(project_root)
         self.env = env
         self._mtimes: dict[str, float | None] = {}
         self.errors: dict[str, str] = {}
+        self.problems: dict[str, dict[str, str]] = {}
 
     def forget(self, pipeline_uuid: str) -> None:
         self._mtimes.pop(pipeline_uuid, None)
@@ -115,29 +151,40 @@ class CodeTriggerSync:
             seen.add(uuid)
             if uuid in self._mtimes and self._mtimes[uuid] == mtime:
                 continue
+            problems: dict[str, str] = {}
             try:
-                changed += self._sync_one(db, uuid, path if mtime is not None else None, now=now)
-                self.errors.pop(uuid, None)
+                changed += self._sync_one(db, uuid, path if mtime is not None else None, now=now, problems=problems)
             except (ConfigError, ProjectError) as exc:
-                self.errors[uuid] = str(exc)
+                problems[""] = str(exc)
+            self._note(uuid, problems)
             self._mtimes[uuid] = mtime
         return changed
 
-    def _sync_one(self, db, uuid: str, path: Path | None, *, now: datetime) -> int:
+    def _note(self, uuid: str, problems: dict[str, str]) -> None:
+        import logging
+
+        if not problems:
+            self.problems.pop(uuid, None)
+            self.errors.pop(uuid, None)
+            return
+        self.problems[uuid] = problems
+        self.errors[uuid] = "\n".join(problems.values())
+        log = logging.getLogger("dagsmith.triggers")
+        for message in problems.values():
+            log.warning("%s (the file's other triggers are synced)", message)
+
+    def _sync_one(self, db, uuid: str, path: Path | None, *, now: datetime, problems: dict[str, str] | None = None) -> int:
         from dagsmith.orchestration.store import repo
-        from dagsmith.project.yamlio import read_yaml
 
         entries: list[dict[str, Any]] = []
+        bad: dict[str, str] = {}
         if path is not None:
-            data = read_yaml(path) or {}
-            items = data.get("triggers") if isinstance(data, dict) else None
-            if items is None and isinstance(data, list):
-                items = data
-            for i, entry in enumerate(items or []):
-                entries.append(parse_trigger_entry(entry, uuid, f"{path} (trigger {i + 1})", self.env))
+            entries, bad = read_trigger_file(path, uuid, self.env)
+            if problems is not None:
+                problems.update(bad)
         changed = 0
         with db.session() as session:
-            names = set()
+            names = set(bad)  # a broken entry keeps its trigger as it was, rather than switching it off
             for fields in entries:
                 names.add(fields["name"])
                 existing = repo.find_trigger(session, uuid, fields["name"])
@@ -154,6 +201,8 @@ class CodeTriggerSync:
                 if updates:
                     repo.update_trigger(session, existing, now=now, **updates)
                     changed += 1
+            if "" in bad:  # the file itself is unreadable: leave every trigger as it is
+                return changed
             for trigger in repo.list_triggers(session, uuid):
                 if trigger.in_code and trigger.name not in names and trigger.status == "active":
                     repo.update_trigger(session, trigger, now=now, status="inactive")

@@ -71,12 +71,37 @@ def cron_expression(interval: str) -> str:
     expr = PRESETS.get(value.lower(), value)
     from croniter import croniter
 
-    if expr.startswith("@") or len(expr.split()) != 5 or not croniter.is_valid(expr):
+    if expr.startswith("@") or len(expr.split()) != 5:
         raise ConfigError(
             f"schedule_interval {value!r} is neither a preset nor a 5-field cron expression",
             hint="use @hourly, @daily, @weekly, @monthly, @once or a cron such as '0 5 * * *' (minute hour day month weekday)",
         )
+    if not croniter.is_valid(expr):
+        raise ConfigError(
+            f"schedule_interval {value!r}: {_cron_field_problem(expr)}",
+            hint="cron fields are minute (0-59) hour (0-23) day (1-31) month (1-12) weekday (0-6, Sunday = 0), e.g. '0 5 * * *'",
+        )
     return expr
+
+
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("weekday", 0, 7))
+
+
+def _cron_field_problem(expr: str) -> str:
+    """Which field of a 5-field cron is wrong, in words (``hour 25 is out of range 0-23``)."""
+    import re
+
+    for text, (field, low, high) in zip(expr.split(), _CRON_FIELDS):
+        for part in text.split(","):
+            base, _, step = part.partition("/")
+            if step and not (step.isdigit() and int(step) > 0):
+                return f"the {field} field {text!r} has step {step!r}, which is not a positive number"
+            for number in re.findall(r"\d+", base):
+                if not low <= int(number) <= high:
+                    return f"{field} {number} is out of range {low}-{high} (in the {field} field {text!r})"
+            if not re.fullmatch(r"\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?|\?|L|[0-9]+W|[0-9A-Za-z]+#[1-5]", base):
+                return f"the {field} field {text!r} is not valid cron syntax"
+    return "not a valid cron expression"
 
 
 def validate_schedule(interval: str, tz: str | None = "UTC") -> None:

@@ -43,22 +43,9 @@ def _next_run(trigger) -> Any:
 
 
 def _validate(fields: dict, existing=None) -> None:
-    from dagsmith.errors import ConfigError
-    from dagsmith.orchestration.scheduler.triggers import get_zone, validate_schedule
+    from dagsmith.orchestration.service import validate_trigger_fields
 
-    schedule_type = fields.get("schedule_type") or (existing.schedule_type if existing else "time")
-    interval = fields.get("schedule_interval", existing.schedule_interval if existing else None)
-    tz = fields.get("timezone") or (existing.timezone if existing else "UTC")
-    get_zone(tz)
-    if schedule_type == "time":
-        if not interval:
-            raise ConfigError("a time trigger needs a schedule_interval", hint="e.g. '@daily', '@hourly' or a cron such as '0 5 * * *'")
-        validate_schedule(interval, tz)
-    catchup = fields.get("catchup")
-    if catchup is None and isinstance(fields.get("settings"), dict):
-        catchup = fields["settings"].get("catchup")
-    if catchup is not None and catchup not in ("none", "latest", "all"):
-        raise ConfigError(f"catchup {catchup!r} is unknown", hint="use none, latest or all")
+    validate_trigger_fields(fields, existing)
 
 
 def _write_back(settings, db, pipeline_uuid: str) -> None:
@@ -89,34 +76,14 @@ def list_for_pipeline(pipeline_uuid: str, db: DbDep, settings: SettingsDep) -> d
 
 @router.post("/pipelines/{pipeline_uuid}/pipeline_schedules", status_code=201, summary="Create a trigger")
 def create(pipeline_uuid: str, body: TriggerBody, db: DbDep, settings: SettingsDep, runtime: RuntimeDep) -> dict:
-    from dagsmith.errors import ConfigError
-    from dagsmith.orchestration.scheduler.code_triggers import save_in_code_automatically
-    from dagsmith.orchestration.service import check_pipeline
+    from dagsmith.orchestration.service import create_trigger
     from dagsmith.orchestration.store import repo
 
-    from dagsmith.project.names import check_name
-
-    check_pipeline(settings.project_root, pipeline_uuid)
     fields = body.pipeline_schedule.model_dump(exclude_none=True)
-    name = fields.pop("name", None)
-    if not name:
-        raise ConfigError("a trigger needs a name", hint='send {"pipeline_schedule": {"name": "daily", ...}}')
-    check_name(name, "trigger")
-    fields.setdefault("schedule_type", "time")
-    if fields["schedule_type"] == "api":
-        # a disabled trigger's URL answers 403, so an API trigger made here works until disabled
-        fields.setdefault("status", "active")
-    _validate(fields)
-    if "in_code" not in fields and save_in_code_automatically(settings.project_root, pipeline_uuid):
-        fields["in_code"] = True
-    with db.session() as session:
-        if repo.find_trigger(session, pipeline_uuid, name) is not None:
-            raise repo.Conflict(f"pipeline '{pipeline_uuid}' already has a trigger named {name!r}", hint="choose another name, or PUT /api/pipeline_schedules/<id> to change it")
-        trigger = repo.create_trigger(session, pipeline_uuid, name, **fields)
-        repo.audit(session, "trigger.create", "trigger", trigger.id, {"pipeline_uuid": pipeline_uuid, "name": name}, actor="api")
+    trigger_id = create_trigger(db, settings.project_root, pipeline_uuid, fields, actor="api")
+    with db.read() as session:
+        trigger = repo.get_trigger(session, trigger_id)
         out = trigger_to_dict(trigger, next_run=_next_run(trigger))
-    if out["in_code"]:
-        _write_back(settings, db, pipeline_uuid)
     notify(runtime)
     return {"pipeline_schedule": out}
 

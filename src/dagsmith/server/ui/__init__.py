@@ -81,10 +81,10 @@ def _html_errors(app: Any) -> None:
             from fastapi.responses import JSONResponse
 
             return JSONResponse({"error": {"code": exc.status_code, "message": str(exc.detail)}}, status_code=exc.status_code)
-        from dagsmith.server.ui.views import render
+        from dagsmith.server.ui.views import error_page
 
         title = {404: "Not found", 403: "Forbidden", 405: "Not allowed"}.get(exc.status_code, "Error")
         message = str(exc.detail) if exc.detail and exc.detail != "Not Found" else f"There is no page at {request.url.path}."
-        return render(request, "error_page.html", status_code=exc.status_code, title=title, message=message)
+        return error_page(request, exc.status_code, title, message)
 
     app.add_exception_handler(StarletteHTTPException, handler)

@@ -274,8 +274,19 @@ def _check_pipeline(request: Request, pipeline_uuid: str) -> None:
     check_pipeline(_root(request), pipeline_uuid)
 
 
-def _not_found(request: Request, exc: Exception) -> HTMLResponse:
-    return render(request, "error_page.html", status_code=404, title="Not found", message=_error_text(exc))
+def _not_found(request: Request, exc: Exception) -> Response:
+    return error_page(request, 404, "Not found", _error_text(exc))
+
+
+def error_page(request: Request, status_code: int, title: str, message: str) -> Response:
+    """An error as a whole page for a browser; only the message for HTMX swaps and non-browser clients."""
+    if request.headers.get("hx-request"):
+        return render(request, "_error.html", status_code=status_code, message=message)
+    if "text/html" not in request.headers.get("accept", ""):
+        from fastapi.responses import PlainTextResponse
+
+        return PlainTextResponse(f"{status_code} {title}: {message}\n", status_code=status_code)
+    return render(request, "error_page.html", status_code=status_code, title=title, message=message)
 
 
 # ---------------------------------------------------------------- sign-in
@@ -577,7 +588,7 @@ def editor_cell(request: Request, pipeline_uuid: str, block_uuid: str) -> HTMLRe
 
 @_post("/pipelines/{pipeline_uuid}/edit/blocks")
 async def editor_add_block(request: Request, pipeline_uuid: str) -> Response:
-    from dagsmith.blocks.templates import render_block_template
+    from dagsmith.blocks.templates import render_block_template, sql_block_configuration
     from dagsmith.project.layout import clean_name
     from dagsmith.project.pipelines import add_block
 
@@ -612,15 +623,7 @@ async def editor_add_block(request: Request, pipeline_uuid: str) -> Response:
             configuration: dict[str, Any] = {}
             if language == "sql":
                 provider = template if template in SQL_TEMPLATE_SCHEMAS else str(form.get("data_provider") or "postgres")
-                configuration = {
-                    "data_provider": provider,
-                    "data_provider_profile": "default",
-                    "data_provider_schema": SQL_TEMPLATE_SCHEMAS.get(provider, "public"),
-                    "data_provider_table": clean_name(name) if btype == "data_exporter" else "",
-                    "export_write_policy": "replace" if btype == "data_exporter" else "append",
-                    "use_raw_sql": False,
-                    "limit": 1000,
-                }
+                configuration = sql_block_configuration(btype, provider, name)
             block = add_block(root, pipeline_uuid, clean_name(name), btype, language=language, upstream=upstream, content=content, configuration=configuration, name=name)
     except DagsmithError as exc:
         return _redirect(request, _flash_url(base, _error_text(exc), "error"))
@@ -1036,8 +1039,16 @@ def triggers_page(request: Request, pipeline_uuid: str, ok: str | None = None, e
     return render(
         request, "triggers.html", title=f"{pipeline_uuid} · triggers", nav="triggers", pipeline_uuid=pipeline_uuid,
         triggers=_trigger_rows(request, pipeline_uuid), presets=SCHEDULE_PRESETS, zones=zones, ok=ok, error=error,
-        preview=schedule_preview("@daily", "UTC"),
+        preview=schedule_preview("@daily", "UTC"), file_problems=_trigger_file_problems(request, pipeline_uuid),
     )
+
+
+def _trigger_file_problems(request: Request, pipeline_uuid: str) -> dict[str, str]:
+    """Entries of the pipeline's triggers.yaml that cannot be synced, by trigger name (read now, not from the scheduler)."""
+    from dagsmith.orchestration.scheduler.code_triggers import read_trigger_file, triggers_path
+
+    path = triggers_path(_root(request), pipeline_uuid)
+    return read_trigger_file(path, pipeline_uuid, None)[1] if path.is_file() else {}
 
 
 def _interval_from(form_or_params) -> str:
