@@ -108,6 +108,15 @@ class TerminalConnectorError(ConnectorError, TerminalError):
     """A connector failure a retry cannot fix (auth, 4xx, schema mismatch)."""
 
 
+class SchemaDriftError(TerminalConnectorError):
+    """An append or partition replace was refused before writing: the frame's columns or types do not
+    match the target's (``changes`` lists them; the message shows them side by side)."""
+
+    def __init__(self, message: str, *, changes: list | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.changes = list(changes or [])
+
+
 class MissingDependencyError(DagsmithError, ImportError):
     """An optional dependency is not installed; the message names the pip extra."""
 

@@ -81,6 +81,15 @@ def shot(page, name: str, *, full_page: bool = False) -> Path:
     return path
 
 
+def shot_of(locator, name: str) -> Path:
+    """A screenshot of one element (the pictures in docs/ui.md are cropped to what they show)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    locator.scroll_into_view_if_needed()
+    locator.screenshot(path=str(path))
+    return path
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -88,11 +97,11 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, project: Path, env: dict | None = None) -> None:
+    def __init__(self, project: Path, env: dict | None = None, port: int | None = None) -> None:
         self.project = project
-        self.port = _free_port()
+        self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(project.parent / "server.log", "wb")
+        self.log = open(project.parent / "server.log", "ab")
         full_env = dict(os.environ, DAGSMITH_SCHEDULER_INTERVAL="0.5", DAGSMITH_POLL_INTERVAL="0.1", **(env or {}))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dagsmith.cli.app", "start", str(project), "--host", "127.0.0.1", "--port", str(self.port)],
@@ -121,6 +130,8 @@ class Server:
         return (self.project.parent / "server.log").read_text(errors="replace")
 
     def stop(self) -> None:
+        if self.log.closed:
+            return
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -135,8 +146,8 @@ class Server:
 def start_server():
     servers: list[Server] = []
 
-    def start(project: Path, env: dict | None = None) -> Server:
-        server = Server(project, env)
+    def start(project: Path, env: dict | None = None, port: int | None = None) -> Server:
+        server = Server(project, env, port)
         servers.append(server)
         return server
 

@@ -134,7 +134,7 @@ def test_append_checks_columns_before_writing(pg_profile, pg_schema):
         assert "zzz" in str(err.value) and "nothing was written" in str(err.value)
         with pytest.raises(TerminalConnectorError) as err:
             pg.export(pd.DataFrame({"a": ["not a number"], "b": ["z"]}), pg_schema, "t", if_exists="append")
-        assert "a: frame text vs table bigint" in str(err.value)
+        assert "a       bigint  text   ← changed: text values do not fit in bigint" in str(err.value)
         assert pg.load(f"SELECT count(*) AS c FROM {pg_schema}.t")["c"][0] == 2
         # fitting frames append, including a subset of columns in another order and int32 → bigint
         pg.export(pd.DataFrame({"b": ["z"], "a": pd.array([9], dtype="int32")}), pg_schema, "t", if_exists="append")

@@ -162,7 +162,8 @@ def call_with(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, 
     """Call user code Mage's way: positional inputs, and keywords it can take.
 
     ``mage_ai`` imports inside the function resolve to dagsmith while it runs
-    (``compat.importer``).
+    (``compat.importer``). The keywords are also made current for connectors the code
+    calls (``dagsmith.io.runtime``).
     """
     from dagsmith.compat.importer import aliasing
 
@@ -179,16 +180,19 @@ def call_with(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, 
 
 
 def _call(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+    from dagsmith.io.runtime import block_variables
+
     var_kw, names = _signature_info(fn)
-    if var_kw:
-        return fn(*args, **kwargs)
-    n_pos = len(args)
-    try:
-        params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        params = []
-    taken = {p.name for p in params[:n_pos] if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)}
-    return fn(*args, **{k: v for k, v in kwargs.items() if k in names and k not in taken})
+    with block_variables(kwargs):
+        if var_kw:
+            return fn(*args, **kwargs)
+        n_pos = len(args)
+        try:
+            params = list(inspect.signature(fn).parameters.values())
+        except (TypeError, ValueError):
+            params = []
+        taken = {p.name for p in params[:n_pos] if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        return fn(*args, **{k: v for k, v in kwargs.items() if k in names and k not in taken})
 
 
 def user_frames(tb: types.TracebackType | None) -> list[traceback.FrameSummary]:

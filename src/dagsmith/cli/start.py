@@ -37,6 +37,9 @@ def _free_port(host: str, port: int) -> int:
 
     for candidate in range(port, port + 101):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            # as uvicorn binds: connections of a just-stopped server (TIME_WAIT) do not make the port
+            # busy, so a restart keeps its port and open pages reconnect
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((host, candidate))
             except OSError:

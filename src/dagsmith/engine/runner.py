@@ -144,8 +144,15 @@ def run_pipeline(
     partition = partition or run_id
     completed = dict(completed or {})
 
-    executable = [b for b in spec.blocks if b.type in EXECUTABLE_TYPES]
+    # a block with ``configuration.disabled`` is skipped unless asked for by name (the editor runs it);
+    # blocks downstream of it read its latest stored output
+    executable = [b for b in spec.blocks if b.type in EXECUTABLE_TYPES and not (b.configuration or {}).get("disabled")]
     selected = _select(spec, executable, block_uuids, with_upstream)
+    for b in spec.blocks:
+        if (b.configuration or {}).get("disabled") and b.uuid not in selected and b.uuid not in completed:
+            stored = VariableStore(data_dir(root)).latest_partition(spec.uuid, b.uuid)
+            if stored:
+                completed[b.uuid] = stored
     validate_for_run(root, spec, [b for b in executable if b.uuid in selected and b.uuid not in completed])
 
     runner = _Runner(

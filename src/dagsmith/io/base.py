@@ -39,6 +39,7 @@ class ExportWritePolicy(str, Enum):
     APPEND = "append"
     FAIL = "fail"
     REPLACE = "replace"
+    REPLACE_PARTITION = "replace_partition"  # dagsmith: replace one partition's rows atomically
 
     def __str__(self) -> str:
         return self.value
@@ -65,7 +66,8 @@ def write_policy(if_exists: Any) -> ExportWritePolicy:
     except ValueError:
         raise ConfigError(
             f"if_exists={if_exists!r} is not a write policy",
-            hint="use 'replace', 'append' or 'fail' (or ExportWritePolicy.REPLACE/APPEND/FAIL)",
+            hint="use 'replace', 'append', 'fail' or 'replace_partition' (or ExportWritePolicy.REPLACE/APPEND/FAIL/"
+            "REPLACE_PARTITION)",
         ) from None
 
 

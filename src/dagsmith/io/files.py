@@ -729,22 +729,34 @@ class FileIO(Connector):
         path: str | os.PathLike[str],
         partition_cols: list[str],
         existing_data_behavior: str = "overwrite_or_ignore",
+        if_exists: Any = None,
+        partition_column: str | None = None,
+        partition_value: Any = None,
         **kwargs: Any,
     ) -> Path:
-        """Write a hive-partitioned Parquet dataset (``col=value/`` folders) under ``path``."""
-        import pyarrow.parquet as pq
+        """Write a hive-partitioned Parquet dataset (``col=value/`` folders) under ``path``, staged beside it
+        and swapped in atomically (:mod:`dagsmith.io.datasets`; modes as ``ObjectStore.export_partitioned``)."""
+        from dagsmith.io.datasets import dataset_mode, partition_for_write, write_dataset
 
-        table = to_arrow(df)
-        missing = [c for c in partition_cols if c not in table.column_names]
-        if missing:
-            raise ConfigError(f"partition_cols {missing} are not columns of the frame ({table.column_names})")
         root = self.resolve(path)
-        pq.write_to_dataset(
-            table, root_path=str(root), partition_cols=list(partition_cols),
-            existing_data_behavior=existing_data_behavior, **kwargs,
-        )
+        mode = dataset_mode(if_exists, existing_data_behavior)
+        table = to_arrow(df)  # once: the partition check and the write share it
+        partition = partition_for_write(table, mode, partition_cols, partition_column, partition_value, str(root))
+        write_dataset(table, root, list(partition_cols), mode=mode, partition=partition, where=str(root), **kwargs)
         self._exported(table.num_rows, f"{root} (partitioned by {', '.join(partition_cols)})")
         return root
+
+    def load_partitioned(self, path: str | os.PathLike[str], filters: Any = None) -> "pd.DataFrame":
+        """Read a (hive-partitioned) Parquet dataset folder into one DataFrame."""
+        from dagsmith.io.datasets import read_dataset
+
+        root = self.resolve(path)
+        try:
+            return arrow_to_pandas(read_dataset(root, filters=filters))
+        except FileNotFoundError:
+            raise TerminalConnectorError(
+                f"dataset folder not found: {root}", hint="paths are relative to the project folder"
+            ) from None
 
     def _public_settings(self) -> dict[str, Any]:
         return {"root": str(self.root)}

@@ -5,7 +5,9 @@ Subclasses supply four primitives — ``_get_bytes``, ``_put_bytes``, ``_object_
 them into Mage's interface (``load(bucket_name, object_key, format)``,
 ``export(df, bucket_name, object_key, format)``, ``exists``) plus
 ``export_partitioned(df, bucket, prefix, partition_cols)``, a hive-style Parquet
-dataset written with ``pyarrow.parquet.write_to_dataset``.
+dataset staged and published atomically by :mod:`dagsmith.io.datasets` (a manifest
+commits each write; ``load_partitioned`` and ``load`` of the folder read what it
+lists), with ``if_exists='replace_partition'`` for idempotent backfills.
 """
 
 from __future__ import annotations
@@ -164,30 +166,34 @@ class ObjectStore(Connector):
         partition_cols: list[str],
         existing_data_behavior: str = "overwrite_or_ignore",
         basename_template: str | None = None,
+        if_exists: Any = None,
+        partition_column: str | None = None,
+        partition_value: Any = None,
         **kwargs: Any,
     ) -> str:
         """Write a hive-partitioned Parquet dataset under ``bucket_name/prefix``; returns its URL.
 
-        ``existing_data_behavior='delete_matching'`` replaces the partitions being written.
+        The write is staged and published atomically (:mod:`dagsmith.io.datasets`): readers using
+        ``load_partitioned`` see the dataset before or after it, never a mix. By default the new
+        files join the dataset (pyarrow's ``overwrite_or_ignore``);
+        ``existing_data_behavior='delete_matching'`` replaces the partitions written;
+        ``if_exists='replace_partition'`` replaces the partition ``partition_column`` =
+        ``partition_value`` (default column: the only partition column; default value: the run's
+        interval), so a backfill run twice gives the same rows; ``if_exists='replace'`` replaces the
+        whole dataset.
         """
-        import pyarrow.parquet as pq
+        from dagsmith.io.datasets import dataset_mode, partition_for_write, write_dataset
 
-        table = to_arrow(df)
-        missing = [c for c in partition_cols if c not in table.column_names]
-        if missing:
-            raise ConfigError(f"partition_cols {missing} are not columns of the frame ({table.column_names})")
         if not self._bucket_exists(bucket_name):
             raise self._missing(bucket_name)
         root = f"{bucket_name}/{prefix.strip('/')}"
+        mode = dataset_mode(if_exists, existing_data_behavior)
+        table = to_arrow(df)  # once: the partition check and the write share it
+        partition = partition_for_write(table, mode, partition_cols, partition_column, partition_value, self._url(root))
         try:
-            pq.write_to_dataset(
-                table,
-                root_path=root,
-                partition_cols=list(partition_cols),
-                filesystem=self.filesystem(),
-                existing_data_behavior=existing_data_behavior,
-                basename_template=basename_template,
-                **kwargs,
+            write_dataset(
+                table, root, list(partition_cols), filesystem=self.filesystem(), mode=mode, partition=partition,
+                basename_template=basename_template, where=self._url(root), **kwargs,
             )
         except OSError as exc:
             raise TerminalConnectorError(f"writing the dataset {self._url(root)} failed: {exc}") from None
@@ -196,14 +202,14 @@ class ObjectStore(Connector):
         return url
 
     def load_partitioned(self, bucket_name: str, prefix: str, filters: Any = None) -> "pd.DataFrame":
-        """Read a (hive-partitioned) Parquet dataset under ``bucket_name/prefix`` into one DataFrame."""
-        import pyarrow.parquet as pq
-
+        """Read a (hive-partitioned) Parquet dataset under ``bucket_name/prefix`` into one DataFrame
+        (the files its manifest lists, when dagsmith wrote it)."""
         from dagsmith.io.base import arrow_to_pandas
+        from dagsmith.io.datasets import read_dataset
 
         root = f"{bucket_name}/{prefix.strip('/')}"
         try:
-            table = pq.read_table(root, filesystem=self.filesystem(), filters=filters, partitioning="hive")
+            table = read_dataset(root, filesystem=self.filesystem(), filters=filters)
         except (OSError, FileNotFoundError) as exc:
             raise TerminalConnectorError(f"reading the dataset {self._url(root)} failed: {exc}") from None
         return arrow_to_pandas(table)

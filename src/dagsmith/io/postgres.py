@@ -12,7 +12,12 @@ Owns ``Postgres`` (also importable as ``mage_ai.io.postgres.Postgres``):
   the same transaction, the old table is dropped and the new one renamed — readers
   see the old rows or the new ones, never an empty table, and a failure leaves the
   old table untouched;
-- ``append`` checks the frame against the existing table before writing anything;
+- ``append`` and ``replace_partition`` compare the frame's columns with the table's first
+  (:mod:`dagsmith.io.schema`: added, missing or changed columns, values a cast would change
+  such as 3.5 into ``bigint``) and write nothing when they differ, unless
+  ``on_schema_change='add_columns'``;
+- ``replace_partition`` deletes one partition's rows (:mod:`dagsmith.io.partitions`) and
+  inserts the frame in one transaction, so a re-run gives the same rows;
 - ``unique_constraints`` + ``unique_conflict_method`` (UPDATE | IGNORE) upsert
   through a staging table and ``INSERT … ON CONFLICT``.
 
@@ -49,7 +54,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["Postgres", "quote_ident", "postgres_type"]
+    from dagsmith.io.schema import Column
+
+__all__ = ["Postgres", "quote_ident", "postgres_type", "postgres_column"]
 
 DEFAULT_CONNECT_TIMEOUT = 10
 
@@ -97,6 +104,50 @@ def postgres_type(arrow_type: "pa.DataType") -> str:
     if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
         return "bytea"
     return "text"  # strings, nulls, and nested values (written as JSON text)
+
+
+_PG_ARROW = {
+    "smallint": "int16",
+    "integer": "int32",
+    "bigint": "int64",
+    "real": "float32",
+    "double precision": "float64",
+    "boolean": "bool_",
+    "text": "string",
+    "character varying": "string",
+    "character": "string",
+    "bpchar": "string",
+    "name": "string",
+    "date": "date32",
+    "bytea": "binary",
+}
+
+
+def postgres_column(name: str, data_type: str, has_default: bool = False) -> "Column":
+    """A table column for the schema-drift check: its type as PostgreSQL spells it and the Arrow type
+    of its values (None for types dagsmith does not map: json, uuid, arrays, enums…)."""
+    import pyarrow as pa
+
+    from dagsmith.io.schema import ANY_NUMBER, Column
+
+    text = _normalize_pg_type(data_type)
+    base = text.split("(")[0].strip()
+    arrow, kind = None, None
+    if base in _PG_ARROW:
+        arrow = getattr(pa, _PG_ARROW[base])()
+    elif base == "numeric":
+        m = re.match(r"numeric\((\d+),(\d+)\)", text.replace(" ", ""))
+        if m and int(m.group(1)) <= 38:
+            arrow = pa.decimal128(int(m.group(1)), int(m.group(2)))
+        else:
+            kind = ANY_NUMBER
+    elif text.startswith("timestamp") and "[]" not in text:
+        arrow = pa.timestamp("us", "UTC" if "with time zone" in text else None)
+    elif text.startswith("time") and "[]" not in text and "with time zone" not in text:
+        arrow = pa.time64("us")
+    elif text == "interval":
+        arrow = pa.duration("us")
+    return Column(name, text, arrow, has_default, kind)
 
 
 def _ingestable(table: "pa.Table") -> "pa.Table":
@@ -418,15 +469,23 @@ class Postgres(Connector):
         unique_conflict_method: str | None = None,
         unique_constraints: Iterable[str] | None = None,
         overwrite_types: dict[str, str] | None = None,
+        partition_column: str | None = None,
+        partition_value: Any = None,
+        on_schema_change: str | None = None,
         **kwargs: Any,
     ) -> int:
         """Write ``df`` to ``schema_name.table_name``; returns the number of rows written.
 
-        ``if_exists``: ``replace`` (atomic swap), ``append`` (columns checked first) or
-        ``fail`` (error if the table exists). ``query_string`` exports the result of a
-        query instead of a frame. ``overwrite_types`` forces column types
-        (``{"col": "varchar(10)"}``).
+        ``if_exists``: ``replace`` (atomic swap), ``append`` (columns checked first),
+        ``replace_partition`` (delete the rows of ``partition_column`` = ``partition_value`` —
+        default: the run's interval — and insert the frame, in one transaction) or ``fail``
+        (error if the table exists). ``on_schema_change='add_columns'`` lets an append add
+        the frame's new columns. ``query_string`` exports the result of a query instead of a
+        frame. ``overwrite_types`` forces column types (``{"col": "varchar(10)"}``).
         """
+        from dagsmith.io.partitions import check_within, partition_settings, require_column, resolve_partition
+        from dagsmith.io.schema import on_schema_change_setting
+
         if table_name is None:
             raise ConfigError("export needs table_name", hint="export(df, schema_name, table_name, if_exists=…)")
         schema_name = schema_name or self.schema
@@ -440,12 +499,30 @@ class Postgres(Connector):
         if method not in (None, "UPDATE", "IGNORE"):
             raise ConfigError(f"unique_conflict_method={unique_conflict_method!r}", hint="use 'UPDATE' or 'IGNORE'")
 
+        schema_change = on_schema_change_setting(on_schema_change)
+        part_column, part_value = (None, None)
+        if policy is ExportWritePolicy.REPLACE_PARTITION:
+            part_column, part_value = partition_settings(partition_column, partition_value)
+            if part_column and auto_clean_name:
+                part_column = _clean_key(part_column, case_sensitive)
+
         target = f"{schema_name}.{table_name}"
         if query_string is not None:
-            return self._exported(self._export_query(query_string, schema_name, table_name, policy, cascade_on_drop), target)
+            return self._exported(self._export_query(
+                query_string, schema_name, table_name, policy, cascade_on_drop, schema_change, part_column, part_value
+            ), target)
 
         table = rename_columns(to_arrow(df, index=index), auto_clean_name=auto_clean_name, case_sensitive=case_sensitive)
         table = _rechunk(_ingestable(table))
+        partition = None
+        if policy is ExportWritePolicy.REPLACE_PARTITION:
+            where = f"export to {schema_name}.{table_name}"
+            if require_column(part_column, where) not in table.column_names:
+                raise ConfigError(
+                    f"{where}: partition_column {part_column!r} is not a column of the frame (columns: {table.column_names})"
+                )
+            partition = resolve_partition(part_column, part_value, table.schema.field(part_column).type, where=where)
+            check_within(table, partition, target=f"{schema_name}.{table_name}")
         missing = [k for k in keys if k not in table.column_names]
         if missing:
             raise ConfigError(
@@ -457,7 +534,9 @@ class Postgres(Connector):
         for column, sql_type in (overwrite_types or {}).items():
             if column in types:
                 types[column] = sql_type
-        return self._exported(self._write(table, types, schema_name, table_name, policy, keys, method, cascade_on_drop), target)
+        return self._exported(self._write(
+            table, types, schema_name, table_name, policy, keys, method, cascade_on_drop, schema_change, partition
+        ), target)
 
     def _write(
         self,
@@ -469,18 +548,22 @@ class Postgres(Connector):
         keys: list[str],
         method: str | None,
         cascade: bool,
+        schema_change: str = "fail",
+        partition: Any = None,
     ) -> int:
         conn = self._connection()
         cur = conn.cursor()
         target = f"{quote_ident(schema)}.{quote_ident(name)}"
         try:
             existing = self._columns(cur, schema, name)
+            if existing is None:  # concurrent runs (a backfill) may all find no table: one creates it
+                claim_new_table(cur, schema, name)
+                existing = self._columns(cur, schema, name)
             if existing and policy is ExportWritePolicy.FAIL:
                 raise TerminalConnectorError(
                     f"table {schema}.{name} already exists on {self._where()} and if_exists='fail'",
                     hint="use if_exists='replace' or 'append', or drop the table first",
                 )
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
             if existing is None or policy is ExportWritePolicy.REPLACE:
                 fresh = f"{name[:40]}__dagsmith_{uuid.uuid4().hex[:8]}" if existing is not None else name
                 cur.execute(_create_sql(schema, fresh, types))
@@ -492,7 +575,11 @@ class Postgres(Connector):
                 if keys:
                     cur.execute(_unique_index_sql(schema, name, keys))
             else:
-                self._check_fits(table, types, existing, schema, name)
+                table, types = self._check_fits(cur, table, types, schema, name, policy, schema_change)
+                existing = self._columns(cur, schema, name) or existing
+                if partition is not None:
+                    condition, params = partition.sql(quote_ident(partition.column), lambda n: f"${n}")
+                    cur.execute(f"DELETE FROM {target} WHERE {condition}", params)
                 if keys:
                     cur.execute(_unique_index_sql(schema, name, keys))
                     self._upsert(cur, table, types, schema, name, keys, method or "UPDATE")
@@ -528,25 +615,31 @@ class Postgres(Connector):
         return {r[0]: _normalize_pg_type(r[1]) for r in rows if r[0] is not None}
 
     def _check_fits(
-        self, table: "pa.Table", types: dict[str, str], existing: dict[str, str], schema: str, name: str
-    ) -> None:
-        unknown = [c for c in table.column_names if c not in existing]
-        if unknown:
-            raise TerminalConnectorError(
-                f"cannot append to {schema}.{name}: the frame has columns the table does not: {unknown}"
-                f" (table columns: {list(existing)}); nothing was written",
-                hint="rename or drop those columns, or use if_exists='replace' to recreate the table",
+        self,
+        cur: Any,
+        table: "pa.Table",
+        types: dict[str, str],
+        schema: str,
+        name: str,
+        policy: ExportWritePolicy,
+        schema_change: str,
+    ) -> tuple["pa.Table", dict[str, str]]:
+        """Schema drift check before an append / partition replace; adds new columns when allowed.
+        Returns the frame cast to the table's types (each cast checked lossless) and its column types."""
+        from dagsmith.io.schema import compare, conform, enforce, frame_columns
+
+        diff = compare(table_columns(cur, schema, name), frame_columns(table, postgres_type), values=table)
+        action = "replace a partition of" if policy is ExportWritePolicy.REPLACE_PARTITION else "append to"
+        enforce(diff, on_schema_change=schema_change, target=f"{schema}.{name}", action=action)
+        if diff.casts:
+            table = _ingestable(conform(table, diff))
+            types = {c: postgres_type(f.type) for c, f in zip(table.column_names, table.schema)}
+        for change in diff.added:
+            cur.execute(
+                f"ALTER TABLE {quote_ident(schema)}.{quote_ident(name)}"
+                f" ADD COLUMN {quote_ident(change.column)} {types[change.column]}"
             )
-        clashes = []
-        for column in table.column_names:
-            ours, theirs = types[column], existing[column]
-            if ours != theirs and not _assignable(ours, theirs):
-                clashes.append(f"{column}: frame {ours} vs table {theirs}")
-        if clashes:
-            raise TerminalConnectorError(
-                f"cannot append to {schema}.{name}: column types do not fit ({'; '.join(clashes)}); nothing was written",
-                hint="cast those columns in the block before exporting, or use if_exists='replace'",
-            )
+        return table, types
 
     def _stage(self, cur: Any, table: "pa.Table", types: dict[str, str]) -> str:
         staging = f"_dagsmith_stage_{uuid.uuid4().hex[:12]}"
@@ -574,17 +667,35 @@ class Postgres(Connector):
         )
 
     def _export_query(
-        self, query: str, schema: str, name: str, policy: ExportWritePolicy, cascade: bool
+        self,
+        query: str,
+        schema: str,
+        name: str,
+        policy: ExportWritePolicy,
+        cascade: bool,
+        schema_change: str = "fail",
+        part_column: str | None = None,
+        part_value: Any = None,
     ) -> int:
         conn = self._connection()
         cur = conn.cursor()
         target = f"{quote_ident(schema)}.{quote_ident(name)}"
         try:
             existing = self._columns(cur, schema, name)
+            if existing is None:
+                claim_new_table(cur, schema, name)
+                existing = self._columns(cur, schema, name)
             if existing is not None and policy is ExportWritePolicy.FAIL:
                 raise TerminalConnectorError(f"table {schema}.{name} already exists on {self._where()} and if_exists='fail'")
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
             body = query.strip().rstrip(";")
+            if policy is ExportWritePolicy.REPLACE_PARTITION:
+                cur.execute(f"CREATE TEMPORARY TABLE {RESULT_TABLE} ON COMMIT DROP AS {body}")
+                count = replace_partition_from_result(
+                    cur, schema, name, exists=existing is not None, schema_change=schema_change,
+                    column=part_column, value=part_value, placeholder=lambda n: f"${n}",
+                )
+                conn.commit()
+                return count
             if existing is None:
                 cur.execute(f"CREATE TABLE {target} AS {body}")
             elif policy is ExportWritePolicy.REPLACE:
@@ -593,10 +704,12 @@ class Postgres(Connector):
                 cur.execute(f"DROP TABLE {target}{' CASCADE' if cascade else ''}")
                 cur.execute(f"ALTER TABLE {quote_ident(schema)}.{quote_ident(fresh)} RENAME TO {quote_ident(name)}")
             else:
-                cur.execute(f"INSERT INTO {target} {body}")
+                cur.execute(f"CREATE TEMPORARY TABLE {RESULT_TABLE} ON COMMIT DROP AS {body} WITH NO DATA")
+                cols = check_result_drift(cur, schema, name, ExportWritePolicy.APPEND, schema_change)
+                cur.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM ({body}) AS _dagsmith_src")
             count = cur.rowcount
             conn.commit()
-        except TerminalConnectorError:
+        except (TerminalConnectorError, ConfigError):
             self._rollback()
             raise
         except Exception as exc:
@@ -615,6 +728,112 @@ class Postgres(Connector):
             "schema": self.schema,
             "password": "***" if self._password else None,
         }
+
+
+# --------------------------------------------------------------------------- drift and partitions
+# Shared by this connector (ADBC cursor, ``$n`` parameters) and SQL blocks (psycopg cursor, ``%s``).
+
+_LOCK_CLASS = 1684105075  # first key of dagsmith's two-key advisory locks on tables and schemas ("dags")
+
+
+def claim_new_table(cur: Any, schema: str, name: str) -> None:
+    """Before creating ``schema.name``: wait for any other transaction creating it (a transaction-scoped
+    advisory lock on the name), and create the schema if missing — ``CREATE SCHEMA IF NOT EXISTS`` and
+    ``CREATE TABLE`` race between concurrent transactions (duplicate key errors). Re-read the table after."""
+    cur.execute(f"SELECT pg_advisory_xact_lock({_LOCK_CLASS}, hashtext({_quote_literal(schema + '.' + name)}))")
+    cur.execute(f"SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = {_quote_literal(schema)}")
+    if not cur.fetchall():
+        cur.execute(f"SELECT pg_advisory_xact_lock({_LOCK_CLASS}, hashtext({_quote_literal('schema:' + schema)}))")
+        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+
+
+RESULT_TABLE = "_dagsmith_result"
+"""The temporary table a query's result (or, ``WITH NO DATA``, its columns) is put in before writing."""
+
+
+def table_columns(cur: Any, schema: str, name: str) -> list["Column"]:
+    """A table's columns for the drift check (type, Arrow type, whether the database fills it)."""
+    cur.execute(
+        "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),"
+        " (a.atthasdef OR a.attidentity IN ('a', 'd') OR a.attgenerated = 's')"
+        " FROM pg_catalog.pg_attribute a"
+        " JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        f" WHERE n.nspname = {_quote_literal(schema)} AND c.relname = {_quote_literal(name)}"
+        " AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+    )
+    return [postgres_column(r[0], r[1], bool(r[2])) for r in cur.fetchall()]
+
+
+def _result_columns(cur: Any) -> list["Column"]:
+    cur.execute(
+        "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a"
+        f" WHERE a.attrelid = 'pg_temp.{RESULT_TABLE}'::regclass AND a.attnum > 0 AND NOT a.attisdropped"
+        " ORDER BY a.attnum"
+    )
+    return [postgres_column(r[0], r[1]) for r in cur.fetchall()]
+
+
+def check_result_drift(cur: Any, schema: str, name: str, policy: ExportWritePolicy, schema_change: str) -> str:
+    """Drift check of the query result in ``RESULT_TABLE`` against ``schema.name`` (types only: the values
+    are not in Python); adds new columns when allowed. Returns the result's quoted column list."""
+    from dagsmith.io.schema import compare, enforce
+
+    incoming = _result_columns(cur)
+    diff = compare(table_columns(cur, schema, name), incoming, label="query")
+    action = "replace a partition of" if policy is ExportWritePolicy.REPLACE_PARTITION else "append to"
+    enforce(diff, on_schema_change=schema_change, target=f"{schema}.{name}", action=action)
+    for change in diff.added:
+        cur.execute(
+            f"ALTER TABLE {quote_ident(schema)}.{quote_ident(name)} ADD COLUMN {quote_ident(change.column)} {change.frame_type}"
+        )
+    return ", ".join(quote_ident(c.name) for c in incoming)
+
+
+def replace_partition_from_result(
+    cur: Any,
+    schema: str,
+    name: str,
+    *,
+    exists: bool,
+    schema_change: str,
+    column: str | None,
+    value: Any,
+    placeholder: Any,
+    variables: Any = None,
+) -> int:
+    """Replace one partition of ``schema.name`` with the query result in ``RESULT_TABLE``, inside the
+    caller's transaction: every row must be inside the partition, the columns must match (or be added),
+    then DELETE the partition and INSERT the result. Returns the rows inserted."""
+    from dagsmith.io.partitions import require_column, resolve_partition
+
+    target = f"{quote_ident(schema)}.{quote_ident(name)}"
+    where = f"export to {schema}.{name}"
+    result = {c.name: c for c in _result_columns(cur)}
+    if require_column(column, where) not in result:
+        raise ConfigError(f"{where}: partition_column {column!r} is not a column of the query's result ({list(result)})")
+    if result[column].arrow is None:
+        raise ConfigError(f"{where}: cannot partition by {column!r} of type {result[column].type}")
+    partition = resolve_partition(column, value, result[column].arrow, variables=variables, where=where)
+    condition, params = partition.sql(quote_ident(column), placeholder)
+    cur.execute(
+        f"SELECT count(*), min({quote_ident(column)}::text) FROM {RESULT_TABLE} WHERE NOT coalesce({condition}, false)",
+        params,
+    )
+    outside, example = cur.fetchall()[0]
+    if outside:
+        raise TerminalConnectorError(
+            f"cannot replace partition {partition.describe()} of {schema}.{name}: {outside} rows of the query are"
+            f" outside it (e.g. {column} = {example}); nothing was written",
+            hint="filter the query to the partition (WHERE …), or pass the partition_value that covers it",
+        )
+    if not exists:
+        cur.execute(f"CREATE TABLE {target} AS SELECT * FROM {RESULT_TABLE}")
+    else:
+        cols = check_result_drift(cur, schema, name, ExportWritePolicy.REPLACE_PARTITION, schema_change)
+        cur.execute(f"DELETE FROM {target} WHERE {condition}", params)
+        cur.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {RESULT_TABLE}")
+    cur.execute(f"SELECT count(*) FROM {RESULT_TABLE}")
+    return int(cur.fetchall()[0][0])
 
 
 # --------------------------------------------------------------------------- helpers
@@ -685,21 +904,6 @@ def _clean_key(key: str, case_sensitive: bool) -> str:
 
 def _same_layout(table: "pa.Table", types: dict[str, str], existing: dict[str, str]) -> bool:
     return list(existing) == list(table.column_names) and all(types[c] == existing[c] for c in table.column_names)
-
-
-_NUMERIC = ("smallint", "integer", "bigint", "real", "double precision")
-
-
-def _assignable(ours: str, theirs: str) -> bool:
-    """Whether PostgreSQL accepts a value of our type into their column on INSERT … SELECT."""
-    base_ours, base_theirs = ours.split("(")[0], theirs.split("(")[0]
-    if base_ours == "text":  # all-null or string columns: text casts to anything textual
-        return base_theirs in ("text", "character varying", "character", "json", "jsonb", "uuid")
-    if base_ours in _NUMERIC or base_ours == "numeric":
-        return base_theirs in _NUMERIC or base_theirs == "numeric"
-    if base_ours.startswith("timestamp") or base_ours == "date":
-        return base_theirs.startswith("timestamp") or base_theirs == "date"
-    return base_ours == base_theirs
 
 
 def _dedupe_last(table: "pa.Table", keys: list[str]) -> "pa.Table":

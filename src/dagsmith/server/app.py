@@ -134,6 +134,9 @@ def create_app(
         if migrate:
             db.migrate()
         yield
+        jobs = getattr(app.state, "ui_jobs", None)
+        if jobs is not None:  # the editor kernel process goes with the server
+            jobs.close()
 
     app = FastAPI(
         title="dagsmith",

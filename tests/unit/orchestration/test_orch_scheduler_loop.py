@@ -31,7 +31,7 @@ def _dates(db, trigger_id):
 def test_scheduler_down_three_days_with_each_catchup_policy(db, settings, policy, expected):
     clock = Clock(utc(2024, 3, 7, 0, 0, 5))
     with db.session() as s:
-        trig = repo.create_trigger(s, "one", "daily", schedule_interval="@daily", status="active", catchup=policy, now=utc(2024, 3, 7, 0, 0, 1))
+        trig = repo.create_trigger(s, "one", "daily", schedule_interval="@daily", status="active", catchup=policy, now=utc(2024, 3, 6, 12))
     sched = Scheduler(settings, db, clock=clock)
     sched.tick()
     clock.now = utc(2024, 3, 10, 9, 30)  # down from the 7th to the 10th
@@ -68,7 +68,7 @@ def test_two_schedulers_ticking_together_create_each_period_once(db, settings):
 
 def test_skip_if_previous_running_records_a_cancelled_run(db, settings):
     with db.session() as s:
-        trig = repo.create_trigger(s, "one", "h", schedule_interval="@hourly", status="active", settings={"skip_if_previous_running": True}, now=utc(2024, 3, 1, 0, 1))
+        trig = repo.create_trigger(s, "one", "h", schedule_interval="@hourly", status="active", settings={"skip_if_previous_running": True}, now=utc(2024, 2, 29, 23, 59))
     sched = Scheduler(settings, db)
     sched.tick(utc(2024, 3, 1, 0, 1))
     sched.tick(utc(2024, 3, 1, 1, 0, 1))  # the 00:00 run is still waiting
@@ -88,7 +88,7 @@ def test_once_trigger_runs_once_then_switches_off(db, settings):
 
 def test_scheduled_runs_carry_interval_variables_and_timezone(db, settings):
     with db.session() as s:
-        trig = repo.create_trigger(s, "one", "berlin", schedule_interval="0 5 * * *", timezone="Europe/Berlin", status="active", variables={"x": 1}, settings={"timeout": 60}, now=utc(2024, 7, 1, 4))
+        trig = repo.create_trigger(s, "one", "berlin", schedule_interval="0 5 * * *", timezone="Europe/Berlin", status="active", variables={"x": 1}, settings={"timeout": 60}, now=utc(2024, 7, 1, 2))
     Scheduler(settings, db).tick(utc(2024, 7, 1, 3, 0, 2))  # 05:00 CEST = 03:00 UTC
     with db.read() as s:
         (run,), _ = repo.list_runs(s, trigger_id=trig.id)
@@ -166,7 +166,7 @@ def test_written_triggers_yaml_round_trips(db, settings, project):
 
 def test_runs_unfinished_past_their_sla_are_flagged(db, settings):
     with db.session() as s:
-        trig = repo.create_trigger(s, "one", "h", schedule_interval="@hourly", status="active", sla=600, now=utc(2024, 3, 1, 0, 1))
+        trig = repo.create_trigger(s, "one", "h", schedule_interval="@hourly", status="active", sla=600, now=utc(2024, 2, 29, 23, 59))
     sched = Scheduler(settings, db)
     sched.tick(utc(2024, 3, 1, 0, 1))
     sched.tick(utc(2024, 3, 1, 0, 9))

@@ -105,10 +105,19 @@ def test_catchup_all_is_capped_per_call_and_continues():
     assert second.dates[0] == utc(2024, 3, 1, 11) and second.dates[-1] == utc(2024, 3, 2)
 
 
-def test_new_trigger_runs_its_current_period_but_not_earlier_ones():
+@pytest.mark.parametrize("policy", ["all", "latest", "none"])
+def test_new_trigger_waits_for_its_next_tick(policy):
+    # created at 09:30: the preview promises 00:00 tomorrow as the first run, so nothing runs today
     enabled = utc(2024, 3, 10, 9, 30)
-    due = due_dates(ScheduleState("@daily", enabled_at=enabled, catchup="all"), utc(2024, 3, 10, 9, 31))
-    assert due.dates == [utc(2024, 3, 10)]
+    state = ScheduleState("@daily", enabled_at=enabled, catchup=policy)
+    assert due_dates(state, utc(2024, 3, 10, 9, 31)).dates == []
+    assert due_dates(state, utc(2024, 3, 10, 23, 59)).dates == []
+    assert due_dates(state, utc(2024, 3, 11, 0, 0, 1)).dates == [utc(2024, 3, 11)]
+
+
+def test_trigger_enabled_exactly_on_a_tick_runs_that_tick():
+    state = ScheduleState("@hourly", enabled_at=utc(2024, 3, 10, 9), catchup="latest")
+    assert due_dates(state, utc(2024, 3, 10, 9, 0, 2)).dates == [utc(2024, 3, 10, 9)]
 
 
 def test_start_time_gates_and_sets_the_first_period():

@@ -7,8 +7,10 @@ Configuration (block ``configuration`` in the pipeline's metadata.yaml):
 (io_config.yaml profile, may be templated: ``{{ variables('P') }}``),
 ``data_provider_database`` (PostgreSQL database, BigQuery project, DuckDB
 catalog), ``data_provider_schema``, ``data_provider_table``,
-``export_write_policy`` (append — Mage's default — | replace | fail),
-``use_raw_sql``, ``disable_query_preprocessing``, ``limit`` /
+``export_write_policy`` (append — Mage's default — | replace | fail |
+replace_partition), ``partition_column`` / ``partition_value`` (replace_partition;
+the value may be templated, default: the run's interval), ``on_schema_change``
+(fail | add_columns), ``use_raw_sql``, ``disable_query_preprocessing``, ``limit`` /
 ``limit_in_pipeline_run`` (rows of the block's output frame; 0 = up to 10M),
 ``upstream_block_configuration.<uuid>.table_name``.
 
@@ -41,6 +43,11 @@ Modes:
   editor runs is not applied) per the write policy — replace builds the new table
   aside and swaps it in one transaction (DuckDB: ``CREATE OR REPLACE`` in a
   transaction; BigQuery: ``WRITE_TRUNCATE``), so readers never see an empty table.
+  ``append`` and ``replace_partition`` first compare the result's columns with the
+  table's (added, missing or changed columns stop the block, nothing written, unless
+  ``on_schema_change: add_columns``); ``replace_partition`` puts the result aside,
+  refuses rows outside the partition, then deletes the partition and inserts the
+  result in one transaction (BigQuery: one MERGE), so a re-run gives the same rows.
   The output is the table's rows (``limit``). With no schema configured (a BigQuery
   profile without a dataset) a single query is run as it is and its rows are the output.
 - raw (``use_raw_sql``): statements run as written, in one transaction

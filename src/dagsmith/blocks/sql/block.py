@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from dagsmith.blocks.context import BlockCall
-from dagsmith.blocks.sql.dialects import DatabaseFailure, Dialect, open_dialect
+from dagsmith.blocks.sql.dialects import DatabaseFailure, Dialect, WriteOptions, open_dialect
 from dagsmith.blocks.sql.render import (
     Secret,
     SqlText,
@@ -23,9 +23,9 @@ from dagsmith.blocks.sql.render import (
     render_template,
     split_and_bind,
 )
-from dagsmith.errors import BlockError, ConfigError, DagsmithError
+from dagsmith.errors import BlockError, ConfigError, ConnectorError, DagsmithError
 
-POLICIES = ("append", "replace", "fail")
+POLICIES = ("append", "replace", "fail", "replace_partition")
 PREVIEW_ROWS = 10
 _MISSING = object()
 
@@ -41,6 +41,9 @@ class SqlSettings:
     raw: bool
     verbatim: bool
     limit: int
+    on_schema_change: str = "fail"
+    partition_column: str | None = None
+    partition_value: str | None = None
 
 
 def _truthy(value: Any) -> bool:
@@ -78,7 +81,17 @@ def settings_for(call: BlockCall, config: Mapping[str, Any], context: Mapping[st
     if policy not in POLICIES:
         raise ConfigError(
             f"{_where(call)}: export_write_policy {config.get('export_write_policy')!r} is not a write policy",
-            hint="use append, replace or fail",
+            hint="use append, replace, fail or replace_partition",
+        )
+    from dagsmith.io.schema import on_schema_change_setting
+
+    schema_change = on_schema_change_setting(
+        config.get("on_schema_change") or "fail", where=f"{_where(call)}: on_schema_change"
+    )
+    if policy == "replace_partition" and not config.get("partition_column"):
+        raise ConfigError(
+            f"{_where(call)}: export_write_policy replace_partition needs partition_column",
+            hint="set configuration.partition_column (and optionally partition_value, default: the run's interval)",
         )
     limit_value = config.get("limit_in_pipeline_run") or config.get("limit") or 0
     try:
@@ -97,6 +110,9 @@ def settings_for(call: BlockCall, config: Mapping[str, Any], context: Mapping[st
         raw=_truthy(config.get("use_raw_sql")),
         verbatim=_truthy(config.get("disable_query_preprocessing")),
         limit=min(limit, QUERY_ROW_LIMIT) if limit > 0 else QUERY_ROW_LIMIT,
+        on_schema_change=schema_change,
+        partition_column=text("partition_column"),
+        partition_value=text("partition_value"),
     )
 
 
@@ -399,11 +415,19 @@ def run_sql_block(call: BlockCall) -> Any:
                         hint="set data_provider_schema in the block's configuration",
                     )
                 table = s.table or auto_table(call.pipeline.uuid, call.block.uuid)
-                dialect.materialize(statements[0], schema, table, s.policy)
+                options = WriteOptions(
+                    on_schema_change=s.on_schema_change,
+                    partition_column=s.partition_column,
+                    partition_value=s.partition_value,
+                    variables=call.kwargs,
+                )
+                dialect.materialize(statements[0], schema, table, s.policy, options)
                 call.extra["table"] = f"{schema}.{table}"
                 frame = dialect.read_table(schema, table, s.limit)
         except DatabaseFailure as failure:
             raise _db_error(call, s, failure, shown) from None
+        except (ConnectorError, ConfigError) as exc:  # drift, a row outside the partition: nothing was written
+            raise BlockError(f"{_where(call)}: {exc.message}", block_uuid=call.block.uuid, hint=exc.hint) from None
         if frame is not None:
             call.extra["preview"] = _preview(frame)
             call.extra["preview_rows"] = int(len(frame))

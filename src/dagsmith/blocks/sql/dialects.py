@@ -2,9 +2,11 @@
 
 Owns what differs between databases for a SQL block: quoting identifiers,
 placeholder spelling, binding parameters, materializing a query into a table
-per write policy (atomically for ``replace``), running raw statements in one
-transaction, reading the result back, and turning a database error into the
-line of the rendered SQL it points at.
+per write policy (atomically for ``replace`` and ``replace_partition``; ``append``
+and ``replace_partition`` check the result's columns against the table first, with
+the connectors' schema-drift and partition helpers), running raw statements in one
+transaction, reading the result back, and turning a database error into the line
+of the rendered SQL it points at.
 
 Built on the connectors of ``dagsmith.io``: frames from upstream blocks go in
 through the connector's own ``export`` (ADBC/COPY on PostgreSQL, Arrow on DuckDB,
@@ -25,7 +27,8 @@ from __future__ import annotations
 import re
 import uuid
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from dagsmith.blocks.sql.render import SqlText, Statement
 from dagsmith.errors import ConfigError, TerminalConnectorError
@@ -52,6 +55,17 @@ class DatabaseFailure(Exception):
 
 
 _WRAP = "\n"  # wrappers end with a newline, so the user's query keeps its own line numbers
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """How a materialized block writes besides its policy (block configuration keys of the same names)."""
+
+    on_schema_change: str = "fail"
+    partition_column: str | None = None
+    partition_value: Any = None
+    variables: Mapping[str, Any] | None = None
+    """The run's variables: the default partition is their interval."""
 
 
 class Dialect:
@@ -84,7 +98,9 @@ class Dialect:
         self.connector.export(frame, schema, table, if_exists="replace")
         return self.qualify(schema, table)
 
-    def materialize(self, stmt: Statement, schema: str, table: str, policy: str) -> None:
+    def materialize(
+        self, stmt: Statement, schema: str, table: str, policy: str, options: WriteOptions = WriteOptions()
+    ) -> None:
         raise NotImplementedError
 
     def read_table(self, schema: str, table: str, limit: int) -> "pd.DataFrame":
@@ -196,21 +212,38 @@ class PostgresDialect(Dialect):
         cur.execute("SELECT to_regclass(%s) IS NOT NULL", [f"{self.quote(schema)}.{self.quote(table)}"])
         return bool(cur.fetchone()[0])
 
-    def materialize(self, stmt: Statement, schema: str, table: str, policy: str) -> None:
+    def materialize(
+        self, stmt: Statement, schema: str, table: str, policy: str, options: WriteOptions = WriteOptions()
+    ) -> None:
+        from dagsmith.io.base import ExportWritePolicy
+        from dagsmith.io.postgres import RESULT_TABLE, check_result_drift, claim_new_table, replace_partition_from_result
+
         conn = self._conn()
         target = f"{self.quote(schema)}.{self.quote(table)}"
+        result = f"CREATE TEMPORARY TABLE {RESULT_TABLE} ON COMMIT DROP AS{_WRAP}"
         try:
             with conn.cursor() as cur:
-                cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self.quote(schema)}")
                 exists = self._exists(cur, schema, table)
+                if not exists:  # concurrent runs may all find no table: one creates it
+                    claim_new_table(cur, schema, table)
+                    exists = self._exists(cur, schema, table)
                 if exists and policy == "fail":
                     raise DatabaseFailure(
                         f"table {schema}.{table} already exists and export_write_policy is 'fail'"
                     )
-                if not exists:
+                if policy == "replace_partition":  # result aside; check; delete + insert, one transaction
+                    self._exec(cur, result, stmt)
+                    replace_partition_from_result(
+                        cur, schema, table, exists=exists, schema_change=options.on_schema_change,
+                        column=options.partition_column, value=options.partition_value,
+                        placeholder=lambda n: "%s", variables=options.variables,
+                    )
+                elif not exists:
                     self._exec(cur, f"CREATE TABLE {target} AS{_WRAP}", stmt)
-                elif policy == "append":
-                    self._exec(cur, f"INSERT INTO {target}{_WRAP}", stmt)
+                elif policy == "append":  # the result's columns (not its rows) first, for the drift check
+                    self._exec(cur, result, stmt, f"{_WRAP}WITH NO DATA")
+                    cols = check_result_drift(cur, schema, table, ExportWritePolicy.APPEND, options.on_schema_change)
+                    self._exec(cur, f"INSERT INTO {target} ({cols}) SELECT {cols} FROM ({_WRAP}", stmt, f"{_WRAP}) AS _dagsmith_src")
                 else:  # replace: build aside, swap in the same transaction
                     fresh = f"{table[:40]}__dagsmith_{uuid.uuid4().hex[:8]}"
                     self._exec(cur, f"CREATE TABLE {self.quote(schema)}.{self.quote(fresh)} AS{_WRAP}", stmt)
@@ -321,10 +354,10 @@ class DuckDBDialect(Dialect):
             self._conn().register(table, arrow)
         return SqlText(f"temp.main.{self.quote(table)}")
 
-    def _exec(self, prefix: str, stmt: Statement) -> Any:
+    def _exec(self, prefix: str, stmt: Statement, suffix: str = "") -> Any:
         import duckdb
 
-        sql = prefix + stmt.sql(self.placeholder)
+        sql = prefix + stmt.sql(self.placeholder) + suffix
         try:
             values = stmt.values
             return self._conn().execute(sql, values) if values else self._conn().execute(sql)
@@ -343,23 +376,55 @@ class DuckDBDialect(Dialect):
         ).fetchall()
         return bool(rows)
 
-    def materialize(self, stmt: Statement, schema: str, table: str, policy: str) -> None:
-
+    def materialize(
+        self, stmt: Statement, schema: str, table: str, policy: str, options: WriteOptions = WriteOptions()
+    ) -> None:
         conn = self._conn()
         target = self.qualify(schema, table)
         schema_ref = ".".join(self.quote(p) for p in ([self.database] if self.database else []) + [schema])
         with self._lock:
-            self._materialize(conn, stmt, schema, table, policy, target, schema_ref)
+            self._materialize(conn, stmt, schema, table, policy, target, schema_ref, options)
 
-    def _materialize(self, conn: Any, stmt: Statement, schema: str, table: str, policy: str, target: str, schema_ref: str) -> None:
+    def _materialize(
+        self, conn: Any, stmt: Statement, schema: str, table: str, policy: str, target: str, schema_ref: str,
+        options: WriteOptions,
+    ) -> None:
+        from dagsmith.io.base import ExportWritePolicy
 
+        duck = self.connector
         with _duck_transaction(conn):
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema_ref}")
             exists = self._exists(schema, table)
             if exists and policy == "fail":
                 raise DatabaseFailure(f"table {schema}.{table} already exists and export_write_policy is 'fail'")
-            if exists and policy == "append":
-                self._exec(f"INSERT INTO {target}{_WRAP}", stmt)
+            if policy == "replace_partition":  # result aside; check; delete + insert, one transaction
+                result = f"temp.main.{self.quote('_dagsmith_result')}"
+                self._exec(f"CREATE OR REPLACE TEMPORARY TABLE {self.quote('_dagsmith_result')} AS{_WRAP}", stmt)
+                partition = duck.query_partition(
+                    result, options.partition_column, options.partition_value, f"block table {schema}.{table}",
+                    f"{schema}.{table}", variables=options.variables,
+                )
+                if not exists:
+                    conn.execute(f"CREATE TABLE {target} AS SELECT * FROM {result}")
+                else:
+                    cols, select = duck.check_drift(
+                        duck.describe(f"SELECT * FROM {result}"), None, schema, table,
+                        ExportWritePolicy.REPLACE_PARTITION, options.on_schema_change, catalog=self.database,
+                    )
+                    condition, params = partition.sql(self.quote(partition.column), lambda n: "?")
+                    conn.execute(f"DELETE FROM {target} WHERE {condition}", params)
+                    names = ", ".join(self.quote(c) for c in cols)
+                    conn.execute(f"INSERT INTO {target} ({names}) SELECT {select} FROM {result}")
+                conn.execute(f"DROP TABLE {result}")
+            elif exists and policy == "append":  # the result's columns first, for the drift check
+                cursor = self._exec(f"DESCRIBE{_WRAP}", stmt)
+                described = {r[0]: r[1] for r in cursor.fetchall()}
+                cols, select = duck.check_drift(
+                    described, None, schema, table, ExportWritePolicy.APPEND, options.on_schema_change,
+                    catalog=self.database,
+                )
+                names = ", ".join(self.quote(c) for c in cols)
+                self._exec(f"INSERT INTO {target} ({names}) SELECT {select} FROM ({_WRAP}", stmt, f"{_WRAP}) AS _dagsmith_src")
             else:  # CREATE OR REPLACE in a transaction: readers see the old table until COMMIT
                 self._exec(f"CREATE OR REPLACE TABLE {target} AS{_WRAP}", stmt)
 
@@ -447,12 +512,21 @@ class BigQueryDialect(Dialect):
     def _job_config(self, stmt: Statement, **kw: Any):
         from google.cloud import bigquery
 
-        return bigquery.QueryJobConfig(query_parameters=[_bq_param(f"p{i + 1}", v) for i, v in enumerate(stmt.values)], **kw)
+        from dagsmith.io.bigquery import query_parameter
+
+        return bigquery.QueryJobConfig(
+            query_parameters=[query_parameter(f"p{i + 1}", v) for i, v in enumerate(stmt.values)], **kw
+        )
 
     def _run(self, stmt: Statement, **kw: Any):
+        return self._guard(stmt, lambda: self.connector.client.query(
+            stmt.sql(self.placeholder), job_config=self._job_config(stmt, **kw)
+        ).result())
+
+    def _guard(self, stmt: Statement, fn: Any) -> Any:
+        """Run a job; the service's error becomes a DatabaseFailure pointing at the statement's line."""
         try:
-            job = self.connector.client.query(stmt.sql(self.placeholder), job_config=self._job_config(stmt, **kw))
-            return job.result()
+            return fn()
         except (ConfigError, TerminalConnectorError):
             raise
         except Exception as exc:
@@ -460,13 +534,34 @@ class BigQueryDialect(Dialect):
             m = _BQ_POS.search(message)
             raise DatabaseFailure(message, statement=stmt, line_in_statement=int(m.group(1)) if m else None) from None
 
-    def materialize(self, stmt: Statement, schema: str, table: str, policy: str) -> None:
+    def materialize(
+        self, stmt: Statement, schema: str, table: str, policy: str, options: WriteOptions = WriteOptions()
+    ) -> None:
         from google.cloud import bigquery
 
+        from dagsmith.io.base import ExportWritePolicy
+
+        bq = self.connector
         full = f"{self.project}.{schema}.{table}"
-        self.connector.client.create_dataset(bigquery.Dataset(f"{self.project}.{schema}"), exists_ok=True)
-        if policy == "fail" and self.connector.table_exists(full):
+        bq.client.create_dataset(bigquery.Dataset(f"{self.project}.{schema}"), exists_ok=True)
+        if policy == "fail" and bq.table_exists(full):
             raise DatabaseFailure(f"table {full} already exists and export_write_policy is 'fail'")
+        if policy == "replace_partition":  # result into a staging table; check; one MERGE; drop the stage
+            stage = bq._stage_name(self.project, schema)
+            try:
+                self._run(stmt, destination=stage, write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE)
+                bq.replace_partition_from(
+                    stage, bq.client.get_table(stage), full, bq._get_table(full), options.on_schema_change,
+                    options.partition_column, options.partition_value, variables=options.variables,
+                )
+            finally:
+                bq.client.delete_table(stage, not_found_ok=True)
+            return
+        if policy == "append":
+            current = bq._get_table(full)
+            if current is not None:  # the result's columns from a dry run, for the drift check
+                incoming = self._guard(stmt, lambda: bq.query_columns(stmt.sql(self.placeholder), self._job_config(stmt)))
+                bq._check_drift(full, current, None, incoming, ExportWritePolicy.APPEND, options.on_schema_change)
         disposition = {
             "replace": bigquery.WriteDisposition.WRITE_TRUNCATE,
             "append": bigquery.WriteDisposition.WRITE_APPEND,
@@ -500,36 +595,6 @@ class BigQueryDialect(Dialect):
         from dagsmith.blocks.sql.render import Statement as S
 
         self._run(S([text], 1))
-
-
-def _bq_param(name: str, value: Any):
-    from google.cloud import bigquery
-
-    if isinstance(value, (list, tuple)):
-        kind = _bq_kind(value[0]) if value else "STRING"
-        return bigquery.ArrayQueryParameter(name, kind, list(value))
-    return bigquery.ScalarQueryParameter(name, _bq_kind(value), value)
-
-
-def _bq_kind(value: Any) -> str:
-    import datetime as dt
-    import decimal
-
-    if isinstance(value, bool):
-        return "BOOL"
-    if isinstance(value, int):
-        return "INT64"
-    if isinstance(value, float):
-        return "FLOAT64"
-    if isinstance(value, decimal.Decimal):
-        return "NUMERIC"
-    if isinstance(value, dt.datetime):
-        return "TIMESTAMP" if value.tzinfo else "DATETIME"
-    if isinstance(value, dt.date):
-        return "DATE"
-    if isinstance(value, bytes):
-        return "BYTES"
-    return "STRING"
 
 
 # --------------------------------------------------------------------------- factory

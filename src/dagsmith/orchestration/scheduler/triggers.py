@@ -14,9 +14,10 @@ Rules a data engineer can rely on:
   does not exist (spring forward) runs at the same offset after the gap (02:30 → 03:30);
   a wall time that occurs twice (fall back) runs once, at its first occurrence, except
   for schedules whose hour field is ``*``, which run every real hour.
-* A trigger never creates runs for periods that began before it was enabled (the
-  current period included, as Mage does) or before its ``start_time``; that is what
-  backfills are for.
+* A trigger never creates runs for periods that began before it was enabled (so not
+  for the period already under way when it is created: its first run is its next tick,
+  which is what the UI's preview of the next run times shows) or before its
+  ``start_time``; that is what backfills are for.
 * Catch-up after downtime: ``all`` creates every missed period (oldest first, at most
   ``max_runs`` per call), ``latest`` only the newest missed one, ``none`` only periods
   that began within ``grace`` seconds of ``now``.
@@ -237,8 +238,9 @@ def due_dates(state: ScheduleState, now: datetime, *, grace: float = 300.0, max_
     if state.cursor is not None:
         lower, include = state.cursor.astimezone(UTC), False
     else:
-        anchor = min(state.enabled_at or now, now)
-        lower, include = latest_tick(interval, tz, anchor) or anchor, True
+        # the first period is the first tick at or after enabling: a @daily trigger created at
+        # 09:30 first runs at 00:00 tomorrow, as its preview says (earlier periods: backfills)
+        lower, include = min(state.enabled_at or now, now).astimezone(UTC), True
         if state.start_time is not None and state.start_time > lower:
             lower = state.start_time.astimezone(UTC)
     if state.catchup == "all":

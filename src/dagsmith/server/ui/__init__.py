@@ -50,14 +50,15 @@ def mount_ui(app: Any, project_root: str | Path) -> None:
     from dagsmith.project.layout import data_dir
     from dagsmith.server.ui import auth
     from dagsmith.server.ui.jobs import BlockJobs
+    from dagsmith.server.ui import actions, live  # noqa: F401 - they register their routes on views.router
     from dagsmith.server.ui.views import router
 
     root = Path(project_root).resolve()
     state = app.state
     state.ui_root = root
-    state.ui_jobs = BlockJobs(root)
-    state.ui_static_version = _static_version()
     folder = data_dir(root)
+    state.ui_jobs = BlockJobs(root, state_dir=folder / "ui" / "jobs")
+    state.ui_static_version = _static_version()
     state.ui_auth = auth.load_auth(folder)
     state.ui_sessions = auth.Sessions(folder) if state.ui_auth else None
     state.ui_login_throttle = auth.LoginThrottle()

@@ -29,7 +29,13 @@ TEMPLATE_LABELS = {
     "api": "API (CSV over HTTP)", "postgres": "PostgreSQL", "gcs": "Google Cloud Storage", "bigquery": "BigQuery",
     "duckdb": "DuckDB", "s3": "Amazon S3", "file": "Local file", "generic": "Generic (no template)",
 }
-ADDABLE_TYPES = [("data_loader", "Data loader"), ("transformer", "Transformer"), ("data_exporter", "Data exporter"), ("custom", "Custom"), ("sensor", "Sensor")]
+ADDABLE_TYPES = [("data_loader", "Data loader"), ("transformer", "Transformer"), ("data_exporter", "Data exporter"), ("custom", "Custom"), ("sensor", "Sensor"),
+                 ("markdown", "Markdown (notes)"), ("scratchpad", "Scratchpad (not run by pipelines)")]
+#: first content of cells that are not steps of the pipeline
+NOTE_CONTENT = {
+    "markdown": "# {name}\n\nNotes for whoever opens this pipeline next: where the data comes from, what to check.\n",
+    "scratchpad": "# Scratchpad: run it from the editor to try things out; pipeline runs skip it.\nprint('hello from {name}')\n",
+}
 SQL_PROVIDERS = ["postgres", "bigquery", "duckdb", "snowflake", "mysql", "redshift", "clickhouse", "trino"]
 #: SQL templates named after a connector set the new block's data_provider; its default schema (BigQuery: the dataset, set by the user)
 SQL_TEMPLATE_SCHEMAS = {"postgres": "public", "duckdb": "main", "bigquery": ""}
@@ -196,12 +202,16 @@ def _templates():
         _env.filters["secs"] = _fmt_secs
         _env.globals["duration"] = _duration
         _env.globals["quote"] = lambda s: quote(str(s), safe="")
+        from dagsmith.server.ui import present
+
+        present.extend(_env)
     return _env
 
 
 def render(request: Request, name: str, status_code: int = 200, headers: dict | None = None, **ctx: Any) -> HTMLResponse:
     ctx.setdefault("request", request)
     ctx.setdefault("project_name", _root(request).name)
+    ctx.setdefault("project_root", _root(request))
     ctx["csrf"] = _csrf_token(request)
     ctx["user"] = request.scope.get("state", {}).get("user") if isinstance(request.scope.get("state"), dict) else None
     ctx.setdefault("static", request.app.state.ui_static_version)
@@ -497,6 +507,67 @@ def _template_choices(templates: list[dict[str, str]], language: str = "python")
     return out
 
 
+def shared_blocks(root: Path, spec) -> dict[str, list[str]]:
+    """block uuid → the OTHER pipelines that list the same block file (same type and uuid)."""
+    from dagsmith.project.pipelines import list_pipelines
+
+    users: dict[tuple[str, str], list[str]] = {}
+    for uuid in list_pipelines(root):
+        if uuid == spec.uuid:
+            continue
+        try:
+            raw = _cached_raw(root, uuid)
+        except DagsmithError:
+            continue
+        for b in raw.get("blocks") or []:
+            if isinstance(b, dict):
+                users.setdefault((str(b.get("type")), str(b.get("uuid"))), []).append(uuid)
+    return {b.uuid: users[(b.type, b.uuid)] for b in spec.blocks if (b.type, b.uuid) in users}
+
+
+_lines_cache: dict[str, tuple[tuple[int, int], int]] = {}
+
+
+def cell_heights(spec) -> dict[str, int]:
+    """Pixels each cell will take once loaded (from its line count), so placeholders hold their place
+    and a ``#block-x`` link lands on its cell while the cells above it load."""
+    out = {}
+    for b in spec.blocks:
+        try:
+            st = b.path.stat()
+        except OSError:
+            continue
+        key = str(b.path)
+        hit = _lines_cache.get(key)
+        stamp = (st.st_mtime_ns, st.st_size)
+        if hit is None or hit[0] != stamp:
+            try:
+                n = b.path.read_bytes().count(b"\n") + 1
+            except OSError:
+                continue
+            if len(_lines_cache) > 20000:
+                _lines_cache.clear()
+            _lines_cache[key] = (stamp, n)
+            hit = _lines_cache[key]
+        lines = min(hit[1], 30)  # the editor stops growing at about 30 lines (CSS max-height)
+        out[b.uuid] = 8 + 10 + lines * 18 + 44 + 30 + (120 if b.language == "sql" else 0)
+    return out
+
+
+def _editor_statuses(request: Request, spec) -> dict[str, str]:
+    """Each block's status from its latest editor run (the DAG colours its nodes with it)."""
+    jobs = request.app.state.ui_jobs
+    out = {}
+    for b in spec.blocks:
+        job = jobs.latest(spec.uuid, b.uuid)
+        if job is not None:
+            out[b.uuid] = job.status if job.done.is_set() else "running"
+            for u, info in job.blocks.items():
+                if u != b.uuid and info.get("status") and u not in out:
+                    out[u] = info["status"]
+    return out
+
+
 def _dag_svg_context(spec) -> dict[str, Any]:
     from dagsmith.server.ui.dag import NODE_H, NODE_W, layout
 
@@ -505,7 +576,7 @@ def _dag_svg_context(spec) -> dict[str, Any]:
 
 
 @_get("/pipelines/{pipeline_uuid}/edit")
-def editor_page(request: Request, pipeline_uuid: str, ok: str | None = None, error: str | None = None) -> HTMLResponse:
+def editor_page(request: Request, pipeline_uuid: str, ok: str | None = None, error: str | None = None, open: str | None = None) -> HTMLResponse:
     from dagsmith.blocks.templates import list_templates
     from dagsmith.project.yamlio import dump_yaml
 
@@ -535,6 +606,11 @@ def editor_page(request: Request, pipeline_uuid: str, ok: str | None = None, err
         variables_yaml=dump_yaml(variables) if variables else "",
         ok=ok,
         error=error,
+        shared=shared_blocks(_root(request), spec),
+        heights=cell_heights(spec),
+        node_status=_editor_statuses(request, spec),
+        open_file=open,
+        disabled_blocks=[b.uuid for b in spec.blocks if (b.configuration or {}).get("disabled")],
         **_dag_svg_context(spec),
     )
 
@@ -552,14 +628,12 @@ def _cell_context(request: Request, spec, block) -> dict[str, Any]:
     path = block.path
     exists = path.is_file()
     data = path.read_bytes() if exists else b""
-    from dagsmith.server.ui.jobs import output_preview
-
     jobs = request.app.state.ui_jobs
     job = jobs.latest(spec.uuid, block.uuid)
     preview = None
     if job is None:
         try:
-            preview = output_preview(_root(request), spec.uuid, block.uuid)
+            preview = jobs.stored_preview(spec.uuid, block.uuid)
         except Exception:  # noqa: BLE001 - a stale output never breaks the editor
             preview = None
     return {
@@ -610,6 +684,11 @@ async def editor_add_block(request: Request, pipeline_uuid: str) -> Response:
             name = str(form.get("name") or "").strip()
             if not name:
                 raise ProjectError("a block needs a name", hint="e.g. load_taxi_data")
+            if btype in NOTE_CONTENT:  # notes and scratchpads: no template, no upstream
+                language = "markdown" if btype == "markdown" else "python"
+                block = add_block(root, pipeline_uuid, clean_name(name), btype, language=language,
+                                  content=NOTE_CONTENT[btype].format(name=name), name=name)
+                return _redirect(request, f"{base}#block-{quote(block.uuid)}")
             if language not in ("python", "sql"):
                 raise ProjectError(f"language {language!r} is not supported here", hint="choose Python or SQL")
             if language == "sql" and template not in SQL_TEMPLATE_SCHEMAS:
@@ -679,7 +758,12 @@ async def editor_run(request: Request, pipeline_uuid: str, block_uuid: str) -> H
                 return render(request, "_save_status.html", status_code=409, headers=retarget, block=block, pipeline_uuid=pipeline_uuid, conflict=True)
         else:
             new_hash = None
-        job = request.app.state.ui_jobs.start(pipeline_uuid, block_uuid, with_upstream=form.get("with_upstream") == "1")
+        if form.get("sql_config") == "1":  # the cell's SQL settings as shown, saved or not: Run uses them
+            _save_sql_config(request, pipeline_uuid, block, form)
+        mode = str(form.get("mode") or ("upstream" if form.get("with_upstream") == "1" else "block"))
+        if mode not in ("block", "upstream", "downstream"):
+            raise ConfigError(f"run mode {mode!r} is unknown", hint="use block, upstream or downstream")
+        job = request.app.state.ui_jobs.start(pipeline_uuid, block_uuid, mode=mode)
     except DagsmithError as exc:
         return _error_fragment(request, exc)
     return render(request, "_output.html", job=job, block=block, pipeline_uuid=pipeline_uuid, new_hash=new_hash)
@@ -692,7 +776,7 @@ async def editor_job(request: Request, pipeline_uuid: str, job_id: str, wait: fl
     jobs = request.app.state.ui_jobs
     job = jobs.get(job_id)
     if job is None:
-        return render(request, "_error.html", status_code=404, message="This run is no longer in memory (the server restarted); run the block again.")
+        return render(request, "_job_lost.html", block_uuid=request.query_params.get("block", ""), job_id=job_id)
     if wait and not job.done.is_set():
         # long poll without holding a worker thread: many cells may wait at once
         loop = asyncio.get_running_loop()
@@ -712,7 +796,7 @@ async def editor_job(request: Request, pipeline_uuid: str, job_id: str, wait: fl
 def editor_job_cancel(request: Request, pipeline_uuid: str, job_id: str) -> HTMLResponse:
     job = request.app.state.ui_jobs.get(job_id)
     if job is not None:
-        job.cancel.set()
+        request.app.state.ui_jobs.cancel(job)
     return HTMLResponse("<span class='muted'>cancelling…</span>")
 
 
@@ -730,34 +814,42 @@ async def editor_upstream(request: Request, pipeline_uuid: str, block_uuid: str)
     return _redirect(request, _flash_url(base, f"Edges of {block_uuid} saved.") + f"#block-{quote(block_uuid)}")
 
 
-@_post("/pipelines/{pipeline_uuid}/edit/blocks/{block_uuid}/config")
-async def editor_sql_config(request: Request, pipeline_uuid: str, block_uuid: str) -> HTMLResponse:
+def _save_sql_config(request: Request, pipeline_uuid: str, block, form) -> bool:
+    """Write the SQL settings of a cell into its block entry; True when something changed."""
     from dagsmith.project.pipelines import update_block_entry
 
+    config = dict(block.configuration or {})
+    before = dict(config)
+    for key in ("data_provider", "data_provider_profile", "data_provider_database", "data_provider_schema", "data_provider_table", "export_write_policy"):
+        if key in form:
+            value = str(form.get(key) or "").strip()
+            if value:
+                config[key] = value
+            else:
+                config.pop(key, None)
+    config["use_raw_sql"] = form.get("use_raw_sql") in ("1", "on", "true")
+    limit = str(form.get("limit") or "").strip()
+    if limit:
+        if not limit.isdigit():
+            raise ConfigError(f"limit {limit!r} is not a whole number", hint="0 means no limit")
+        config["limit"] = int(limit)
+    if config.get("export_write_policy") not in (None, "append", "replace", "fail", "replace_partition"):
+        raise ConfigError("write policy must be append, replace, fail or replace_partition")
+    if config == before:
+        return False
+    update_block_entry(_root(request), pipeline_uuid, block.uuid, {"configuration": config})
+    return True
+
+
+@_post("/pipelines/{pipeline_uuid}/edit/blocks/{block_uuid}/config")
+async def editor_sql_config(request: Request, pipeline_uuid: str, block_uuid: str) -> HTMLResponse:
     form = await request.form()
     try:
         spec = _load_spec(request, pipeline_uuid)
-        block = spec.block(block_uuid)
-        config = dict(block.configuration or {})
-        for key in ("data_provider", "data_provider_profile", "data_provider_database", "data_provider_schema", "data_provider_table", "export_write_policy"):
-            if key in form:
-                value = str(form.get(key) or "").strip()
-                if value:
-                    config[key] = value
-                else:
-                    config.pop(key, None)
-        config["use_raw_sql"] = form.get("use_raw_sql") in ("1", "on", "true")
-        limit = str(form.get("limit") or "").strip()
-        if limit:
-            if not limit.isdigit():
-                raise ConfigError(f"limit {limit!r} is not a whole number", hint="0 means no limit")
-            config["limit"] = int(limit)
-        if config.get("export_write_policy") not in (None, "append", "replace", "fail"):
-            raise ConfigError("write policy must be append, replace or fail")
-        update_block_entry(_root(request), pipeline_uuid, block_uuid, {"configuration": config})
+        _save_sql_config(request, pipeline_uuid, spec.block(block_uuid), form)
     except DagsmithError as exc:
         return _error_fragment(request, exc)
-    return HTMLResponse("<span class='ok'>SQL settings saved.</span>")
+    return HTMLResponse(f"<span class='ok'>SQL settings saved {datetime.now(UTC).strftime('%H:%M:%S')}.</span>")
 
 
 @_post("/pipelines/{pipeline_uuid}/edit/blocks/{block_uuid}/remove")
@@ -776,31 +868,44 @@ async def editor_remove(request: Request, pipeline_uuid: str, block_uuid: str) -
 @_post("/pipelines/{pipeline_uuid}/variables")
 async def pipeline_variables(request: Request, pipeline_uuid: str) -> Response:
     from dagsmith.project.pipelines import set_pipeline_variables
-    from dagsmith.project.yamlio import parse_yaml
 
     form = await request.form()
     back = str(form.get("back") or f"/pipelines/{quote(pipeline_uuid)}/edit")
     if not back.startswith("/") or back.startswith("//"):
         back = "/pipelines"
     try:
-        text = str(form.get("variables") or "")
-        data = parse_yaml(text, "variables") if text.strip() else {}
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError("variables must be a YAML mapping of name: value", hint="e.g.\nbucket: my-bucket\nyear: 2021")
+        data = parse_variables(str(form.get("variables") or ""))
         set_pipeline_variables(_root(request), pipeline_uuid, data)
     except DagsmithError as exc:
+        if _is_htmx(request):  # the text stays in the box; the error says what to fix
+            return render(request, "_error.html", message=_error_text(exc))
         return _redirect(request, _flash_url(back, _error_text(exc), "error"))
+    if _is_htmx(request):
+        return HTMLResponse(f"<span class='ok'>Variables of {pipeline_uuid} saved {datetime.now(UTC).strftime('%H:%M:%S')}.</span>")
     return _redirect(request, _flash_url(back, f"Variables of {pipeline_uuid} saved."))
 
 
+def parse_variables(text: str) -> dict[str, Any]:
+    """Pipeline or run variables typed as YAML (``name: value`` lines); ``ConfigError`` naming the line if invalid."""
+    from dagsmith.project.yamlio import parse_yaml
+
+    data = parse_yaml(text, "variables") if text.strip() else {}
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("variables must be a YAML mapping of name: value", hint="e.g.\nbucket: my-bucket\nyear: 2021")
+    return data
+
+
 @_post("/pipelines/{pipeline_uuid}/run")
-def pipeline_run_now(request: Request, pipeline_uuid: str) -> Response:
+async def pipeline_run_now(request: Request, pipeline_uuid: str) -> Response:
     from dagsmith.orchestration.service import create_run_now
 
+    form = await request.form()
     try:
-        run = create_run_now(_db(request), _root(request), pipeline_uuid, source="ui", actor=_actor(request))
+        once = parse_variables(str(form.get("variables") or "")) if "variables" in form else None
+        extra = {"variables": once} if once else {}
+        run = create_run_now(_db(request), _root(request), pipeline_uuid, source="ui", actor=_actor(request), **extra)
     except DagsmithError as exc:
         return _redirect(request, _flash_url(f"/pipelines/{quote(pipeline_uuid)}/edit", _error_text(exc), "error"))
     _notify(request)
@@ -816,33 +921,71 @@ def _actor(request: Request) -> str:
 # ---------------------------------------------------------------- runs
 
 
-def _run_rows(request: Request, *, pipeline_uuid: str | None, status: str | None, page: int, per_page: int = 50):
+def _run_rows(request: Request, *, pipeline_uuid: str | None, status: str | None, page: int, per_page: int = 50, backfill_id: int | None = None):
     from dagsmith.orchestration.store import repo
 
     trigger_names: dict[int, str] = {}
+    backfill_names: dict[int, str] = {}
     with _db(request).read() as session:
-        runs, total = repo.list_runs(session, pipeline_uuid=pipeline_uuid, status=[s for s in (status or "").split(",") if s] or None, limit=per_page, offset=(page - 1) * per_page)
+        runs, total = repo.list_runs(session, pipeline_uuid=pipeline_uuid, backfill_id=backfill_id, status=[s for s in (status or "").split(",") if s] or None, limit=per_page, offset=(page - 1) * per_page)
         for t in repo.list_triggers(session, pipeline_uuid, include_hidden=True):
             trigger_names[t.id] = t.name
-    return runs, total, trigger_names
+        for bid in {r.backfill_id for r in runs if r.backfill_id} | ({backfill_id} if backfill_id else set()):
+            try:
+                backfill_names[bid] = repo.get_backfill(session, bid).name
+            except DagsmithError:
+                pass
+    return runs, total, trigger_names, backfill_names
+
+
+def _day_counts(request: Request, pipeline_uuid: str | None, days: int = 30) -> list[tuple[Any, str, int]]:
+    """(day, status, runs) of the last ``days`` days, by the day each run was created (UTC)."""
+    from sqlalchemy import func, select
+
+    from dagsmith.orchestration.store.models import PipelineRun
+
+    since = datetime.now(UTC) - timedelta(days=days)
+    day = func.date(PipelineRun.created_at)
+    stmt = select(day, PipelineRun.status, func.count()).where(PipelineRun.created_at >= since)
+    if pipeline_uuid:
+        stmt = stmt.where(PipelineRun.pipeline_uuid == pipeline_uuid)
+    with _db(request).read() as session:
+        return [(d, s, n) for d, s, n in session.execute(stmt.group_by(day, PipelineRun.status))]
+
+
+def _recent_runs(request: Request, pipeline_uuid: str, limit: int = 200) -> list[Any]:
+    from dagsmith.orchestration.store import repo
+
+    with _db(request).read() as session:
+        runs, _total = repo.list_runs(session, pipeline_uuid=pipeline_uuid, limit=limit)
+    return list(reversed(runs))
 
 
 @_get("/pipeline-runs")
 def runs_page(request: Request, status: str | None = None, page: int = 1) -> HTMLResponse:
+    from dagsmith.server.ui.insights import day_strip
+
     page = max(1, page)
-    runs, total, names = _run_rows(request, pipeline_uuid=None, status=status, page=page)
-    return render(request, "runs.html", title="Pipeline runs", nav="runs", runs=runs, total=total, trigger_names=names, status=status, page=page, pipeline_uuid=None)
+    runs, total, names, bnames = _run_rows(request, pipeline_uuid=None, status=status, page=page)
+    return render(request, "runs.html", title="Pipeline runs", nav="runs", runs=runs, total=total, trigger_names=names, backfill_names=bnames,
+                  status=status, page=page, pipeline_uuid=None, strip=day_strip(_day_counts(request, None)))
 
 
 @_get("/pipelines/{pipeline_uuid}/runs")
-def pipeline_runs_page(request: Request, pipeline_uuid: str, status: str | None = None, page: int = 1) -> HTMLResponse:
+def pipeline_runs_page(request: Request, pipeline_uuid: str, status: str | None = None, page: int = 1, backfill: int | None = None) -> HTMLResponse:
+    from dagsmith.server.ui.insights import day_strip, duration_chart
+
     try:
         _check_pipeline(request, pipeline_uuid)
     except DagsmithError as exc:
         return _not_found(request, exc)
     page = max(1, page)
-    runs, total, names = _run_rows(request, pipeline_uuid=pipeline_uuid, status=status, page=page)
-    return render(request, "runs.html", title=f"{pipeline_uuid} · runs", nav="p-runs", runs=runs, total=total, trigger_names=names, status=status, page=page, pipeline_uuid=pipeline_uuid)
+    backfill = int(backfill) if backfill is not None and str(backfill).isdigit() else None
+    runs, total, names, bnames = _run_rows(request, pipeline_uuid=pipeline_uuid, status=status, page=page, backfill_id=backfill)
+    return render(request, "runs.html", title=f"{pipeline_uuid} · runs", nav="p-runs", runs=runs, total=total, trigger_names=names, backfill_names=bnames,
+                  status=status, page=page, pipeline_uuid=pipeline_uuid, backfill=backfill,
+                  durations=None if backfill else duration_chart(_recent_runs(request, pipeline_uuid)),
+                  strip=None if backfill else day_strip(_day_counts(request, pipeline_uuid)))
 
 
 @_get("/pipelines/{pipeline_uuid}/runs/{run_id}")
@@ -852,8 +995,14 @@ def pipeline_run_link(request: Request, pipeline_uuid: str, run_id: int) -> Resp
 
 
 def _run_context(request: Request, run_id: int, selected: str | None) -> dict[str, Any]:
+    """The run page: timeline with attempts and a time axis, DAG with block statuses, logs.
+
+    ``selected`` None (no ``block`` in the URL): a finished run with a failed block opens on
+    that block's logs, anything else on the whole run; ``""`` is the whole run ("show all").
+    """
     from dagsmith.orchestration.logs import read_logs, run_log_dir
     from dagsmith.orchestration.store import repo
+    from dagsmith.server.ui.insights import attempts_from_logs, gantt
 
     db = _db(request)
     with db.read() as session:
@@ -861,37 +1010,37 @@ def _run_context(request: Request, run_id: int, selected: str | None) -> dict[st
         blocks = repo.list_block_runs(session, run_id)
         trigger = repo.get_trigger(session, run.trigger_id) if run.trigger_id else None
         trigger_name = trigger.name if trigger else None
+        backfill = repo.get_backfill(session, run.backfill_id) if run.backfill_id else None
+        backfill_name = backfill.name if backfill else None
     log_dir = run.log_dir or str(run_log_dir(db.settings.logs_dir, run.pipeline_uuid, run.id))
-    now = datetime.now(UTC)
-    starts = [b.started_at for b in blocks if b.started_at] + ([run.started_at] if run.started_at else [])
-    t0 = min(starts) if starts else None
-    ends = [b.completed_at or (now if b.status == "running" else None) for b in blocks]
-    ends = [e for e in ends if e] + ([run.completed_at] if run.completed_at else [])
-    t1 = max(ends) if ends else None
-    span = max(((t1 - t0).total_seconds() if t0 and t1 else 0.0), 0.001)
-    bars = []
-    for b in blocks:
-        if b.started_at and t0:
-            end = b.completed_at or (now if b.status == "running" else b.started_at)
-            left = (b.started_at - t0).total_seconds() / span * 100
-            width = max((end - b.started_at).total_seconds() / span * 100, 0.4)
-            bars.append({"block": b, "left": min(left, 99.6), "width": min(width, 100 - min(left, 99.6)), "secs": (end - b.started_at).total_seconds()})
-        else:
-            bars.append({"block": b, "left": 0, "width": 0, "secs": None})
-    if selected is None and blocks:
+    live = run.status in ("initial", "running")
+    attempts = {b.block_uuid: attempts_from_logs(read_logs(log_dir, block_uuid=b.block_uuid, limit=5000)) for b in blocks if (b.attempts or 0) > 1}
+    chart = gantt(run, blocks, attempts)
+    if selected is None:
         failed = [b.block_uuid for b in blocks if b.status == "failed"]
-        running = [b.block_uuid for b in blocks if b.status == "running"]
-        selected = (failed or running or [None])[0]
-    logs = read_logs(log_dir, block_uuid=selected, limit=2000)
+        selected = failed[0] if failed and not live else ""
+    logs = read_logs(log_dir, block_uuid=selected or None, limit=100_000)[-2000:]
+    dag: dict[str, Any] = {}
+    try:
+        spec = _load_spec(request, run.pipeline_uuid)
+        dag = _dag_svg_context(spec)
+        dag["node_status"] = {b.block_uuid: b.status for b in blocks}
+        dag["node_href"] = f"/pipeline-runs/{run.id}?block="
+    except DagsmithError:
+        dag = {}
     return {
         "run": run,
         "blocks": blocks,
-        "bars": bars,
-        "span": span,
+        "bars": chart["rows"],
+        "ticks": chart["ticks"],
+        "t0": chart["t0"],
+        "span": chart["span"],
         "trigger_name": trigger_name,
+        "backfill_name": backfill_name,
         "logs": logs,
         "selected": selected,
-        "live": run.status in ("initial", "running"),
+        "live": live,
+        "run_dag": dag,
     }
 
 
@@ -1438,8 +1587,16 @@ async def files_new(request: Request) -> Response:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text("", encoding="utf-8")
     except DagsmithError as exc:
-        return _redirect(request, _flash_url("/files", _error_text(exc), "error"))
+        return _redirect(request, _flash_url(_back_url(form, "/files"), _error_text(exc), "error"))
+    back = _back_url(form, "")
+    if back:  # created from the editor's file tree: open it there
+        return _redirect(request, f"{back}?open={quote(path)}")
     return _redirect(request, f"/files?path={quote(path)}")
+
+
+def _back_url(form, default: str) -> str:
+    back = str(form.get("back") or "")
+    return back if back.startswith("/") and not back.startswith("//") else default
 
 
 # ---------------------------------------------------------------- settings
