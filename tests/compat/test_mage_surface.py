@@ -232,3 +232,15 @@ def test_check_status_sees_a_completed_run(tmp_path, monkeypatch):
     later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1)
     assert check_status("child", later, repo_path=str(root)) is True
     assert check_status("child", later, repo_path=str(root), block_uuid="work") is True
+
+
+def test_settings_repo_helpers(tmp_path, monkeypatch):
+    from dagsmith.compat.importer import aliasing
+
+    root = make_project(tmp_path, "demo")
+    monkeypatch.setenv("DAGSMITH_REPO_PATH", str(root))
+    with aliasing():
+        from mage_ai.settings.repo import get_repo_path, get_variables_dir
+
+        assert get_repo_path() == str(root)
+        assert get_variables_dir() == str(root / ".dagsmith")

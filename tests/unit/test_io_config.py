@@ -120,6 +120,28 @@ def test_connectors_refuse_an_unset_env_var_before_connecting(project, monkeypat
     assert not list(root.glob("*.duckdb"))  # nothing was created
 
 
+def test_an_unset_default_schema_fails_only_calls_that_need_it(project, monkeypatch):
+    """Mage's course exporter passes schema_name: an unset POSTGRES_SCHEMA must not stop it."""
+    from dagsmith.io.postgres import Postgres
+
+    monkeypatch.delenv("DAGSMITH_T_MISSING_SCHEMA", raising=False)
+    root = project(
+        """
+        dev:
+          POSTGRES_DBNAME: test
+          POSTGRES_HOST: 127.0.0.1
+          POSTGRES_SCHEMA: "{{ env_var('DAGSMITH_T_MISSING_SCHEMA') }}"
+        """
+    )
+    conn = Postgres.with_config(ConfigFileLoader(str(root / "io_config.yaml"), "dev"))
+    assert conn.dbname == "test"
+    with pytest.raises(ConfigError, match="key 'POSTGRES_SCHEMA'.*DAGSMITH_T_MISSING_SCHEMA is not set"):
+        conn.default_schema()
+    # an explicit schema in the constructor keywords wins and needs no profile value
+    named = Postgres.with_config(ConfigFileLoader(str(root / "io_config.yaml"), "dev"), schema="mage")
+    assert named.default_schema() == "mage"
+
+
 def test_dotenv_beside_the_project_is_loaded(project, monkeypatch):
     monkeypatch.delenv("DAGSMITH_T_DB", raising=False)
     root = project("default:\n  POSTGRES_DBNAME: \"{{ env_var('DAGSMITH_T_DB') }}\"\n", env="DAGSMITH_T_DB=from_dotenv\n")

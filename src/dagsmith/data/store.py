@@ -234,10 +234,15 @@ def _is_frame(value: Any) -> bool:
 
 
 def as_input(values: list[Any], multi: bool) -> Any:
-    """Mage's hand-off rule: one output is passed as itself, several as a list."""
-    if multi:
-        return list(values)
-    return values[0] if values else None
+    """Mage's hand-off rule: one output is passed as itself, none or several as a list.
+
+    Measured on Mage 0.9.80: a block returning ``[x]`` hands ``x`` downstream, ``None``
+    hands ``[]``, ``(1, 2)`` hands ``[1, 2]``. ``multi`` (the block returned a list or tuple)
+    is kept for callers that store it; it does not change what downstream blocks get.
+    """
+    if len(values) == 1:
+        return values[0]
+    return list(values)
 
 
 def _read_json(path: Path) -> Any:

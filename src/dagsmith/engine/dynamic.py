@@ -47,50 +47,89 @@ class FanOut:
     items: list[Any]
     metadata: list[dict[str, Any]]
     keys: list[str]
+    dropped: list[str] = field(default_factory=list)
+    """Child keys given by more than one item: like Mage, only the first item makes that child."""
 
 
 def split_dynamic_output(value: Any, block_uuid: str) -> FanOut:
-    """``[items, metadata]`` or a plain list → items, metadata and unique child keys.
+    """What a dynamic block returned (as its downstream receives it) → items, metadata, child keys.
 
-    Raises ``ProjectError`` when the value cannot be fanned out (not a list).
+    Mage 0.9.80's shapes (``output_0`` = the items, ``output_1`` = their metadata):
+
+    - ``[items]`` or ``items`` → one child per item (``[[10, 20, 30]]`` → 3 children);
+    - ``[items, metadata]`` (list or tuple; metadata a list of dicts, possibly shorter or empty)
+      → one child per item, keyed by ``metadata[i]['block_uuid']`` when given, else by index;
+    - a pandas DataFrame (alone or as the items) → one child per row, given the row as a Series.
+
+    Where Mage 0.9.80 fails (a flat list ``[10, 20, 30]``, a list of dicts, three or more lists)
+    every element is one item. ``[]`` makes no child (Mage polls ~2 minutes, then runs one child
+    with no argument). Raises ``ProjectError`` for anything that is not a list or a frame.
     """
-    items: list[Any]
-    metas: list[Any]
     if isinstance(value, tuple):
         value = list(value)
-    if _looks_like_pair(value):
-        items, metas = list(value[0]), list(value[1])
+    metas: list[Any] = []
+    if _is_pandas_frame(value):
+        items = _rows(value)
     elif isinstance(value, list):
-        items, metas = value, []
+        if _looks_like_pair(value):
+            first = value[0]
+            items = _rows(first) if _is_pandas_frame(first) else list(first)
+            metas = list(value[1])
+        else:
+            items = value
     else:
         kind = type(value).__name__
         raise ProjectError(
             f"dynamic block '{block_uuid}' returned a {kind}; a dynamic block must return a list of items "
-            "(or [items, metadata])",
+            "(or [items, metadata], or a DataFrame)",
             hint="return a list (one child run per item), or set configuration.dynamic: false",
         )
     metadata = [dict(m) if isinstance(m, Mapping) else {} for m in metas[: len(items)]]
     metadata += [{} for _ in range(len(items) - len(metadata))]
-    keys: list[str] = []
-    seen: set[str] = set()
-    for i, meta in enumerate(metadata):
-        key = str(meta["block_uuid"]) if meta.get("block_uuid") not in (None, "") else str(i)
-        if key in seen:
-            key = f"{key}_{i}"
-        seen.add(key)
-        keys.append(key)
-    return FanOut(items=list(items), metadata=metadata, keys=keys)
+    fan = FanOut(items=[], metadata=[], keys=[])
+    for i, (item, meta) in enumerate(zip(items, metadata)):
+        given = meta.get("block_uuid")
+        key = str(given) if given not in (None, "") else str(i)
+        if key in fan.keys:  # Mage creates a child once per uuid (skip_if_exists)
+            fan.dropped.append(key)
+            continue
+        fan.items.append(item)
+        fan.metadata.append(meta)
+        fan.keys.append(key)
+    return fan
 
 
-def _looks_like_pair(value: Any) -> bool:
-    if not (isinstance(value, list) and len(value) == 2):
+def reduce_outputs(values: Sequence[Any]) -> list[Any]:
+    """What the downstream of a ``reduce_output`` child receives (Mage 0.9.80, measured).
+
+    The children's outputs in item order; an output that is a list is concatenated
+    (flattened one level), anything else is appended.
+    """
+    out: list[Any] = []
+    for value in values:
+        if isinstance(value, list):
+            out.extend(value)
+        else:
+            out.append(value)
+    return out
+
+
+def _is_pandas_frame(value: Any) -> bool:
+    return type(value).__name__ == "DataFrame" and type(value).__module__.split(".", 1)[0] == "pandas"
+
+
+def _rows(frame: Any) -> list[Any]:
+    return [frame.iloc[i] for i in range(len(frame))]
+
+
+def _looks_like_pair(value: list[Any]) -> bool:
+    """``[items, metadata]``: two elements, items a sequence or frame, metadata a list of dicts."""
+    if len(value) != 2:
         return False
     first, second = value
-    if not isinstance(first, (list, tuple)) or not isinstance(second, (list, tuple)):
+    if not (isinstance(first, (list, tuple)) or _is_pandas_frame(first)):
         return False
-    if not all(isinstance(m, Mapping) for m in second):
-        return False
-    return len(second) == len(first) or (len(second) > 0 and len(second) <= len(first))
+    return isinstance(second, (list, tuple)) and all(isinstance(m, Mapping) for m in second)
 
 
 @dataclass

@@ -34,7 +34,7 @@ from dagsmith.data.serde import row_count
 from dagsmith.data.store import OutputsMissing, VariableStore, as_input, handoff
 from dagsmith.engine import plan as P
 from dagsmith.engine.capture import BlockSink, block_logger, capturing
-from dagsmith.engine.dynamic import DynamicLayout, FanOut, Node, node_id, split_dynamic_output
+from dagsmith.engine.dynamic import DynamicLayout, FanOut, Node, node_id, reduce_outputs, split_dynamic_output
 from dagsmith.engine.hooks import HookSet
 from dagsmith.engine.observer import Fanout
 from dagsmith.engine.results import BlockResult, RunResult
@@ -153,7 +153,10 @@ def run_pipeline(
             stored = VariableStore(data_dir(root)).latest_partition(spec.uuid, b.uuid)
             if stored:
                 completed[b.uuid] = stored
-    validate_for_run(root, spec, [b for b in executable if b.uuid in selected and b.uuid not in completed])
+    validate_for_run(
+        root, spec, [b for b in executable if b.uuid in selected and b.uuid not in completed],
+        chosen=None if block_uuids is None else selected,
+    )
 
     runner = _Runner(
         root=root,
@@ -606,7 +609,7 @@ class _Runner:
     def _reduced(self, g: str) -> list[Any]:
         """What the downstream of a ``reduce_output`` block gets: its children's outputs, in item order."""
         group = self.dyn[g]
-        return [self._input(c) for c in group.children if self.plan.status[c] == P.COMPLETED]
+        return reduce_outputs([self._input(c) for c in group.children if self.plan.status[c] == P.COMPLETED])
 
     def _log(self, sink: BlockSink, message: str, level: str) -> None:
         sink.emit_record({"timestamp": _now().isoformat(), "level": level, "message": message, "block_uuid": sink.block_uuid})
@@ -692,6 +695,9 @@ class _Runner:
                     if block.is_dynamic and self.layout.fans_out(block.uuid):
                         fan = split_dynamic_output(as_input(outputs, multi), u)
                         self.fanouts[u] = fan
+                        if fan.dropped:
+                            print(f"warning: several items name the child uuid(s) {', '.join(sorted(set(fan.dropped)))}; "
+                                  "as in Mage, only the first of each makes a child")
                 except (BlockTimeout, RunCancelled):
                     raise
                 except BlockTestFailure as exc:
@@ -718,8 +724,6 @@ class _Runner:
     def _kwargs(self, block: BlockSpec, sink: BlockSink, attempt: int, u: str | None = None) -> dict[str, Any]:
         kwargs = dict(self.shared_vars)
         node = self.dyn.get(u) if u is not None else None
-        if node is not None and node.metadata:
-            kwargs.update(node.metadata)  # Mage merges the item's metadata into the child's kwargs
         kwargs.update(
             block_uuid=block.uuid,
             configuration=dict(block.configuration),
@@ -727,6 +731,8 @@ class _Runner:
             retry={"attempts": attempt},
             dynamic_block_index=node.index[-1] if node is not None and node.index else None,
         )
+        if node is not None and node.metadata:
+            kwargs.update(node.metadata)  # Mage merges the item's metadata last: its block_uuid wins
         if node is not None and node.index:
             kwargs["dynamic_block_indexes"] = list(node.index)
             kwargs["dynamic_block_uuid"] = u

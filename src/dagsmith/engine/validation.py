@@ -1,4 +1,9 @@
-"""Everything checked before a run starts: the graph and each block's code, all at once."""
+"""Everything checked before a run starts: the graph, each block's code and kind, all at once.
+
+A block dagsmith cannot run (dbt, R, a data-integration source, a global data product; a
+SQL block without a supported data_provider) is reported here, so a run that contains one
+fails before anything runs instead of skipping it; so is a pipeline with no block to run.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,48 @@ from dagsmith.errors import ValidationError
 from dagsmith.project.layout import EXECUTABLE_TYPES
 from dagsmith.project.specs import BlockSpec, PipelineSpec
 
+#: block types that Mage shows but never runs as steps of a pipeline run (notes, charts)
+NOTE_TYPES = frozenset({"scratchpad", "chart", "markdown", "extension"})
+#: languages dagsmith runs for the executable block types
+RUNNABLE_LANGUAGES = frozenset({"python", "sql"})
+
+
+def unsupported_reason(block: BlockSpec) -> str | None:
+    """Why dagsmith cannot run ``block`` (None when it can, or when the block never runs)."""
+    if block.type in NOTE_TYPES:
+        return None
+    if block.type not in EXECUTABLE_TYPES:
+        what = {"dbt": "dbt", "global_data_product": "global data product"}.get(block.type, repr(block.type))
+        return f"a {what} block, which dagsmith cannot run yet"
+    if block.language not in RUNNABLE_LANGUAGES:
+        what = {"r": "R", "yaml": "YAML (data integration / streaming)"}.get(block.language, repr(block.language))
+        return f"a {block.type} block in {what}, which dagsmith cannot run yet (Python and SQL blocks run)"
+    return None
+
+
+def unsupported_problems(spec: PipelineSpec, blocks: Iterable[BlockSpec] | None = None) -> list[str]:
+    """One line per block of ``spec`` (or of ``blocks``) that dagsmith cannot run, naming block and type."""
+    problems = []
+    for block in spec.blocks if blocks is None else blocks:
+        if (block.configuration or {}).get("disabled"):
+            continue  # a disabled block never runs
+        reason = unsupported_reason(block)
+        if reason:
+            problems.append(f"pipeline '{spec.uuid}', block '{block.uuid}' ({block.relpath}): {reason}")
+    if blocks is None and not any(b.type in EXECUTABLE_TYPES for b in spec.blocks):
+        kinds = sorted({b.type for b in spec.blocks})
+        problems.append(
+            f"pipeline '{spec.uuid}' has no block to run"
+            + (f" (only {', '.join(kinds)} blocks)" if kinds else " (it has no blocks)")
+        )
+    return problems
+
 
 def pipeline_problems(root: Path, spec: PipelineSpec, blocks: Iterable[BlockSpec] | None = None) -> list[str]:
     """Every problem that would stop ``spec`` (or the given blocks of it) from running."""
     problems = graph_problems(spec)
+    if blocks is None:
+        problems.extend(unsupported_problems(spec))
     by_uuid = spec.block_map()
     for block in spec.blocks if blocks is None else blocks:
         if block.type in EXECUTABLE_TYPES and block.language == "sql":
@@ -74,8 +117,25 @@ def _sql_problems(spec: PipelineSpec, block: BlockSpec) -> list[str]:
     ]
 
 
-def validate_for_run(root: Path, spec: PipelineSpec, blocks: Iterable[BlockSpec] | None = None) -> None:
+def validate_for_run(
+    root: Path,
+    spec: PipelineSpec,
+    blocks: Iterable[BlockSpec] | None = None,
+    *,
+    chosen: Iterable[str] | None = None,
+) -> None:
+    """Raise ``ValidationError`` listing every problem, before anything runs.
+
+    ``blocks``: the executable blocks about to run; ``chosen``: the uuids a partial run
+    asked for (``--block``), None for a whole run, whose every block must be runnable.
+    """
     problems = pipeline_problems(root, spec, blocks)
+    if chosen is None:
+        if blocks is not None:  # pipeline_problems checked the whole pipeline already otherwise
+            problems.extend(unsupported_problems(spec))
+    else:
+        wanted = set(chosen)
+        problems.extend(unsupported_problems(spec, [b for b in spec.blocks if b.uuid in wanted]))
     if problems:
         raise ValidationError(
             f"pipeline '{spec.uuid}' cannot run; nothing was run:\n  - " + "\n  - ".join(problems),

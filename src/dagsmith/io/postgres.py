@@ -247,6 +247,7 @@ class Postgres(Connector):
         except (TypeError, ValueError):
             raise ConfigError(f"{source}: POSTGRES_PORT={port!r} is not a number") from None
         self.schema = schema or "public"
+        self._schema_error: Exception | None = None
         try:
             self.connect_timeout = (
                 int(float(connect_timeout)) if connect_timeout not in (None, "") else DEFAULT_CONNECT_TIMEOUT
@@ -267,18 +268,28 @@ class Postgres(Connector):
                 f"{config_source(config)}: POSTGRES_CONNECTION_METHOD={method!r} is not supported yet",
                 hint="connect directly (open an SSH tunnel yourself and point POSTGRES_HOST/PORT at it)",
             )
+        from dagsmith.project.io_config import UnsetEnvVarError
+
+        # The default schema only matters to calls that name no schema: an unset env_var()
+        # there fails those calls, not the connection (Mage's course blocks pass schema_name).
+        try:
+            schema, schema_error = config_value(config, "POSTGRES_SCHEMA"), None
+        except UnsetEnvVarError as exc:
+            schema, schema_error = None, exc
         settings = dict(
             dbname=config_value(config, "POSTGRES_DBNAME"),
             user=config_value(config, "POSTGRES_USER"),
             password=config_value(config, "POSTGRES_PASSWORD"),
             host=config_value(config, "POSTGRES_HOST"),
             port=config_value(config, "POSTGRES_PORT"),
-            schema=config_value(config, "POSTGRES_SCHEMA"),
+            schema=schema,
             connect_timeout=config_value(config, "POSTGRES_CONNECT_TIMEOUT"),
             source=config_source(config),
         )
         settings.update(kwargs)
         conn = cls(**settings)
+        if "schema" not in kwargs:
+            conn._schema_error = schema_error
         # keys left empty, typically by an env_var() whose variable is not set: named in connect errors
         conn._empty_keys = [
             f"POSTGRES_{k.upper()}" for k in ("host", "port", "dbname", "user") if settings.get(k) in (None, "")
@@ -488,7 +499,7 @@ class Postgres(Connector):
 
         if table_name is None:
             raise ConfigError("export needs table_name", hint="export(df, schema_name, table_name, if_exists=…)")
-        schema_name = schema_name or self.schema
+        schema_name = schema_name or self.default_schema()
         policy = write_policy(if_exists)
         keys = [str(k) for k in (unique_constraints or [])]
         if keys:
@@ -718,6 +729,12 @@ class Postgres(Connector):
         finally:
             cur.close()
         return int(count or 0) if count and count > 0 else 0
+
+    def default_schema(self) -> str:
+        """The profile's schema, for calls that name none (raises if its env_var() was unset)."""
+        if self._schema_error is not None:
+            raise self._schema_error
+        return self.schema
 
     def _public_settings(self) -> dict[str, Any]:
         return {

@@ -191,14 +191,6 @@ def test_children_run_in_parallel_up_to_the_limit(root):
     assert 0.35 < elapsed < 1.5  # 8 × 0.2 s in waves of 4
 
 
-def test_split_dynamic_output_rules():
-    fan = split_dynamic_output([[10, 20], [{"block_uuid": "a"}, {"block_uuid": "a"}]], "b")
-    assert fan.items == [10, 20] and fan.keys == ["a", "a_1"]
-    assert split_dynamic_output((1, 2, 3), "b").keys == ["0", "1", "2"]
-    with pytest.raises(ProjectError, match="dynamic block 'b'"):
-        split_dynamic_output(42, "b")
-
-
 def test_cancel_while_children_run_cancels_the_rest_and_runs_cancelled_callbacks(root, tmp_path, monkeypatch):
     import textwrap
     import threading
