@@ -62,6 +62,15 @@ class ValidationError(ProjectError):
         self.problems = list(problems or [])
 
 
+class NothingToRun(ValidationError):
+    """A pipeline without a block to run (empty, or only notes such as scratchpads).
+
+    Mage's ``mage run`` exits 0 for such a pipeline having run nothing; ``dagsmith run``
+    says so and exits 0 too, records no run, and a triggered run of it fails (a run that
+    executed none of its blocks is never ``completed``).
+    """
+
+
 class BlockError(DagsmithError):
     """A block failed while running: user code raised, a test failed, or it timed out.
 

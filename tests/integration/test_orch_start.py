@@ -37,7 +37,12 @@ def start(project: Path, port: int, log: Path) -> subprocess.Popen:
         except httpx.HTTPError:
             return False
 
-    wait_until(up, 60, 0.1, "server up")
+    try:
+        wait_until(up, 60, 0.1, "server up")
+    except BaseException:
+        proc.kill()  # a server that never answered must not outlive the test
+        proc.wait(30)
+        raise
     return proc
 
 
@@ -82,3 +87,62 @@ def test_start_serves_runs_and_survives_sigterm(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
+
+
+def _time_wait_on(port: int) -> None:
+    """Leave a connection to 127.0.0.1:port in TIME_WAIT on the server side, as a restarted server finds it."""
+    import socket
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(1)
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()  # the server closes first: its end of the connection goes to TIME_WAIT
+    client.recv(1)
+    client.close()
+    listener.close()
+
+
+def _time_wait_ports() -> set[int]:
+    out = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, _remote, state = line.split()[1:4]
+        if state == "06":  # TCP_TIME_WAIT
+            out.add(int(local.split(":")[1], 16))
+    return out
+
+
+def test_restart_takes_back_a_port_in_time_wait(tmp_path):
+    project = make_project(tmp_path / "proj")
+    port = free_port()
+    _time_wait_on(port)
+    assert port in _time_wait_ports()  # the situation of a restart with an open browser tab
+    proc = start(project, port, tmp_path / "start.log")  # waits for /api/health on exactly this port
+    try:
+        assert "busy" not in (tmp_path / "start.log").read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def test_a_port_another_program_listens_on_fails_with_a_clear_message(tmp_path):
+    import socket
+
+    project = make_project(tmp_path / "proj")
+    port = free_port()
+    env = dict(os.environ)
+    env.pop("DAGSMITH_DATABASE_URL", None)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen(1)
+        result = subprocess.run(
+            [sys.executable, "-m", "dagsmith.cli.app", "start", str(project), "--port", str(port)],
+            env=env, capture_output=True, text=True, timeout=120,
+        )
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 2, out
+    assert f"port {port} on 127.0.0.1 is already in use" in out
+    assert f"--port {port + 1}" in out  # the hint says how to choose another port
+    assert "serving" not in out

@@ -330,3 +330,20 @@ def test_listing_a_profile_shows_unset_env_vars_as_none_but_reading_them_fails(p
     assert dict(loader.items()) == {"POSTGRES_DBNAME": None, "POSTGRES_HOST": "db"}
     with pytest.raises(ConfigError, match="DAGSMITH_T_MISSING_DB is not set"):
         loader["POSTGRES_DBNAME"]
+
+
+def test_io_config_alias_bomb_is_refused_naming_the_file(project):
+    """io_config.yaml goes through the project's one YAML gate (alias budget, size limit)."""
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi")
+    ) + "default:\n  POSTGRES_HOST: localhost\n"
+    root = project(bomb)
+    with pytest.raises(ConfigError, match="io_config.yaml.*alias"):
+        load_profile(root)
+
+
+def test_io_config_syntax_error_names_the_line(project):
+    root = project("default:\n  POSTGRES_HOST: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"io_config.yaml:\d+: malformed YAML") as info:
+        load_profile(root)
+    assert "KEY: value" in info.value.hint

@@ -242,20 +242,27 @@ def ensure_importable(project_root: Path) -> None:
 
     A package of the same name imported earlier from another folder (another
     project with the same folder name) is dropped from ``sys.modules`` first.
+    Serialised: a worker starts several runs at once, and two concurrent
+    ``importlib.invalidate_caches()`` calls delete the same ``sys.path_importer_cache``
+    entry (a ``KeyError`` naming a ``sys.path`` folder fails the run).
     """
     import importlib
 
     from dagsmith.compat.importer import refresh
 
     refresh()  # ``mage_ai`` imports resolve from here on (see compat.importer)
-    parent = str(project_root.parent)
-    if parent not in sys.path:
-        sys.path.insert(0, parent)
-    name = project_root.name
-    existing = sys.modules.get(name)
-    if existing is not None:
-        paths = [os.path.realpath(p) for p in getattr(existing, "__path__", [])]
-        if os.path.realpath(project_root) not in paths:
-            for mod in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
-                del sys.modules[mod]
-    importlib.invalidate_caches()
+    with _IMPORTABLE_LOCK:
+        parent = str(project_root.parent)
+        if parent not in sys.path:
+            sys.path.insert(0, parent)
+        name = project_root.name
+        existing = sys.modules.get(name)
+        if existing is not None:
+            paths = [os.path.realpath(p) for p in getattr(existing, "__path__", [])]
+            if os.path.realpath(project_root) not in paths:
+                for mod in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+                    del sys.modules[mod]
+        importlib.invalidate_caches()
+
+
+_IMPORTABLE_LOCK = threading.Lock()

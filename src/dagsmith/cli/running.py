@@ -250,7 +250,7 @@ def run_command(
     parse_vars: Callable[..., dict],
     fail: Callable[..., None],
 ) -> int:
-    from dagsmith.errors import DagsmithError, ValidationError
+    from dagsmith.errors import DagsmithError, NothingToRun, ValidationError
 
     from dagsmith.project.masking import MaskedStream
 
@@ -290,6 +290,13 @@ def run_command(
                 parallel=parallel,
                 cancel_event=cancel,
             )
+    except NothingToRun as exc:
+        # Mage exits 0 for a pipeline with nothing to run; so do we, without recording a run
+        if as_json:
+            sys.stdout.write(json.dumps({"pipeline": pipeline, "status": "nothing_to_run", "message": exc.message}) + "\n")
+        else:
+            console.print(f"{exc.message}.", style="yellow", markup=False)
+        return 0
     except ValidationError as exc:
         fail(exc)
     except DagsmithError as exc:

@@ -32,20 +32,33 @@ def _roles(values: Optional[List[str]]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _free_port(host: str, port: int) -> int:
+def bind_port(host: str, port: int):
+    """A listening-ready socket bound to ``host:port`` with SO_REUSEADDR, as uvicorn binds.
+
+    SO_REUSEADDR lets a restarted server take back its port while connections of the
+    previous process (an open browser tab, a keep-alive client) sit in TIME_WAIT; a port
+    that another process really listens on still fails, with a ``ConfigError`` saying so.
+    """
+    import errno
     import socket
 
-    for candidate in range(port, port + 101):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            # as uvicorn binds: connections of a just-stopped server (TIME_WAIT) do not make the port
-            # busy, so a restart keeps its port and open pages reconnect
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((host, candidate))
-            except OSError:
-                continue
-            return candidate
-    raise OSError(f"ports {port}-{port + 100} on {host} are all in use")
+    from dagsmith.errors import ConfigError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host} is already in use by another program (another dagsmith start?)",
+                hint=f"stop that program, or choose another port: dagsmith start --port {port + 1}",
+            ) from None
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", hint="check --host and --port") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def _server_class():
@@ -106,7 +119,7 @@ def _claim_singletons(settings, roles: tuple[str, ...], host: str, is_postgres: 
 def command(
     project: str = typer.Argument(".", help="Project folder (default: the current folder)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 exposes the server to the network)."),
-    port: int = typer.Option(6789, "--port", help="Port of the web server (the next free one is used if it is busy)."),
+    port: int = typer.Option(6789, "--port", help="Port of the web server; dagsmith stops with an error if another program listens on it."),
     role: Optional[List[str]] = typer.Option(None, "--role", help="server, scheduler, worker (repeatable or comma list; default all)."),
     workers: Optional[int] = typer.Option(None, "--concurrency", help="Runs this process executes at the same time."),
     grace: float = typer.Option(10.0, "--grace", help="Seconds to let running runs finish on shutdown before handing them back."),
@@ -174,6 +187,17 @@ def command(
             raise typer.Exit(2)
     where = "PostgreSQL" if runtime.db.is_postgres else f"SQLite {settings.data_dir / 'dagsmith.db'}"
     console.print(f"dagsmith: project {root.name} — roles {', '.join(roles)} — metadata DB {where}", soft_wrap=True)
+    sock = None
+    if "server" in roles:  # bind before any work starts: a taken port stops us before a worker claims runs
+        try:
+            sock = bind_port(host, port)
+        except DagsmithError as exc:
+            claim.release()
+            console.print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)
+            if exc.hint:
+                console.print(f"[yellow]hint:[/] {escape(exc.hint)}", soft_wrap=True)
+            runtime.db.dispose()
+            raise typer.Exit(2)
     stop = threading.Event()
     if "server" not in roles:
 
@@ -191,20 +215,17 @@ def command(
 
             _Server = _server_class()
 
-            chosen = _free_port(host, port)
-            if chosen != port:
-                console.print(f"[yellow]port {port} is busy; using {chosen}[/]")
-            claim.note("server", {"host": host, "port": chosen, "db": "postgresql" if runtime.db.is_postgres else "sqlite"})
+            claim.note("server", {"host": host, "port": port, "db": "postgresql" if runtime.db.is_postgres else "sqlite"})
             hosts = [h for part in (allowed_host or []) for h in part.split(",") if h.strip()]
             if host not in ("", "0", "0.0.0.0", "::"):
                 hosts.append(host)  # the name it was asked to bind is a name clients use
             app = create_app(root, settings, runtime=runtime, migrate=False, allowed_hosts=hosts)
-            console.print(f"dagsmith: serving http://{host}:{chosen}  (API docs: http://{host}:{chosen}/api/docs)", soft_wrap=True)
-            config = uvicorn.Config(app, host=host, port=chosen, log_level=log_level.lower(), access_log=False, timeout_graceful_shutdown=5)
+            console.print(f"dagsmith: serving http://{host}:{port}  (API docs: http://{host}:{port}/api/docs)", soft_wrap=True)
+            config = uvicorn.Config(app, host=host, port=port, log_level=log_level.lower(), access_log=False, timeout_graceful_shutdown=5)
             server = _Server(config)  # uvicorn configures its loggers here; mask what they print
             for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
                 install_logging_filter(logging.getLogger(name))
-            server.run()  # returns on SIGTERM / Ctrl-C
+            server.run(sockets=[sock])  # returns on SIGTERM / Ctrl-C
         else:
             while not stop.wait(1.0):
                 pass

@@ -12,7 +12,7 @@ from typing import Iterable
 
 from dagsmith.blocks.checks import check_python_block
 from dagsmith.dag.validate import graph_problems
-from dagsmith.errors import ValidationError
+from dagsmith.errors import NothingToRun, ValidationError
 from dagsmith.project.layout import EXECUTABLE_TYPES
 from dagsmith.project.specs import BlockSpec, PipelineSpec
 
@@ -45,12 +45,16 @@ def unsupported_problems(spec: PipelineSpec, blocks: Iterable[BlockSpec] | None 
         if reason:
             problems.append(f"pipeline '{spec.uuid}', block '{block.uuid}' ({block.relpath}): {reason}")
     if blocks is None and not any(b.type in EXECUTABLE_TYPES for b in spec.blocks):
-        kinds = sorted({b.type for b in spec.blocks})
-        problems.append(
-            f"pipeline '{spec.uuid}' has no block to run"
-            + (f" (only {', '.join(kinds)} blocks)" if kinds else " (it has no blocks)")
-        )
+        problems.append(nothing_to_run(spec))
     return problems
+
+
+def nothing_to_run(spec: PipelineSpec) -> str:
+    """The problem line of a pipeline without a block to run."""
+    kinds = sorted({b.type for b in spec.blocks})
+    return f"pipeline '{spec.uuid}' has no block to run" + (
+        f" (only {', '.join(kinds)} blocks)" if kinds else " (it has no blocks)"
+    )
 
 
 def pipeline_problems(root: Path, spec: PipelineSpec, blocks: Iterable[BlockSpec] | None = None) -> list[str]:
@@ -136,6 +140,12 @@ def validate_for_run(
     else:
         wanted = set(chosen)
         problems.extend(unsupported_problems(spec, [b for b in spec.blocks if b.uuid in wanted]))
+    if problems == [nothing_to_run(spec)]:
+        raise NothingToRun(
+            f"{problems[0]}; nothing was run",
+            problems=problems,
+            hint=f"add a block to pipelines/{spec.uuid}/metadata.yaml (dagsmith blocks new …)",
+        )
     if problems:
         raise ValidationError(
             f"pipeline '{spec.uuid}' cannot run; nothing was run:\n  - " + "\n  - ".join(problems),

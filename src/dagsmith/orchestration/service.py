@@ -167,16 +167,63 @@ def split_payload(payload: Any) -> tuple[dict, dict, Any]:
     return dict(variables), body, pipeline_run.get("execution_date")
 
 
-def api_trigger_run(db, trigger_id: int, token: str | None, payload: Any, *, now: datetime | None = None, allow_inactive: bool = False) -> dict[str, Any]:
+def _idempotency_key(payload: Any, header_key: str | None) -> str | None:
+    """The key from the ``Idempotency-Key`` header or the body's ``idempotency_key`` (popped from the body)."""
+    from dagsmith.orchestration.payloads import check_idempotency_key
+
+    body_key = payload.pop("idempotency_key", None) if isinstance(payload, dict) else None
+    header_key, body_key = check_idempotency_key(header_key), check_idempotency_key(body_key)
+    if header_key and body_key and header_key != body_key:
+        raise ConfigError(
+            "the Idempotency-Key header and the body's idempotency_key differ",
+            hint="send the key once, as the header or in the body",
+        )
+    return header_key or body_key
+
+
+def _keyed_run(session, trigger, key: str | None, variables: dict, event: dict, create):
+    """``create()`` a run, or return the run this trigger already made for ``key`` (same call repeated)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from dagsmith.orchestration.store import repo
+
+    if key is None:
+        return create()
+    existing = repo.find_keyed_run(session, trigger.id, key)
+    if existing is None:
+        try:
+            with session.begin_nested():  # two calls with one key at the same instant: the second finds the first
+                return create()
+        except IntegrityError:
+            existing = repo.find_keyed_run(session, trigger.id, key)
+            if existing is None:
+                raise
+    if (existing.variables or {}) != variables or (existing.event or {}) != event:
+        raise repo.Conflict(
+            f"Idempotency-Key {key!r} was already used for run {existing.id} of trigger {trigger.id} with a different body",
+            hint="use a new key for a different call; repeat a call only with the body it was first sent with",
+        )
+    return existing
+
+
+def api_trigger_run(db, trigger_id: int, token: str | None, payload: Any, *, now: datetime | None = None,
+                    allow_inactive: bool = False, idempotency_key: str | None = None) -> dict[str, Any]:
     """Create the run an API call asks for (Mage-compatible); returns the run as a dict.
 
     A disabled trigger refuses (``TriggerDisabled``) unless ``allow_inactive`` — the UI's
-    "Run now", a signed-in person's explicit action.
+    "Run now", a signed-in person's explicit action. With an idempotency key (the ``Idempotency-Key`` header, or ``idempotency_key`` in the
+    body) the same call repeated — a client retrying after a timeout — returns the run
+    the first call made instead of making another; the same key with a different body is 409.
     """
+    from dagsmith.orchestration.payloads import check_json
     from dagsmith.orchestration.store import repo
 
     now = now or utcnow()
+    payload = dict(payload) if isinstance(payload, dict) else payload
+    key = _idempotency_key(payload, idempotency_key)
     variables, event, execution_date = split_payload(payload)
+    check_json(variables, "pipeline_run.variables")
+    check_json(event, "body")
     with db.session() as session:
         trigger = repo.get_trigger(session, trigger_id)
         check_token(trigger, token)
@@ -184,19 +231,21 @@ def api_trigger_run(db, trigger_id: int, token: str | None, payload: Any, *, now
         if trigger.status != "active" and not allow_inactive:  # Mage re-activates a called trigger; a disabled URL must stay dead
             raise TriggerDisabled(f"trigger {trigger_id} is disabled; its URL creates no runs", hint="enable it on the trigger's page first")
         settings = trigger.settings or {}
-        run = repo.create_run(
+        merged = {**(trigger.variables or {}), **variables}
+        run = _keyed_run(session, trigger, key, merged, event, lambda: repo.create_run(
             session,
             trigger.pipeline_uuid,
             source="api",
             trigger_id=trigger.id,
             execution_date=exec_date,
-            variables={**(trigger.variables or {}), **variables},
+            variables=merged,
             event=event,
             timezone_name=trigger.timezone or "UTC",
             allow_blocks_to_fail=bool(settings.get("allow_blocks_to_fail", False)),
             timeout=_float(settings.get("timeout")),
+            idempotency_key=key,
             now=now,
-        )
+        ))
         return run_to_dict(run)
 
 
@@ -213,12 +262,19 @@ def event_matches(pattern: Any, event: Any) -> bool:
     return pattern == event
 
 
-def fire_event(db, event: Any, *, now: datetime | None = None) -> list[dict[str, Any]]:
-    """Create a run for every active event trigger whose ``settings.event_matchers`` match ``event``."""
+def fire_event(db, event: Any, *, now: datetime | None = None, idempotency_key: str | None = None) -> list[dict[str, Any]]:
+    """Create a run for every active event trigger whose ``settings.event_matchers`` match ``event``.
+
+    With an idempotency key, an event sent again makes no new runs: each matching trigger
+    answers with the run it made for that key.
+    """
+    from dagsmith.orchestration.payloads import check_idempotency_key, check_json
     from dagsmith.orchestration.store import repo
 
     if not isinstance(event, dict):
         raise ConfigError("the event must be a JSON object", hint='send {"event": {"source": "...", "detail": {...}}}')
+    check_json(event, "event")
+    key = check_idempotency_key(idempotency_key)
     now = now or utcnow()
     created = []
     with db.session() as session:
@@ -229,11 +285,12 @@ def fire_event(db, event: Any, *, now: datetime | None = None) -> list[dict[str,
             if not any(isinstance(m, dict) and event_matches(m.get("pattern") or {}, event) for m in matchers):
                 continue
             settings = trigger.settings or {}
-            run = repo.create_run(
+            run = _keyed_run(session, trigger, key, dict(trigger.variables or {}), event, lambda: repo.create_run(
                 session, trigger.pipeline_uuid, source="event", trigger_id=trigger.id, execution_date=now,
                 variables=dict(trigger.variables or {}), event=event, timezone_name=trigger.timezone or "UTC",
-                allow_blocks_to_fail=bool(settings.get("allow_blocks_to_fail", False)), timeout=_float(settings.get("timeout")), now=now,
-            )
+                allow_blocks_to_fail=bool(settings.get("allow_blocks_to_fail", False)), timeout=_float(settings.get("timeout")),
+                idempotency_key=key, now=now,
+            ))
             created.append(run_to_dict(run))
     return created
 
@@ -251,9 +308,12 @@ def create_run_now(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Queue an ad-hoc run of a pipeline (the UI's "Run now", ``POST /api/pipelines/<p>/pipeline_runs``)."""
+    from dagsmith.orchestration.payloads import check_json
     from dagsmith.orchestration.store import repo
 
     check_pipeline(project_root, pipeline_uuid)
+    check_json(variables or {}, "pipeline_run.variables")
+    check_json(event or {}, "pipeline_run.event")
     now = now or utcnow()
     with db.session() as session:
         run = repo.create_run(
@@ -317,7 +377,10 @@ def create_backfill(
     from dagsmith.orchestration.scheduler.triggers import get_zone
     from dagsmith.orchestration.store import repo
 
+    from dagsmith.orchestration.payloads import check_json
+
     check_pipeline(project_root, pipeline_uuid)
+    check_json(variables or {}, "backfill.variables")
     get_zone(tz)
     start_dt = parse_datetime(start, field="start", tz=tz)
     end_dt = parse_datetime(end, field="end", tz=tz)
@@ -471,9 +534,12 @@ def record_cli_run(project_root, pipeline_uuid: str, *, observer: Any = None, ru
 
 
 def validate_trigger_fields(fields: dict, existing=None) -> None:
-    """Check a trigger's schedule, time zone and catch-up before it is stored (API and CLI alike)."""
+    """Check a trigger's schedule, time zone, catch-up, variables and settings before it is stored (API and CLI alike)."""
+    from dagsmith.orchestration.payloads import check_json
     from dagsmith.orchestration.scheduler.triggers import get_zone, validate_schedule
 
+    for name in ("variables", "settings"):
+        check_json(fields.get(name), f"pipeline_schedule.{name}")
     schedule_type = fields.get("schedule_type") or (existing.schedule_type if existing else "time")
     if schedule_type not in ("time", "api", "event"):
         raise ConfigError(f"schedule_type {schedule_type!r} is unknown", hint="use time, api or event")

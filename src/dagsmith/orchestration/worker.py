@@ -9,6 +9,13 @@ back in the queue by any scheduler or worker and resumed from its unfinished
 blocks: completed blocks are passed to the engine as ``completed`` and read from
 the variables store, never run twice.
 
+Everything a worker's runs write (block runs, heartbeats, run ends) goes through one
+``RunRecorder`` thread that batches it into few transactions, retries through database
+outages while the runs stay claimed, and fences every write with the run's claim count:
+a worker never claims a run it is still executing, takes back a run that was handed
+back to the queue while it ran (when nobody claimed it since), and stops its copy of a
+run another worker claimed.
+
 Cancellation: a cancel request (API/UI) reaches the run's ``cancel_event`` at the next
 heartbeat, or at once in the same process; the engine stops the running block and
 starts nothing downstream. A trigger's ``timeout`` fails the run the same way.
@@ -36,8 +43,9 @@ def utcnow() -> datetime:
 
 
 class _Active:
-    def __init__(self, run_id: int) -> None:
+    def __init__(self, run_id: int, claims: int = 0) -> None:
         self.run_id = run_id
+        self.claims = claims  # the claim count this worker saw: the run's fencing token
         self.cancel = threading.Event()
         self.reason: str | None = None  # cancelled | timeout | lost | shutdown
 
@@ -80,12 +88,32 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._secret_values: list[str] | None = None
         self._registered = False
+        self._recorder = None
+        self._recorder_lock = threading.Lock()
+        self._pending_beat: cf.Future | None = None
+        self._spec_cache: dict[str, tuple[list, tuple[Any, Any]]] = {}
         from dagsmith.orchestration.concurrency import PipelineLimitsCache
+        from dagsmith.orchestration.contact import DbContact
 
         #: each pipeline's concurrency_config limits, honoured when claiming
         self.pipeline_limits = PipelineLimitsCache(settings.project_root)
+        #: whether this worker may judge others' heartbeats (not right after it was cut off from the DB)
+        self.contact = DbContact(settings.heartbeat_timeout)
 
     # ------------------------------------------------------------------ public
+    @property
+    def recorder(self):
+        """The writer thread of this worker's runs (started on first use)."""
+        if self._recorder is None:
+            with self._recorder_lock:
+                if self._recorder is None:
+                    from dagsmith.orchestration.recorder import RunRecorder
+
+                    self._recorder = RunRecorder(self.db, self.worker_id, clock=self.clock, on_lost=self._lost,
+                                                 register_worker=self._registered,
+                                                 backoff_cap=max(0.05, float(self.settings.heartbeat_interval)))
+        return self._recorder
+
     def register(self) -> None:
         from dagsmith.orchestration.store import repo
 
@@ -94,6 +122,7 @@ class Worker:
             # runs left "running" by a crashed process of this machine resume now, not after the heartbeat timeout
             repo.recover_dead_local_runs(session, socket.gethostname(), now=self.clock())
         self._registered = True
+        self.recorder.register_worker = True
         self._install_secret_resolver()
 
     def notify(self) -> None:
@@ -120,22 +149,31 @@ class Worker:
 
         if self.stopping.is_set():
             return []
-        room = self.concurrency - len(self.active_runs)
+        held = self.active_runs
+        room = self.concurrency - len(held)
         if room <= 0:
             return []
+        names: dict[int, tuple[str, Any]] = {}
         with self.db.session() as session:
             runs = repo.claim_runs(
                 session,
                 self.worker_id,
                 limit=room,
-                now=self.clock(),
+                clock=self.clock,
                 global_limit=self.settings.global_run_limit,
                 backfill_id=self.backfill_id,
                 pipeline_limits=self.pipeline_limits,
+                exclude_ids=held,
+                logs_root=str(self.settings.logs_dir),
+                trigger_info=names,
             )
-            claimed = [(r.id, _snapshot(r)) for r in runs]
+            missing = {r.trigger_id for r in runs if r.trigger_id is not None and r.trigger_id not in names}
+            if missing:
+                names.update(repo.trigger_names(session, missing))
+            claimed = [(r.id, _snapshot(r, names)) for r in runs]
         for run_id, snap in claimed:
-            active = _Active(run_id)
+            active = _Active(run_id, snap["claims"])
+            self.recorder.track(run_id, snap["claims"])
             with self._lock:
                 self._active[run_id] = active
             self._futures[run_id] = self._pool.submit(self._execute, snap, active)
@@ -148,31 +186,49 @@ class Worker:
 
         with self.db.read() as session:
             snap = _snapshot(repo.get_run(session, run_id))
-        active = _Active(run_id)
+        active = _Active(run_id, snap["claims"])
+        self.recorder.track(run_id, snap["claims"])
         with self._lock:
             self._active[run_id] = active
         self._execute(snap, active)
 
-    def heartbeat(self) -> None:
-        """Refresh this worker's runs; stop runs that were cancelled or taken over."""
-        from dagsmith.orchestration.store import repo
+    def heartbeat(self, timeout: float | None = None) -> None:
+        """Refresh this worker's runs; stop runs that were cancelled or taken over.
 
-        now = self.clock()
-        with self.db.session() as session:
-            if self._registered:
-                repo.worker_heartbeat(session, self.worker_id, now=now)
-            states = repo.heartbeat_runs(session, self.worker_id, self.active_runs, now=now)
-        for run_id, state in states.items():
+        Goes through the recorder (one writer per worker: no lock waits between its own
+        transactions); while the database is unreachable the beat stays queued and is
+        retried, and no second one is queued behind it.
+        """
+        if self._pending_beat is None or self._pending_beat.done():
+            self._pending_beat = self.recorder.heartbeat()
+        wait = max(0.05, float(self.settings.heartbeat_interval)) if timeout is None else timeout
+        try:
+            states = self._pending_beat.result(timeout=wait)
+        except cf.TimeoutError:
+            return
+        for run_id, state in (states or {}).items():
             if state in ("cancel", "lost"):
-                with self._lock:
-                    active = self._active.get(run_id)
-                if active is not None and not active.cancel.is_set():
-                    active.reason = "cancelled" if state == "cancel" else "lost"
-                    active.cancel.set()
+                self._stop_local(run_id, "cancelled" if state == "cancel" else "lost")
+
+    def _lost(self, run_id: int) -> None:
+        """The recorder found that another worker claimed this run: stop our copy, write nothing more for it."""
+        self._stop_local(run_id, "lost")
+
+    def _stop_local(self, run_id: int, reason: str) -> None:
+        with self._lock:
+            active = self._active.get(run_id)
+        if active is not None and not active.cancel.is_set():
+            if reason == "lost":
+                log.warning("run %s was claimed by another worker; stopping this copy", run_id)
+            active.reason = reason
+            active.cancel.set()
 
     def recover(self) -> list[int]:
+        """Put runs of workers that stopped heart-beating back in the queue (see ``contact``)."""
         from dagsmith.orchestration.store import repo
 
+        if not self.contact.may_judge():
+            return []
         with self.db.session() as session:
             return repo.recover_stale_runs(session, now=self.clock(), timeout=self.settings.heartbeat_timeout, exclude_worker=self.worker_id)
 
@@ -201,12 +257,16 @@ class Worker:
         futures = list(self._futures.values())
         if futures:
             cf.wait(futures, timeout=grace)
-        for run_id in self.active_runs:
-            self._active[run_id].reason = "shutdown"
-            self._active[run_id].cancel.set()
+        with self._lock:
+            still = list(self._active.values())
+        for active in still:
+            active.reason = "shutdown"
+            active.cancel.set()
         if futures:
             cf.wait(futures, timeout=30)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._recorder is not None:
+            self._recorder.close(timeout=5)
         if getattr(self, "_resolver", None) is not None:  # the resolver is process-wide: take ours back
             from dagsmith.project import io_config
 
@@ -234,7 +294,9 @@ class Worker:
                     if self.recover():
                         self.wake.set()
                 claimed = self.step()
+                self.contact.ok()
             except Exception:  # noqa: BLE001 - keep polling through DB hiccups
+                self.contact.failed()
                 log.exception("worker poll failed")
                 claimed = []
             if claimed and len(self.active_runs) < self.concurrency:
@@ -263,45 +325,63 @@ class Worker:
         except Exception:  # noqa: BLE001 - secrets are optional for running
             self._secret_values = []
 
+    def _specs(self, pipeline_uuid: str) -> tuple[Any, Any]:
+        """The project and pipeline specs, parsed again only when either metadata.yaml changed.
+
+        Reading both YAML files for every run cost a twentieth of a busy worker's time.
+        """
+        from dagsmith.project.pipelines import METADATA_FILE, load_pipeline, load_project, metadata_path
+
+        stamps = []
+        for path in (self.settings.project_root / METADATA_FILE, metadata_path(self.settings.project_root, pipeline_uuid)):
+            try:
+                stat = path.stat()
+                stamps.append((stat.st_mtime_ns, stat.st_size))
+            except OSError:
+                stamps.append(None)
+        hit = self._spec_cache.get(pipeline_uuid)
+        if hit is not None and hit[0] == stamps:
+            return hit[1]
+        project = load_project(self.settings.project_root)
+        specs = (project, load_pipeline(project.root, pipeline_uuid))
+        self._spec_cache[pipeline_uuid] = (stamps, specs)
+        return specs
+
     def _notifier(self, pipeline_uuid: str, run_id: int, sla: Any, writer: Any) -> Any:
         """The run's alert sender when the project or pipeline configures notifications."""
         try:
             from dagsmith.orchestration.notifications import NotificationObserver
 
-            notifier = NotificationObserver(self.settings.project_root, pipeline_uuid, sla=sla, run_ref=lambda: run_id)
+            project, spec = self._specs(pipeline_uuid)
+            notifier = NotificationObserver(project, spec, sla=sla, run_ref=lambda: run_id)
         except Exception as exc:  # noqa: BLE001 - a bad notification config must not stop the run
             writer.write(None, {"level": "WARNING", "message": f"notifications disabled for this run: {exc}"})
             return None
         return notifier if notifier.enabled else None
 
     def _execute(self, snap: dict, active: _Active) -> None:
+        from pathlib import Path
+
         from dagsmith.orchestration.logs import RunLogWriter, run_log_dir
         from dagsmith.orchestration.observer import DbObserver
         from dagsmith.orchestration.scheduler.triggers import get_zone
         from dagsmith.orchestration.store import repo
-        from dagsmith.orchestration.store.models import Trigger
 
         run_id = snap["id"]
         timer: threading.Timer | None = None
         writer = None
         status, error = "failed", None
         try:
-            log_dir = run_log_dir(self.settings.logs_dir, snap["pipeline_uuid"], run_id)
+            log_dir = Path(snap["log_dir"]) if snap["log_dir"] else run_log_dir(self.settings.logs_dir, snap["pipeline_uuid"], run_id)
             writer = RunLogWriter(log_dir, run_id, secrets=self._secret_values or ())
-            with self.db.session() as session:
-                run = repo.get_run(session, run_id)
-                run.log_dir = str(log_dir)
-                completed = {
-                    br.block_uuid: br.partition or snap["partition"]
-                    for br in repo.list_block_runs(session, run_id)
-                    if br.status == "completed"
-                }
-                trigger_name, sla = None, None
-                if snap["trigger_id"] is not None:
-                    trig = session.get(Trigger, snap["trigger_id"])
-                    trigger_name = trig.name if trig is not None else None
-                    sla = trig.sla if trig is not None else None
-            if snap["claims"] > 1:
+            completed: dict[str, str] = {}
+            if snap["claims"] > 1:  # resumed or retried: its finished blocks are not run again
+                with self.db.read() as session:
+                    completed = {
+                        br.block_uuid: br.partition or snap["partition"]
+                        for br in repo.list_block_runs(session, run_id)
+                        if br.status == "completed"
+                    }
                 writer.info(f"resuming run on worker {self.worker_id}; {len(completed)} block(s) already completed")
             if snap["timeout"]:
                 def _time_out() -> None:
@@ -315,14 +395,14 @@ class Worker:
             interval = None
             if snap["interval_start"] and snap["interval_end"]:
                 interval = (snap["interval_start"].astimezone(zone), snap["interval_end"].astimezone(zone))
-            observer = DbObserver(self.db, run_id, snap["pipeline_uuid"], log_writer=writer, partition=snap["partition"])
-            notifier = self._notifier(snap["pipeline_uuid"], run_id, sla, writer)
+            observer = DbObserver(self.db, run_id, snap["pipeline_uuid"], log_writer=writer, partition=snap["partition"], recorder=self.recorder)
+            notifier = self._notifier(snap["pipeline_uuid"], run_id, snap["sla"], writer)
             if notifier is not None:
                 from dagsmith.engine.observer import Fanout
 
                 observer = Fanout([observer, notifier])
             log.info("run %s of %s started (%s, execution date %s)", run_id, snap["pipeline_uuid"],
-                     f"trigger {trigger_name}" if trigger_name else "no trigger", snap["execution_date"].isoformat())
+                     f"trigger {snap['trigger_name']}" if snap["trigger_name"] else "no trigger", snap["execution_date"].isoformat())
             result = self.run_fn(
                 self.settings.project_root,
                 snap["pipeline_uuid"],
@@ -332,7 +412,7 @@ class Worker:
                 interval=interval,
                 event=snap["event"] or None,
                 env=self.settings.env,
-                trigger_name=trigger_name,
+                trigger_name=snap["trigger_name"],
                 partition=snap["partition"],
                 completed=completed or None,
                 observer=observer,
@@ -355,20 +435,21 @@ class Worker:
         if reason == "timeout":
             status, error = "failed", f"timed out after {snap['timeout']:g} s (trigger setting 'timeout')"
         try:
-            with self.db.session() as session:
-                if reason == "shutdown":
-                    repo.release_run(session, run_id, self.worker_id, now=self.clock())
-                elif reason == "lost":
-                    pass  # another worker owns it now
-                else:
-                    if status == "cancelled" and reason != "cancelled" and error is None:
-                        error = "cancelled"
-                    repo.finish_run(session, run_id, self.worker_id, status, error=error, now=self.clock())
-            log.info("run %s of %s %s%s", run_id, snap["pipeline_uuid"],
-                     "handed back to the queue" if reason == "shutdown" else status, f": {error}" if error else "")
-        except Exception:  # noqa: BLE001
+            # The run stays in _active (heart-beaten) until its end is written: the recorder retries
+            # through a database outage, so no other worker finds it stale and runs it again.
+            if reason == "shutdown":
+                self.recorder.release(run_id).result()
+            elif reason != "lost":  # a lost run belongs to another worker now
+                if status == "cancelled" and reason != "cancelled" and error is None:
+                    error = "cancelled"
+                self.recorder.finish(run_id, status, error).result()
+            if reason != "lost":
+                log.info("run %s of %s %s%s", run_id, snap["pipeline_uuid"],
+                         "handed back to the queue" if reason == "shutdown" else status, f": {error}" if error else "")
+        except Exception:  # noqa: BLE001 - the recorder is closed (shutdown) or refused the write
             log.exception("could not record the end of run %s", run_id)
         finally:
+            self.recorder.untrack(run_id)
             if writer is not None:
                 writer.close()
             with self._lock:
@@ -377,12 +458,15 @@ class Worker:
             self.wake.set()
 
 
-def _snapshot(run) -> dict:
+def _snapshot(run, triggers: dict[int, tuple[str, Any]] | None = None) -> dict:
     """The fields a run needs to execute, read while its session is open."""
+    name, sla = (triggers or {}).get(run.trigger_id, (None, None))
     return {
         "id": run.id,
         "pipeline_uuid": run.pipeline_uuid,
         "trigger_id": run.trigger_id,
+        "trigger_name": name,
+        "sla": sla,
         "variables": dict(run.variables or {}),
         "event": dict(run.event or {}),
         "execution_date": run.execution_date,
@@ -390,6 +474,7 @@ def _snapshot(run) -> dict:
         "interval_end": run.interval_end,
         "timezone": run.timezone or "UTC",
         "partition": run.partition or str(run.id),
+        "log_dir": run.log_dir,
         "claims": run.claims,
         "timeout": run.timeout,
         "allow_blocks_to_fail": bool(run.allow_blocks_to_fail),

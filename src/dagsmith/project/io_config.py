@@ -34,7 +34,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from dagsmith.errors import ConfigError
+from dagsmith.errors import ConfigError, ProjectError
 
 __all__ = [
     "ConfigFileLoader",
@@ -355,17 +355,15 @@ def _render(text: str, filename: str, state: _RenderState) -> str:
 
 
 def _parse(rendered: str, filename: str) -> dict[str, Any]:
-    import yaml
+    from dagsmith.project.yamlio import parse_yaml
 
-    try:
-        data = yaml.safe_load(rendered)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f"{filename}:{mark.line + 1}" if mark is not None else filename
-        problem = getattr(exc, "problem", None) or str(exc)
+    try:  # the project's one YAML gate: size limit and alias budget included
+        data = parse_yaml(rendered, filename)
+    except ProjectError as exc:
         raise ConfigError(
-            f"{where}: not valid YAML ({problem})",
-            hint="io_config.yaml holds profiles of KEY: value pairs; quote values that contain ':' or '{'",
+            exc.message,
+            hint=exc.hint if "malformed YAML" not in exc.message
+            else "io_config.yaml holds profiles of KEY: value pairs; quote values that contain ':' or '{'",
         ) from None
     if data is None:
         return {}

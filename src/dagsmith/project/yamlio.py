@@ -1,8 +1,12 @@
 """Reading and writing the project's YAML files safely.
 
-Reading names the file and line of a syntax error. Writing is atomic (temp
-file + rename in the same folder) so a crash or a bad value never leaves a
-half-written ``metadata.yaml``.
+Reading names the file and line of a syntax error, and refuses hostile files: one
+larger than ``max_yaml_bytes()`` (8 MiB unless ``DAGSMITH_MAX_YAML_BYTES`` says
+otherwise), and one whose aliases (``*name``) would expand it by more than
+``ALIAS_NODE_BUDGET`` values or ``ALIAS_CHAR_BUDGET`` characters — a few hundred
+bytes of nested aliases otherwise become gigabytes once the data is walked or sent
+as JSON. Writing is atomic (temp file + rename in the same folder) so a crash or a
+bad value never leaves a half-written ``metadata.yaml``.
 """
 
 from __future__ import annotations
@@ -24,9 +28,113 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _Dumper = yaml.SafeDumper
 
 
-def parse_yaml(text: str, source: str | os.PathLike[str]) -> Any:
-    """Parse YAML text; a syntax error becomes a ``ProjectError`` naming ``source:line``."""
+#: values (nodes) and scalar characters that aliases may add to a document
+ALIAS_NODE_BUDGET = 10_000
+ALIAS_CHAR_BUDGET = 1_000_000
+_DEFAULT_MAX_BYTES = 8 * 1024 * 1024
+
+
+def max_yaml_bytes() -> int:
+    """The largest project YAML file read, in bytes (``DAGSMITH_MAX_YAML_BYTES``, default 8 MiB)."""
+    raw = os.environ.get("DAGSMITH_MAX_YAML_BYTES", "")
     try:
+        return int(raw) if raw.strip() else _DEFAULT_MAX_BYTES
+    except ValueError:
+        raise ProjectError(
+            f"DAGSMITH_MAX_YAML_BYTES={raw!r} is not a whole number of bytes", hint="unset it or set e.g. 8388608"
+        ) from None
+
+
+def _too_big(source: str | os.PathLike[str], size: int, limit: int) -> ProjectError:
+    return ProjectError(
+        f"{source}: the file is {size:,} bytes; project YAML files may be at most {limit:,} bytes",
+        hint="keep data out of YAML files (use a block or a file in the project), or raise DAGSMITH_MAX_YAML_BYTES",
+    )
+
+
+def _alias_growth(root: yaml.Node) -> tuple[int, int, bool]:
+    """(values, scalar characters) that aliases add when ``root`` is expanded, and whether an alias is recursive.
+
+    An alias reuses its anchor's node object, so a node reached again is an alias use; its
+    expanded size (memoised per node) is what the alias adds. Iterative: no recursion limit.
+    """
+    size: dict[int, tuple[int, int]] = {}
+    open_nodes: set[int] = set()
+    added_nodes = added_chars = 0
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            nodes, chars = 1, 0
+            for child in _children(node):
+                n, c = size[id(child)]
+                nodes += n
+                chars += c
+            size[key] = (nodes, chars)
+            open_nodes.discard(key)
+            continue
+        if key in open_nodes:
+            return added_nodes, added_chars, True  # an alias inside its own anchor
+        if key in size:
+            nodes, chars = size[key]
+            added_nodes += nodes
+            added_chars += chars
+            if added_nodes > ALIAS_NODE_BUDGET or added_chars > ALIAS_CHAR_BUDGET:
+                break
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            size[key] = (1, len(node.value))
+            continue
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node))
+    return added_nodes, added_chars, False
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _load_guarded(text: str, source: str | os.PathLike[str]) -> Any:
+    """Compose, check what aliases add, then construct (one parse)."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        nodes, chars, recursive = _alias_growth(node)
+        if recursive:
+            raise ProjectError(
+                f"{source}: a YAML alias (*name) is used inside its own anchor (&name), which makes the data endless",
+                hint="remove the alias, or point it at an anchor outside the value that defines it",
+            )
+        if nodes > ALIAS_NODE_BUDGET or chars > ALIAS_CHAR_BUDGET:
+            raise ProjectError(
+                f"{source}: YAML aliases (*name) expand this file by more than {ALIAS_NODE_BUDGET:,} values "
+                f"or {ALIAS_CHAR_BUDGET:,} characters; it is refused (an alias bomb?)",
+                hint="write the repeated values out, or use fewer and smaller anchors (&name)",
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def parse_yaml(text: str, source: str | os.PathLike[str]) -> Any:
+    """Parse YAML text; a syntax error becomes a ``ProjectError`` naming ``source:line``.
+
+    Text longer than ``max_yaml_bytes()`` and aliases beyond the budget are refused too.
+    """
+    limit = max_yaml_bytes()
+    if len(text) > limit:
+        raise _too_big(source, len(text.encode("utf-8", "surrogatepass")), limit)
+    try:
+        if "&" in text and "*" in text:  # an alias needs an anchor: plain files take the direct path
+            return _load_guarded(text, source)
         return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -42,6 +150,9 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
     """Read and parse a YAML file, with errors that name the file."""
     p = Path(path)
     try:
+        size = p.stat().st_size
+        if size > max_yaml_bytes():  # refused before reading: a huge file never reaches memory
+            raise _too_big(p, size, max_yaml_bytes())
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ProjectError(f"{p}: file not found") from None

@@ -74,3 +74,18 @@ def test_notes_and_charts_beside_runnable_blocks_are_fine(root, tmp_path):
                              {"uuid": "pad", "type": "scratchpad", "code": "x = 1"}])
     assert run_pipeline(root, "p").status == "completed"
     assert (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize("blocks", [[], [{"uuid": "pad", "type": "scratchpad", "code": "x = 1"}]])
+def test_dagsmith_run_of_a_pipeline_with_nothing_to_run_exits_0_like_mage_and_records_no_run(root, blocks):
+    """`mage run` exits 0 for an empty or notes-only pipeline; dagsmith says so, records nothing."""
+    add_pipeline(root, "empty", blocks)
+    out = CliRunner().invoke(app, ["run", str(root), "empty"])
+    assert out.exit_code == 0, out.output
+    assert "has no block to run" in out.output and "nothing was run" in out.output
+    as_json = CliRunner().invoke(app, ["run", str(root), "empty", "--json"])
+    assert as_json.exit_code == 0 and '"status": "nothing_to_run"' in as_json.output
+    from dagsmith.cli.history import inbox_dir
+
+    inbox = inbox_dir(root)
+    assert not inbox.exists() or not list(inbox.iterdir())  # no run recorded, completed or not

@@ -36,6 +36,19 @@ def test_invalid_schedules_say_how_to_fix(bad):
     assert "cron" in (err.value.hint or "") or "schedule_interval" in err.value.message
 
 
+@pytest.mark.parametrize("never", ["0 0 31 2 *", "0 0 30 2 *", "15 3 31 4,6,9,11 *"])
+def test_cron_expressions_that_never_fire_are_refused(never):
+    with pytest.raises(ConfigError) as err:
+        validate_schedule(never)
+    assert f"schedule_interval '{never}' never fires" in err.value.message and "day-of-month" in err.value.hint
+
+
+def test_rare_but_real_dates_are_accepted():
+    validate_schedule("0 0 29 2 *")  # leap days
+    assert next_tick("0 0 29 2 *", "UTC", utc(2025, 3, 1)) == utc(2028, 2, 29)
+    validate_schedule("0 0 L 2 *")
+
+
 def test_unknown_time_zone_is_a_config_error():
     with pytest.raises(ConfigError, match="Mars/Olympus"):
         validate_schedule("@daily", "Mars/Olympus")

@@ -9,7 +9,9 @@ A tick (``Scheduler.tick(now)``) does, in order:
    ``skip_if_previous_running`` records the period as a cancelled run, and so does
    ``on_pipeline_run_limit_reached: skip`` when the trigger (or pipeline) has as many
    runs waiting or running as its ``pipeline_run_limit`` allows;
-3. put runs whose worker stopped heart-beating back in the queue (crash recovery);
+3. put runs whose worker stopped heart-beating back in the queue (crash recovery) —
+   not within a heartbeat timeout of this scheduler's own loss of contact with the
+   database (``orchestration.contact``);
 4. mark finished backfills completed/failed, flag runs past their SLA;
 5. now and then (every 10 minutes), delete logs past the retention period, and old
    finished runs and outputs (``orchestration.retention``).
@@ -74,6 +76,10 @@ class Scheduler:
         self.pipeline_limits = PipelineLimitsCache(settings.project_root)
         self.last_tick_at: datetime | None = None
         self.last_report: TickReport | None = None
+        from dagsmith.orchestration.contact import DbContact
+
+        #: whether this scheduler may judge workers' heartbeats (not right after it was cut off from the DB)
+        self.contact = DbContact(settings.heartbeat_timeout)
 
     # ------------------------------------------------------------------ one tick
     def tick(self, now: datetime | None = None) -> TickReport:
@@ -91,7 +97,11 @@ class Scheduler:
         for name, fn in steps:
             try:
                 fn(now, report)
+                if fn == self._heartbeat:
+                    self.contact.ok()
             except Exception as exc:  # noqa: BLE001 - one failing step must not stop the scheduler
+                if fn == self._heartbeat:
+                    self.contact.failed()
                 log.exception("scheduler step %r failed", name)
                 report.errors.append(f"{name}: {exc}")
         self.last_tick_at = now
@@ -214,6 +224,8 @@ class Scheduler:
     def _recover(self, now: datetime, report: TickReport) -> None:
         from dagsmith.orchestration.store import repo
 
+        if not self.contact.may_judge():  # just cut off from the DB ourselves: give workers time to catch up
+            return
         with self.db.session() as session:
             report.recovered = len(
                 repo.recover_stale_runs(session, now=now, timeout=self.settings.heartbeat_timeout, exclude_worker=self.local_worker_id)

@@ -82,7 +82,24 @@ def cron_expression(interval: str) -> str:
             f"schedule_interval {value!r}: {_cron_field_problem(expr)}",
             hint="cron fields are minute (0-59) hour (0-23) day (1-31) month (1-12) weekday (0-6, Sunday = 0), e.g. '0 5 * * *'",
         )
+    if not _ever_fires(expr):
+        raise ConfigError(
+            f"schedule_interval {value!r} never fires: no date has that day in that month (such as 31 February)",
+            hint="check the day-of-month and month fields, e.g. '0 0 28 2 *' for 28 February, or 'L' for the last day of a month",
+        )
     return expr
+
+
+def _ever_fires(expr: str) -> bool:
+    """False for a valid cron whose day and month never meet (``0 0 31 2 *``): refused when a trigger is made, not every tick."""
+    from croniter import CroniterBadDateError, croniter
+
+    try:
+        # 29 February on a given weekday comes round within 28 years
+        croniter(expr, datetime(2000, 1, 1), max_years_between_matches=30).get_next(datetime)
+    except CroniterBadDateError:
+        return False
+    return True
 
 
 _CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("weekday", 0, 7))

@@ -5,7 +5,8 @@ Tables: ``triggers`` (Mage's pipeline schedules), ``pipeline_runs``, ``block_run
 (heartbeats). Datetimes are stored in UTC and always come back tz-aware.
 
 The exactly-once rule lives here: ``pipeline_runs`` is unique on
-``(trigger_id, schedule_date)`` and on ``(backfill_id, schedule_date)``;
+``(trigger_id, schedule_date)``, on ``(backfill_id, schedule_date)`` and on
+``(trigger_id, idempotency_key)`` (API and event calls carrying a key);
 ``schedule_date`` is the execution date of schedule and backfill runs and NULL
 for ad-hoc runs (API, CLI, UI), which NULL-distinct unique indexes never collide on.
 Schema changes need an Alembic migration in ``migrations/versions`` and a line in
@@ -150,6 +151,7 @@ class PipelineRun(Base):
     __table_args__ = (
         UniqueConstraint("trigger_id", "schedule_date"),
         UniqueConstraint("backfill_id", "schedule_date"),
+        UniqueConstraint("trigger_id", "idempotency_key"),
         Index("ix_pipeline_runs_status_id", "status", "id"),
     )
 
@@ -163,6 +165,8 @@ class PipelineRun(Base):
     execution_date: Mapped[datetime] = mapped_column()
     #: execution date for schedule/backfill runs (the exactly-once key), NULL otherwise
     schedule_date: Mapped[datetime | None] = mapped_column(default=None)
+    #: the caller's ``Idempotency-Key`` of an API/event run: one run per (trigger, key)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     interval_start: Mapped[datetime | None] = mapped_column(default=None)
     interval_end: Mapped[datetime | None] = mapped_column(default=None)

@@ -14,8 +14,9 @@ import secrets as _secrets
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Sequence
 
-from sqlalchemy import delete, func, or_, select, text, update
+from sqlalchemy import String, cast, delete, func, literal, or_, select, text, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from dagsmith.errors import DagsmithError
 from dagsmith.orchestration.store.models import (
@@ -176,10 +177,12 @@ def create_run(
     allow_blocks_to_fail: bool = False,
     timeout: float | None = None,
     worker_id: str | None = None,
+    idempotency_key: str | None = None,
     now: datetime | None = None,
 ) -> PipelineRun:
     now = now or utcnow()
     run = PipelineRun(
+        idempotency_key=idempotency_key,
         pipeline_uuid=pipeline_uuid,
         source=source,
         trigger_id=trigger_id,
@@ -207,6 +210,11 @@ def create_run(
     run.partition = str(run.id)
     session.flush()
     return run
+
+
+def find_keyed_run(session: Session, trigger_id: int, key: str) -> PipelineRun | None:
+    """The run a trigger made for an idempotency key, if any."""
+    return session.scalars(select(PipelineRun).where(PipelineRun.trigger_id == trigger_id, PipelineRun.idempotency_key == key)).first()
 
 
 def insert_keyed_runs(session: Session, rows: Sequence[dict]) -> int:
@@ -329,9 +337,13 @@ def claim_runs(
     *,
     limit: int,
     now: datetime | None = None,
+    clock: Callable[[], datetime] | None = None,
     global_limit: int | None = None,
     backfill_id: int | None = None,
     pipeline_limits: Callable[[str], Any] | None = None,
+    exclude_ids: Iterable[int] = (),
+    logs_root: str | None = None,
+    trigger_info: dict[int, tuple[str, int | None]] | None = None,
 ) -> list[PipelineRun]:
     """Atomically take up to ``limit`` waiting runs for ``worker_id``, honouring concurrency limits.
 
@@ -340,10 +352,19 @@ def claim_runs(
     given, each pipeline's ``concurrency_config`` (``pipeline_limits(uuid)`` returns an
     object with ``per_trigger`` — applied to every trigger and backfill of the pipeline
     together with their own limit — and ``all_triggers`` — running runs of the pipeline).
+
+    ``heartbeat_at`` is stamped with ``now`` or, when it is not given, ``clock()`` read
+    after every lock was taken: a claim that waited 40 s for the claim lock must not look
+    stale (and be taken over) the moment it commits. ``exclude_ids`` are runs the caller
+    still executes — a run handed back to the queue while its worker still holds it must
+    never be claimed a second time by that worker. With ``logs_root`` the run's ``log_dir``
+    is set to ``<logs_root>/<pipeline>/<id>`` unless it has one. The returned rows carry
+    their new state (status, worker, claims, heartbeat, start, log dir) without a reload;
+    ``trigger_info`` is filled with ``{trigger id: (name, sla)}`` of the triggers read.
     """
     if limit <= 0:
         return []
-    now = now or utcnow()
+    info = trigger_info if trigger_info is not None else {}
     pg = _dialect(session) == "postgresql"
     if pg:
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CLAIM_LOCK_KEY})
@@ -383,8 +404,9 @@ def claim_runs(
             back_pipeline[back] = pipe
     trig_limits: dict[int, int | None] = {}
     if by_trigger:
-        for tid, settings in session.execute(select(Trigger.id, Trigger.settings).where(Trigger.id.in_(by_trigger))):
+        for tid, settings, name, sla in session.execute(select(Trigger.id, Trigger.settings, Trigger.name, Trigger.sla).where(Trigger.id.in_(by_trigger))):
             trig_limits[tid] = _tighter(_limit_of(settings), pipe_limits(trig_pipeline[tid])[0])
+            info[tid] = (name, sla)
     back_limits: dict[int, int | None] = {}
     if by_backfill:
         for bid, conc in session.execute(select(Backfill.id, Backfill.concurrency).where(Backfill.id.in_(by_backfill))):
@@ -394,6 +416,9 @@ def claim_runs(
     saturated_p = [p for p, n in by_pipeline.items() if pipe_limits(p)[1] and n >= pipe_limits(p)[1]]
 
     stmt = select(PipelineRun).where(PipelineRun.status == RUN_INITIAL, PipelineRun.cancel_requested.is_(False))
+    held = list(exclude_ids)
+    if held:
+        stmt = stmt.where(PipelineRun.id.not_in(held))
     if backfill_id is not None:
         stmt = stmt.where(PipelineRun.backfill_id == backfill_id)
     if saturated_t:
@@ -411,8 +436,9 @@ def claim_runs(
     # limits of triggers/backfills that appear only among the candidates
     need_t = {c.trigger_id: c.pipeline_uuid for c in candidates if c.trigger_id is not None and c.trigger_id not in trig_limits}
     if need_t:
-        for tid, settings in session.execute(select(Trigger.id, Trigger.settings).where(Trigger.id.in_(need_t))):
+        for tid, settings, name, sla in session.execute(select(Trigger.id, Trigger.settings, Trigger.name, Trigger.sla).where(Trigger.id.in_(need_t))):
             trig_limits[tid] = _tighter(_limit_of(settings), pipe_limits(need_t[tid])[0])
+            info[tid] = (name, sla)
     need_b = {c.backfill_id: c.pipeline_uuid for c in candidates if c.backfill_id is not None and c.backfill_id not in back_limits}
     if need_b:
         for bid, conc in session.execute(select(Backfill.id, Backfill.concurrency).where(Backfill.id.in_(need_b))):
@@ -440,20 +466,40 @@ def claim_runs(
         chosen.append(run)
     if not chosen:
         return []
-    ids = [r.id for r in chosen]
-    session.execute(
-        update(PipelineRun)
-        .where(PipelineRun.id.in_(ids), PipelineRun.status == RUN_INITIAL)
-        .values(status=RUN_RUNNING, worker_id=worker_id, heartbeat_at=now, claims=PipelineRun.claims + 1, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    stamp = now if now is not None else (clock or utcnow)()  # after the locks, see above
+    stamp_value = literal(stamp, PipelineRun.__table__.c.heartbeat_at.type)
+    values: dict[str, Any] = {
+        "status": RUN_RUNNING, "worker_id": worker_id, "heartbeat_at": stamp, "claims": PipelineRun.claims + 1,
+        "updated_at": stamp, "started_at": func.coalesce(PipelineRun.started_at, stamp_value),
+    }
+    if logs_root is not None:
+        prefix = str(logs_root).rstrip("/") + "/"
+        values["log_dir"] = func.coalesce(PipelineRun.log_dir, literal(prefix) + PipelineRun.pipeline_uuid + "/" + cast(PipelineRun.id, String))
+    rows = session.connection().execute(  # Core, not the ORM's bulk-update path: this runs for every claim
+        update(PipelineRun.__table__)
+        .where(PipelineRun.id.in_([r.id for r in chosen]), PipelineRun.status == RUN_INITIAL)
+        .values(**values)
+        .returning(PipelineRun.id, PipelineRun.claims, PipelineRun.started_at, PipelineRun.log_dir)
+    ).all()
+    fresh = {rid: (claims, started, log_dir) for rid, claims, started, log_dir in rows}
+    out = []
     for run in chosen:
-        if run.started_at is None:
-            run.started_at = now
-    session.flush()
-    for run in chosen:
-        session.refresh(run)
-    return [r for r in chosen if r.worker_id == worker_id and r.status == RUN_RUNNING]
+        if run.id not in fresh:
+            continue
+        claims, started, log_dir = fresh[run.id]
+        for key, value in (("status", RUN_RUNNING), ("worker_id", worker_id), ("heartbeat_at", stamp), ("updated_at", stamp),
+                           ("claims", claims), ("started_at", started), ("log_dir", log_dir)):
+            set_committed_value(run, key, value)
+        out.append(run)
+    return out
+
+
+def trigger_names(session: Session, trigger_ids: Iterable[int]) -> dict[int, tuple[str, int | None]]:
+    """``{trigger id: (name, sla)}`` for the given ids (a run's worker passes both to the run)."""
+    ids = {t for t in trigger_ids if t is not None}
+    if not ids:
+        return {}
+    return {tid: (name, sla) for tid, name, sla in session.execute(select(Trigger.id, Trigger.name, Trigger.sla).where(Trigger.id.in_(ids)))}
 
 
 def _tighter(*limits: int | None) -> int | None:
@@ -461,28 +507,46 @@ def _tighter(*limits: int | None) -> int | None:
     return min(present) if present else None
 
 
-def heartbeat_runs(session: Session, worker_id: str, run_ids: Iterable[int], *, now: datetime | None = None) -> dict[int, str]:
-    """Refresh this worker's runs; returns ``{run_id: 'ok'|'cancel'|'lost'}`` for ``run_ids``."""
+def heartbeat_runs(
+    session: Session, worker_id: str, run_ids: Iterable[int] | dict[int, int], *, now: datetime | None = None
+) -> dict[int, str]:
+    """Refresh this worker's runs; returns ``{run_id: 'ok'|'cancel'|'lost'}`` for ``run_ids``.
+
+    Given ``{run_id: claims}`` (the claim count this worker saw when it claimed the run, a
+    fencing token), a run that was handed back to the queue meanwhile — its heartbeat
+    looked stale — but that nobody claimed since is taken back (``claims`` unchanged, so
+    no other worker ran it); one claimed by anyone since is ``lost``, and the caller
+    stops its copy.
+    """
     now = now or utcnow()
     ids = list(run_ids)
     if not ids:
         return {}
-    session.execute(
-        update(PipelineRun)
-        .where(PipelineRun.id.in_(ids), PipelineRun.worker_id == worker_id, PipelineRun.status == RUN_RUNNING)
-        .values(heartbeat_at=now)
-        .execution_options(synchronize_session=False)
+    touched = dict(
+        session.connection().execute(
+            update(PipelineRun.__table__)
+            .where(PipelineRun.id.in_(ids), PipelineRun.worker_id == worker_id, PipelineRun.status == RUN_RUNNING)
+            .values(heartbeat_at=now)
+            .returning(PipelineRun.id, PipelineRun.cancel_requested)
+        ).all()
     )
-    out: dict[int, str] = {rid: "lost" for rid in ids}
-    rows = session.execute(
-        select(PipelineRun.id, PipelineRun.worker_id, PipelineRun.status, PipelineRun.cancel_requested).where(
-            PipelineRun.id.in_(ids)
-        )
-    )
-    for rid, wid, status, cancel in rows:
-        if wid == worker_id and status == RUN_RUNNING:
-            out[rid] = "cancel" if cancel else "ok"
-    return out
+    if isinstance(run_ids, dict):
+        for rid in ids:
+            if rid in touched:
+                continue
+            back = session.connection().execute(
+                update(PipelineRun.__table__)
+                .where(
+                    PipelineRun.id == rid, PipelineRun.status == RUN_INITIAL, PipelineRun.worker_id.is_(None),
+                    PipelineRun.claims == run_ids[rid], PipelineRun.cancel_requested.is_(False),
+                )
+                .values(status=RUN_RUNNING, worker_id=worker_id, heartbeat_at=now, updated_at=now)
+                .returning(PipelineRun.id)
+            ).first()
+            if back is not None:
+                touched[rid] = False
+                audit(session, "run.retaken", "pipeline_run", rid, {"worker_id": worker_id}, now=now)
+    return {rid: ("cancel" if touched[rid] else "ok") if rid in touched else "lost" for rid in ids}
 
 
 def recover_stale_runs(session: Session, *, now: datetime, timeout: float, exclude_worker: str | None = None) -> list[int]:
@@ -574,20 +638,18 @@ def finish_run(
 ) -> bool:
     """Record the end of a run this worker holds; False if the run was taken away meanwhile."""
     now = now or utcnow()
-    result = session.execute(
-        update(PipelineRun)
+    result = session.connection().execute(
+        update(PipelineRun.__table__)
         .where(PipelineRun.id == run_id, PipelineRun.worker_id == worker_id, PipelineRun.status == RUN_RUNNING)
         .values(status=status, completed_at=now, error=error, updated_at=now, heartbeat_at=None)
-        .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
         return False
     if status in (RUN_CANCELLED, RUN_FAILED):
-        session.execute(
-            update(BlockRun)
+        session.connection().execute(
+            update(BlockRun.__table__)
             .where(BlockRun.pipeline_run_id == run_id, BlockRun.status.in_(("initial", "queued", "running")))
             .values(status="cancelled" if status == RUN_CANCELLED else "upstream_failed", completed_at=now)
-            .execution_options(synchronize_session=False)
         )
     return True
 
@@ -595,18 +657,16 @@ def finish_run(
 def release_run(session: Session, run_id: int, worker_id: str, *, now: datetime | None = None) -> bool:
     """Hand a run back to the queue (worker shutting down); it resumes from its unfinished blocks."""
     now = now or utcnow()
-    result = session.execute(
-        update(PipelineRun)
+    result = session.connection().execute(
+        update(PipelineRun.__table__)
         .where(PipelineRun.id == run_id, PipelineRun.worker_id == worker_id, PipelineRun.status == RUN_RUNNING)
         .values(status=RUN_INITIAL, worker_id=None, heartbeat_at=None, updated_at=now)
-        .execution_options(synchronize_session=False)
     )
     if result.rowcount:
-        session.execute(
-            update(BlockRun)
+        session.connection().execute(
+            update(BlockRun.__table__)
             .where(BlockRun.pipeline_run_id == run_id, BlockRun.status.in_(("running", "queued", "cancelled")))
             .values(status="initial")
-            .execution_options(synchronize_session=False)
         )
     return bool(result.rowcount)
 
@@ -683,7 +743,6 @@ def ensure_block_runs(session: Session, run_id: int, block_uuids: Sequence[str],
     """Create the missing block-run rows of a run (existing rows keep their state)."""
     if not block_uuids:
         return
-    existing = set(session.scalars(select(BlockRun.block_uuid).where(BlockRun.pipeline_run_id == run_id)))
     now = utcnow()
     rows = [
         {
@@ -691,11 +750,10 @@ def ensure_block_runs(session: Session, run_id: int, block_uuids: Sequence[str],
             "log_path": f"{log_dir}/{b}.jsonl" if log_dir else None, "created_at": now, "updated_at": now,
         }
         for b in dict.fromkeys(block_uuids)
-        if b not in existing
     ]
-    if rows:
+    if rows:  # rows that exist keep their state (ON CONFLICT DO NOTHING): no read first
         insert = _insert(session)
-        session.execute(insert(BlockRun).values(rows).on_conflict_do_nothing(index_elements=["pipeline_run_id", "block_uuid"]))
+        session.connection().execute(insert(BlockRun.__table__).values(rows).on_conflict_do_nothing(index_elements=["pipeline_run_id", "block_uuid"]))
 
 
 def update_block_run(session: Session, run_id: int, block_uuid: str, **values: Any) -> None:
@@ -708,6 +766,27 @@ def update_block_run(session: Session, run_id: int, block_uuid: str, **values: A
         row.update(values)
         session.add(BlockRun(**row))
         session.flush()
+
+
+def upsert_block_runs(session: Session, rows: Sequence[tuple[int, str, dict[str, Any]]]) -> None:
+    """Set columns of many block runs at once, creating missing rows: ``(run_id, block_uuid, values)`` each.
+
+    Rows that set the same columns share one ``INSERT … ON CONFLICT DO UPDATE`` executed
+    for all of them (one round trip per column set, not one per block).
+    """
+    if not rows:
+        return
+    insert = _insert(session)
+    table = BlockRun.__table__
+    now = utcnow()
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for run_id, block_uuid, values in rows:
+        params = {"updated_at": now, **values}
+        groups.setdefault(tuple(sorted(params)), []).append({"pipeline_run_id": run_id, "block_uuid": block_uuid, **params})
+    for keys, params in groups.items():
+        stmt = insert(table)
+        stmt = stmt.on_conflict_do_update(index_elements=["pipeline_run_id", "block_uuid"], set_={k: stmt.excluded[k] for k in keys})
+        session.connection().execute(stmt, params)
 
 
 def list_block_runs(session: Session, run_id: int | None = None, *, pipeline_uuid: str | None = None, limit: int = 500) -> list[BlockRun]:
@@ -851,7 +930,7 @@ def register_worker(session: Session, worker_id: str, role: str, hostname: str, 
 
 
 def worker_heartbeat(session: Session, worker_id: str, *, now: datetime | None = None) -> None:
-    session.execute(update(Worker).where(Worker.id == worker_id).values(heartbeat_at=now or utcnow()))
+    session.connection().execute(update(Worker.__table__).where(Worker.id == worker_id).values(heartbeat_at=now or utcnow()))
 
 
 def remove_worker(session: Session, worker_id: str) -> None:

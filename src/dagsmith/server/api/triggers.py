@@ -4,14 +4,15 @@
 ``Authorization: Bearer <token>``) takes ``{"pipeline_run": {"variables": {…}}}``; other
 top-level keys become the run's ``event``, and the answer is only the run's id and status.
 A wrong token is 401 — the same answer for an id that does not exist —, a disabled
-trigger 403, malformed JSON 422 and an oversized body 413; none of them creates or changes
-anything. Changes to an in-code
+trigger 403, malformed JSON, JSON nested too deep or holding NaN 422 and an oversized body
+413; none of them creates or changes anything. An ``Idempotency-Key`` header (or body
+``idempotency_key``) makes a repeated call answer with the run the first call made.
+Changes to an in-code
 trigger are written back to ``pipelines/<p>/triggers.yaml``.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -146,7 +147,7 @@ def trigger_runs(trigger_id: int, db: DbDep, limit: int = 50, offset: int = 0) -
 
 
 async def _trigger(request: Request, trigger_id: int, token: str | None) -> dict:
-    from dagsmith.errors import ConfigError
+    from dagsmith.orchestration.payloads import parse_json_body
     from dagsmith.orchestration.service import api_trigger_run, check_trigger_call
 
     db = request.app.state.db
@@ -158,14 +159,9 @@ async def _trigger(request: Request, trigger_id: int, token: str | None) -> dict
     raw = await request.body()
     payload: Any = {}
     if raw.strip():
-        try:
-            payload = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ConfigError(
-                f"the request body is not valid JSON: {exc}",
-                hint='send {"pipeline_run": {"variables": {"name": "value"}}} with Content-Type: application/json',
-            ) from None
-    run = await run_in_threadpool(api_trigger_run, db, trigger_id, token, payload)
+        payload = parse_json_body(raw, hint='send {"pipeline_run": {"variables": {"name": "value"}}} with Content-Type: application/json')
+    key = request.headers.get("idempotency-key")
+    run = await run_in_threadpool(lambda: api_trigger_run(db, trigger_id, token, payload, idempotency_key=key))
     notify(getattr(request.app.state, "runtime", None))
     # only what the caller needs: the run's variables may hold the trigger's stored secrets
     return {"pipeline_run": {"id": run["id"], "status": run["status"]}}
@@ -187,15 +183,15 @@ async def api_trigger_bearer(trigger_id: int, request: Request) -> dict:
 
 @router.post("/events", summary="Send an event; every active event trigger whose event_matchers match gets a run")
 async def post_event(request: Request) -> dict:
-    from dagsmith.errors import ConfigError
+    from dagsmith.orchestration.payloads import parse_json_body
     from dagsmith.orchestration.service import fire_event
 
     raw = await request.body()
-    try:
-        payload = json.loads(raw) if raw.strip() else {}
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"the request body is not valid JSON: {exc}", hint='send {"event": {"source": "...", "detail": {...}}}') from None
+    payload = parse_json_body(raw, hint='send {"event": {"source": "...", "detail": {...}}}') if raw.strip() else {}
+    key = request.headers.get("idempotency-key")
+    if isinstance(payload, dict) and "event" in payload:  # {"event": {...}, "idempotency_key": "..."}
+        key = key or payload.get("idempotency_key")
     event = payload.get("event", payload) if isinstance(payload, dict) else payload
-    runs = await run_in_threadpool(fire_event, request.app.state.db, event)
+    runs = await run_in_threadpool(lambda: fire_event(request.app.state.db, event, idempotency_key=key))
     notify(getattr(request.app.state, "runtime", None))
     return {"event": event, "pipeline_runs": runs}

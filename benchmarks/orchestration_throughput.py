@@ -1,0 +1,223 @@
+"""Benchmark: sustained API-triggered runs per minute, and their latency, on PostgreSQL metadata.
+
+A real ``dagsmith start`` (by default one process with all roles; ``--workers N`` adds N
+worker-only processes and leaves the first process the server and scheduler) runs the
+2-block trivial pipeline ``pair``. For each offered load (runs/min) an open-loop client
+sends Mage API-trigger calls at that steady rate for ``--seconds`` seconds (a call is sent
+on time whether or not earlier ones have been answered), then waits for the queue to drain.
+
+Printed per load: runs accepted, completed, lost (accepted but not completed after the
+drain), completed runs per minute over the whole window (first call → last completion),
+latency from sending the call to the run's ``completed_at`` (p50 / p95 / max, ms), HTTP
+errors, CPU ms per run of each dagsmith process (server first) and of all PostgreSQL
+processes (shared with anyone else using that server). The machine is shared, so the load
+average before and after each step is printed too: compare figures from one invocation,
+and repeat.
+
+Goal (issue 12): 3,000 runs/min sustained at p95 < 250 ms on 2 cores, 0 lost.
+
+    .venv/bin/python benchmarks/orchestration_throughput.py [--loads 600,1200,1800,2400,3000,4200,6000]
+        [--seconds 20] [--workers 0] [--pg postgresql://postgres@127.0.0.1:5432/test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.fixtures.orch_projects import create_pg_database, make_project, wait_until  # noqa: E402
+from tests.fixtures.services import free_port  # noqa: E402
+
+GOAL = "3,000 runs/min at p95 < 250 ms, 0 lost"
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+async def _offer(url: str, rate_per_min: float, seconds: float, tag: str) -> tuple[dict[int, float], int, list[str]]:
+    """Send ``rate × seconds`` calls on a fixed schedule; returns {run id: wall time sent}, errors, samples."""
+    interval = 60.0 / rate_per_min
+    total = max(1, int(round(rate_per_min * seconds / 60.0)))
+    sent: dict[int, float] = {}
+    errors = 0
+    samples: list[str] = []
+    # expire idle connections before uvicorn does (5 s), or a reused one fails with ReadError
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200, keepalive_expiry=2.0)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            at = time.time()
+            try:
+                response = await client.post(url, json={"pipeline_run": {"variables": {"i": i, "tag": tag}}})
+            except httpx.HTTPError as exc:
+                errors += 1
+                if len(samples) < 3:
+                    samples.append(repr(exc))
+                return
+            if response.status_code != 200:
+                errors += 1
+                if len(samples) < 3:
+                    samples.append(f"{response.status_code} {response.text[:200]}")
+                return
+            sent[int(response.json()["pipeline_run"]["id"])] = at
+
+        tasks = []
+        start = time.perf_counter()
+        for i in range(total):
+            delay = start + i * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+    return sent, errors, samples
+
+
+def _cpu(pids: list[int]) -> float:
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def _pg_cpu() -> float:
+    """CPU seconds of all PostgreSQL server processes of this machine (shared with other users of the server)."""
+    import psutil
+
+    total = 0.0
+    for proc in psutil.process_iter(["name"]):
+        if (proc.info.get("name") or "").startswith("postgres"):
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--loads", default="600,1200,1800,2400,3000,4200,6000", help="offered loads, runs per minute")
+    parser.add_argument("--seconds", type=float, default=20.0, help="seconds each load is offered")
+    parser.add_argument("--workers", type=int, default=0, help="extra worker-only processes (0: one process does everything)")
+    parser.add_argument("--concurrency", type=int, default=None, help="runs each worker process executes at once")
+    parser.add_argument("--drain", type=float, default=60.0, help="seconds to wait for the queue to drain after a load")
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--profile", default=None, help="py-spy: record each dagsmith process's stacks into <PROFILE>.<n>.txt (collapsed stacks; summarise with benchmarks/stacks.py)")
+    args = parser.parse_args()
+    loads = [float(x) for x in args.loads.split(",") if x.strip()]
+
+    import psycopg
+
+    tmp = Path(tempfile.mkdtemp(prefix="dagsmith-throughput-"))
+    project = make_project(tmp / "proj")
+    url, drop = create_pg_database(args.pg)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["DAGSMITH_DATABASE_URL"] = url
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    base = [sys.executable, "-m", "dagsmith.cli.app", "start", str(project), "--port", str(port), "--log-level", "warning"]
+    if args.concurrency:
+        base += ["--concurrency", str(args.concurrency)]
+    roles = ["--role", "server,scheduler"] if args.workers else []
+    procs = [subprocess.Popen(base + roles, env=env, stdout=open(tmp / "server.log", "wb"), stderr=subprocess.STDOUT)]
+    profilers: list[subprocess.Popen] = []
+    try:
+        wait_until(lambda: _ok(f"{api}/health"), 60, 0.1, "server up")
+        for i in range(args.workers):
+            procs.append(subprocess.Popen(base + ["--role", "worker"], env=env, stdout=open(tmp / f"worker{i}.log", "wb"), stderr=subprocess.STDOUT))
+        trig = httpx.post(f"{api}/pipelines/pair/pipeline_schedules", json={"pipeline_schedule": {"name": "load", "schedule_type": "api"}}).json()["pipeline_schedule"]
+        trigger_url = f"{api}/pipeline_schedules/{trig['id']}/pipeline_runs/{trig['token']}"
+        dsn = url.replace("postgresql+psycopg://", "postgresql://")
+        db = psycopg.connect(dsn, autocommit=True)
+
+        def unfinished() -> int:
+            return db.execute("SELECT count(*) FROM pipeline_runs WHERE status IN ('initial', 'running')").fetchone()[0]
+
+        # warm up: imports, connection pools, the pipeline's parsed blocks
+        asyncio.run(_offer(trigger_url, 600, 6, "warmup"))
+        wait_until(lambda: unfinished() == 0, 120, 0.2, "warm-up drained")
+        if args.profile:
+            for n, proc in enumerate(procs):
+                profilers.append(subprocess.Popen(
+                    [str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw", "-o", f"{args.profile}.{n}.txt",
+                     "--pid", str(proc.pid), "--rate", "200", "--nonblocking", "--gil"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            time.sleep(1)
+        where = f"one process (server, scheduler, worker)" if not args.workers else f"server+scheduler process and {args.workers} worker process(es)"
+        print(f"dagsmith start: {where}; PostgreSQL metadata; pipeline 'pair' (2 trivial blocks); {os.cpu_count()} CPUs; {args.seconds:g} s per load")
+        print(f"goal: {GOAL}")
+        print(f"{'offered/min':>11} {'accepted':>8} {'completed':>9} {'lost':>4} {'failed':>6} {'runs/min':>8} {'p50 ms':>7} {'p95 ms':>7} "
+              f"{'max ms':>7} {'http err':>8} {'cpu ms/run':>10} {'pg ms/run':>9} {'load avg':>9}")
+        for rate in loads:
+            load_before = os.getloadavg()[0]
+            cpu0, pg0 = [_cpu([p.pid]) for p in procs], _pg_cpu()
+            started = time.time()
+            sent, errors, samples = asyncio.run(_offer(trigger_url, rate, args.seconds, f"r{rate:g}"))
+            deadline = time.monotonic() + args.drain
+            while unfinished() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            cpu1, pg1 = [_cpu([p.pid]) for p in procs], _pg_cpu()
+            rows = db.execute(
+                "SELECT id, status, extract(epoch FROM completed_at) FROM pipeline_runs WHERE id = ANY(%s)", (list(sent),)
+            ).fetchall()
+            done = {rid: end for rid, status, end in rows if status == "completed"}
+            failed = sum(1 for _, status, _ in rows if status in ("failed", "cancelled"))
+            lost = len(sent) - len(done) - failed
+            latencies = [(float(done[rid]) - at) * 1000 for rid, at in sent.items() if rid in done]
+            span = (max(float(v) for v in done.values()) - started) if done else float("nan")
+            per_min = len(done) / span * 60 if done else 0.0
+            n = max(1, len(done))
+            print(f"{rate:11.0f} {len(sent):8d} {len(done):9d} {lost:4d} {failed:6d} {per_min:8.0f} {_percentile(latencies, 0.5):7.0f} "
+                  f"{_percentile(latencies, 0.95):7.0f} {max(latencies, default=float('nan')):7.0f} {errors:8d} "
+                  f"{'+'.join(f'{(b - a) / n * 1000:.1f}' for a, b in zip(cpu0, cpu1)):>10} {(pg1 - pg0) / n * 1000:9.1f} {load_before:4.1f}/{os.getloadavg()[0]:<4.1f}")
+            for sample in samples:
+                print(f"    http error sample: {sample}")
+            if lost:
+                wait_until(lambda: unfinished() == 0, 300, 0.5, "queue drained")
+        db.close()
+    finally:
+        for profiler in profilers:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(60)
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        drop()
+
+
+def _ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+if __name__ == "__main__":
+    main()
