@@ -147,3 +147,15 @@ def require(module: str, *, feature: str, extra: str):
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise MissingDependencyError(feature, extra, module) from exc
+
+
+class NotAvailableInDagsmith(TerminalError):
+    """Block code used a ``mage_ai`` name that dagsmith does not implement (yet), e.g. a MySQL connector."""
+
+
+class MageNameUnavailable(DagsmithError, ImportError):
+    """Block code imported a ``mage_ai`` module that dagsmith does not provide (yet)."""
+
+    def __init__(self, message: str, *, name: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.name = name

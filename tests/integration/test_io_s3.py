@@ -45,5 +45,5 @@ def test_missing_bucket_and_object(s3_emulator, s3_bucket):
     assert "bucket 'no-such-bucket-dagsmith' not found" in str(err.value)
     with pytest.raises(TerminalConnectorError) as err:
         s3.load(s3_bucket, "nope.csv")
-    assert f"s3://{s3_bucket}/nope.csv not found" in str(err.value)
+    assert f"s3://{s3_bucket}/nope.csv does not exist" in str(err.value)
     assert "testing-secret" not in repr(s3)

@@ -77,3 +77,16 @@ def test_error_names_block_and_database_message(root, bigquery_emulator, dataset
     assert b.status == "failed"
     assert "block 'bad' (data_loaders/bad.sql): bigquery rejected the SQL" in b.error
     assert "no_table" in b.error or "no_such_dataset_x" in b.error
+
+
+def test_select_without_a_dataset_returns_its_rows(root, bigquery_emulator):
+    """The course's connection test: a BigQuery SQL loader with no dataset configured, ``SELECT 1;``."""
+    add_pipeline(root, "p", [{
+        "uuid": "test_bq", "type": "data_loader", "language": "sql",
+        "configuration": {"data_provider": "bigquery", "data_provider_profile": "default"},
+        "code": "SELECT 1;",
+    }])
+    result = run_pipeline(root, "p")
+    block = result.blocks["test_bq"]
+    assert result.status == "completed", block.error
+    assert block.rows == 1 and "1" in block.extra["preview"]

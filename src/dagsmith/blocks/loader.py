@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from dagsmith.blocks.decorators import CALLBACK_ON_ATTR, ENTRY_KINDS, KIND_ATTR, SEEDED
-from dagsmith.errors import BlockError, DagsmithError, ProjectError
+from dagsmith.errors import BlockError, DagsmithError, MageNameUnavailable, NotAvailableInDagsmith, ProjectError
 
 _DAGSMITH_DIR = str(Path(__file__).resolve().parents[1])
 
@@ -85,6 +85,8 @@ def load_python_block(path: Path, block_type: str, *, block_uuid: str, fresh: bo
     with aliasing():
         try:
             exec(code, module.__dict__)
+        except (NotAvailableInDagsmith, MageNameUnavailable) as exc:  # name the block and the import line
+            raise user_error(exc, block_uuid, path, "while loading the block file") from None
         except DagsmithError:
             raise
         except BaseException as exc:  # user module code failed at import time
@@ -159,8 +161,25 @@ def _signature_info(fn: Callable[..., Any]) -> tuple[bool, frozenset[str]]:
 def call_with(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
     """Call user code Mage's way: positional inputs, and keywords it can take.
 
-    The keywords are also made current for connectors the code calls (``dagsmith.io.runtime``).
+    ``mage_ai`` imports inside the function resolve to dagsmith while it runs
+    (``compat.importer``). The keywords are also made current for connectors the code
+    calls (``dagsmith.io.runtime``).
     """
+    from dagsmith.compat.importer import aliasing
+
+    with aliasing():
+        try:
+            return _call(fn, args, kwargs)
+        except (NotAvailableInDagsmith, MageNameUnavailable) as exc:
+            # a Mage name dagsmith lacks: say which block and line used it
+            block = kwargs.get("block_uuid")
+            code = getattr(fn, "__code__", None)
+            if not block or code is None:
+                raise
+            raise user_error(exc, str(block), Path(code.co_filename)) from None
+
+
+def _call(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
     from dagsmith.io.runtime import block_variables
 
     var_kw, names = _signature_info(fn)
@@ -218,7 +237,8 @@ def entry_for(loaded: LoadedBlock, block_uuid: str, block_type: str) -> Callable
 
 
 def ensure_importable(project_root: Path) -> None:
-    """Put the project's parent folder on ``sys.path`` so ``<project>.utils.x`` imports work.
+    """Put the project's parent folder on ``sys.path`` so ``<project>.utils.x`` imports work,
+    and make ``mage_ai`` imports resolve to dagsmith (``compat.importer.refresh``).
 
     A package of the same name imported earlier from another folder (another
     project with the same folder name) is dropped from ``sys.modules`` first.
@@ -228,6 +248,9 @@ def ensure_importable(project_root: Path) -> None:
     """
     import importlib
 
+    from dagsmith.compat.importer import refresh
+
+    refresh()  # ``mage_ai`` imports resolve from here on (see compat.importer)
     with _IMPORTABLE_LOCK:
         parent = str(project_root.parent)
         if parent not in sys.path:

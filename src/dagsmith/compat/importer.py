@@ -1,23 +1,36 @@
-"""Makes ``import mage_ai.…`` resolve to dagsmith's re-exports while block code runs.
+"""Makes ``import mage_ai.…`` resolve to dagsmith's re-exports wherever block code imports it.
 
-Mage block files import ``mage_ai.data_preparation.decorators``,
-``mage_ai.io.postgres`` and friends. ``dagsmith.compat.mage_ai`` holds a module
-for each such name that only re-exports dagsmith objects. This finder maps
-``mage_ai.X`` onto ``dagsmith.compat.mage_ai.X``.
+Mage block files import ``mage_ai.data_preparation.decorators``, ``mage_ai.io.postgres``
+and friends — at the top of the file, inside the decorated function, in helpers under
+``utils/``, in code imported lazily later. ``dagsmith.compat.mage_ai`` holds a module for
+each name dagsmith supports; this finder maps ``mage_ai.X`` onto
+``dagsmith.compat.mage_ai.X``. Two promises are kept at once:
 
-It is installed only while dagsmith loads or runs block code (``aliasing()``),
-and when the last user leaves, the aliased ``mage_ai*`` entries are removed
-from ``sys.modules`` again, so a real ``mage-ai`` installed beside dagsmith is
-never shadowed for other code in the process.
+1. **Imports work anywhere.** When no real ``mage-ai`` is installed (the usual case),
+   the finder stays installed for the rest of the process once dagsmith has loaded a
+   block, so ``mage_ai`` resolves at any time, from any module or thread. Nothing is
+   shadowed: there is nothing to shadow.
+2. **A real mage-ai is never shadowed outside block execution.** When one is installed,
+   the finder maps ``mage_ai`` only while dagsmith loads or calls block code
+   (``aliasing()``, re-entrant across threads); the real modules are set aside for that
+   time and put back afterwards.
+
+Names Mage ships that dagsmith does not support resolve too, so nothing fails with a bare
+``ModuleNotFoundError`` (``compat.unavailable``): a ``mage_ai.io`` connector module (MySQL,
+Snowflake, …) imports and its class raises ``NotAvailableInDagsmith`` when used; taking
+any other name from a module dagsmith lacks raises ``MageNameUnavailable`` (an
+``ImportError``) naming it.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import sys
 import threading
+import types
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -36,36 +49,97 @@ class _AliasLoader(importlib.abc.Loader):
         return None
 
 
+class _StubLoader(importlib.abc.Loader):
+    """A Mage module dagsmith does not implement: importable, its names fail when used."""
+
+    def __init__(self, fullname: str) -> None:
+        self.fullname = fullname
+
+    def create_module(self, spec):
+        return None  # default module creation
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        from dagsmith.compat.unavailable import fill_stub_module
+
+        fill_stub_module(module, self.fullname)
+
+
+def _real_mage_spec():
+    """The spec of a ``mage_ai`` package on ``sys.path`` (a real Mage install), or None."""
+    try:
+        return importlib.machinery.PathFinder.find_spec(_PREFIX)
+    except (ImportError, ValueError):  # a broken sys.path entry must not break imports
+        return None
+
+
 class MageAliasFinder(importlib.abc.MetaPathFinder):
-    """Resolves ``mage_ai[.x.y]`` to ``dagsmith.compat.mage_ai[.x.y]`` when that exists."""
+    """Resolves ``mage_ai[.x.y]`` to ``dagsmith.compat.mage_ai[.x.y]`` (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.real_installed = _real_mage_spec() is not None
+        self.forced = 0  # aliasing() users while a real mage-ai is installed
+
+    def active(self) -> bool:
+        return self.forced > 0 or not self.real_installed
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname != _PREFIX and not fullname.startswith(_PREFIX + "."):
             return None
+        if fullname == _PREFIX:
+            if not self.active():
+                return None
+        else:
+            parent = sys.modules.get(_PREFIX)
+            if parent is None or getattr(parent, "__name__", "") != _TARGET:
+                return None  # the real mage_ai (or nothing) is imported: not ours to answer
         ours = _TARGET + fullname[len(_PREFIX):]
-        if importlib.util.find_spec(ours) is None:
-            return None
-        is_pkg = hasattr(importlib.import_module(ours), "__path__")
+        try:
+            found = importlib.util.find_spec(ours)
+        except ModuleNotFoundError:
+            found = None
+        if found is None:  # a Mage name dagsmith lacks: importable, fails clearly when used
+            return importlib.util.spec_from_loader(fullname, _StubLoader(fullname), is_package=True)
+        is_pkg = found.submodule_search_locations is not None
         return importlib.util.spec_from_loader(fullname, _AliasLoader(ours), is_package=is_pkg)
 
 
-_finder = MageAliasFinder()
-_lock = threading.Lock()
-_users = 0
+_finder: MageAliasFinder | None = None
+_lock = threading.RLock()
 _saved: dict[str, object] = {}
 
 
-def _install() -> None:
+def _ensure_finder() -> MageAliasFinder:
+    global _finder
+    if _finder is None:
+        _finder = MageAliasFinder()
+    if _finder not in sys.meta_path:
+        sys.meta_path.insert(0, _finder)
+    return _finder
+
+
+def _mage_modules() -> list[str]:
+    return [n for n in list(sys.modules) if n == _PREFIX or n.startswith(_PREFIX + ".")]
+
+
+def refresh() -> None:
+    """Install the finder (once) and re-check whether a real mage-ai is on ``sys.path``.
+
+    Called at the start of every run: a run may have put a folder on ``sys.path``.
+    """
+    with _lock:
+        finder = _ensure_finder()
+        if finder.forced == 0:
+            finder.real_installed = _real_mage_spec() is not None
+
+
+def _install_forced(finder: MageAliasFinder) -> None:
     # A real mage_ai already imported by other code is set aside, not replaced for good.
-    for name in [n for n in sys.modules if n == _PREFIX or n.startswith(_PREFIX + ".")]:
+    for name in _mage_modules():
         _saved[name] = sys.modules.pop(name)
-    sys.meta_path.insert(0, _finder)
 
 
-def _uninstall() -> None:
-    if _finder in sys.meta_path:
-        sys.meta_path.remove(_finder)
-    for name in [n for n in sys.modules if n == _PREFIX or n.startswith(_PREFIX + ".")]:
+def _uninstall_forced() -> None:
+    for name in _mage_modules():
         del sys.modules[name]
     sys.modules.update(_saved)  # type: ignore[arg-type]
     _saved.clear()
@@ -73,25 +147,37 @@ def _uninstall() -> None:
 
 @contextmanager
 def aliasing() -> Iterator[None]:
-    """Keep the ``mage_ai`` alias active for the duration of the ``with`` body (re-entrant)."""
-    global _users
+    """``mage_ai`` resolves to dagsmith inside the ``with`` body (re-entrant, thread-safe).
+
+    Without a real mage-ai installed this only makes sure the finder is in place (it then
+    stays for the process, and costs nothing more).
+    """
     with _lock:
-        if _users == 0:
-            _install()
-        _users += 1
+        finder = _ensure_finder()
+        if not finder.real_installed:
+            forced = False
+        else:
+            forced = True
+            if finder.forced == 0:
+                _install_forced(finder)
+            finder.forced += 1
+    if not forced:
+        yield
+        return
     try:
         yield
     finally:
         with _lock:
-            _users -= 1
-            if _users == 0:
-                _uninstall()
+            finder.forced -= 1
+            if finder.forced == 0:
+                _uninstall_forced()
 
 
 def activate_for_process() -> None:
-    """Keep the alias for the rest of the process (used by worker processes that only run blocks)."""
-    global _users
+    """Keep the alias for the rest of the process (worker processes that only run blocks)."""
     with _lock:
-        if _users == 0:
-            _install()
-        _users += 1
+        finder = _ensure_finder()
+        if finder.real_installed:
+            if finder.forced == 0:
+                _install_forced(finder)
+            finder.forced += 1

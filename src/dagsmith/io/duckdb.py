@@ -102,6 +102,21 @@ def default_database(project_root: str | os.PathLike[str] | None = None) -> Path
     return data_dir(project_root or get_repo_path()) / WAREHOUSE_FILENAME
 
 
+def _microsecond_timestamps(table: "pa.Table") -> "pa.Table":
+    """pandas 2 datetimes are nanosecond; DuckDB's TIMESTAMP is microsecond. Cast when nothing is
+    lost, so tables get TIMESTAMP / TIMESTAMP WITH TIME ZONE columns rather than TIMESTAMP_NS."""
+    import pyarrow as pa
+
+    for i, field in enumerate(table.schema):
+        if pa.types.is_timestamp(field.type) and field.type.unit == "ns":
+            try:
+                column = table.column(i).cast(pa.timestamp("us", tz=field.type.tz))  # safe: refuses truncation
+            except pa.ArrowInvalid:
+                continue
+            table = table.set_column(i, field.name, column)
+    return table
+
+
 class DuckDB(Connector):
     """A DuckDB database file (or ``:memory:``)."""
 
@@ -291,6 +306,7 @@ class DuckDB(Connector):
         table = None
         if query_string is None:
             table = rename_columns(to_arrow(df, index=index), auto_clean_name=auto_clean_name, case_sensitive=case_sensitive)
+            table = _microsecond_timestamps(table)
             if part_column is not None:
                 if part_column not in table.column_names:
                     raise ConfigError(

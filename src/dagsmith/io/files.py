@@ -8,13 +8,16 @@ HTTP reuse the ``read_*``/``write_*`` helpers):
   fails with an error naming the line;
 - writes are atomic for local files (temporary file in the same folder, then rename);
 - :class:`FileIO` is Mage's ``mage_ai.io.file.FileIO``: ``load(filepath, format)``,
-  ``export(df, filepath, format)``, relative paths resolved against the project.
+  ``export(df, filepath, format)``, relative paths resolved against the working
+  directory, files written and read with pandas exactly as Mage does (``write_frame``,
+  ``read_file_frame``, ``file_format``), which GCS and S3 share.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
@@ -24,7 +27,6 @@ from dagsmith.io.base import (
     Capabilities,
     Connector,
     arrow_to_pandas,
-    detect_format,
     to_arrow,
 )
 
@@ -33,7 +35,13 @@ if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
 __all__ = [
+    "FILE_FORMATS",
     "FileIO",
+    "FileNotFound",
+    "file_format",
+    "frame_bytes",
+    "read_file_frame",
+    "write_frame",
     "arrow_schema_for_dtypes",
     "read_csv_arrow",
     "read_table",
@@ -421,11 +429,209 @@ def write_table(data: Any, path: str | os.PathLike[str], fmt: str, *, index: boo
     return target
 
 
+# --------------------------------------------------------------------------- Mage's file formats
+#
+# FileIO, GCS and S3 read and write files the way Mage 0.9.80 does, so a pipeline that
+# exports with them writes the same bytes: a pandas frame goes through pandas' own writer
+# with only the caller's keyword arguments (``to_csv`` keeps the index and writes ``22.0``,
+# ``to_json`` is column-oriented, ``to_parquet`` coerces timestamps to ms) and files are
+# read back with pandas' readers. Beyond Mage: ``.csv.gz``, ``.tsv``, ``.jsonl`` and any
+# letter case are understood, and non-pandas data (Arrow tables, records) can be written.
+
+_EXTENSIONS = {
+    "csv": "csv",
+    "json": "json",
+    "parquet": "parquet",
+    "pq": "parquet",
+    "hdf5": "hdf5",
+    "h5": "hdf5",
+    "xml": "xml",
+    "xls": "excel",
+    "xlsx": "excel",
+    "tsv": "tsv",
+    "jsonl": "jsonl",
+    "ndjson": "jsonl",
+}
+_FORMAT_NAMES = {**_EXTENSIONS, "excel": "excel", "csv.gz": "csv.gz", "gz": "csv.gz"}
+FILE_FORMATS = ("csv", "csv.gz", "tsv", "json", "jsonl", "parquet", "excel", "hdf5", "xml")
+
+
+def file_format(name: str | os.PathLike[str], format: Any = None) -> str:
+    """The file format Mage picks: ``format`` (a string or Mage's ``FileFormat``), else the extension.
+
+    Raises ``ConfigError`` (a ``ValueError``, as Mage raises) when neither names a format.
+    """
+    base = os.path.basename(str(name))
+    if format is not None and format != "":
+        value = str(getattr(format, "value", format)).lower().lstrip(".")
+        if value == "csv" and base.lower().endswith(".gz"):
+            return "csv.gz"
+        if value in _FORMAT_NAMES:
+            return _FORMAT_NAMES[value]
+        raise ConfigError(
+            f"unknown file format {format!r} for {str(name)!r}",
+            hint="use one of: " + ", ".join(FILE_FORMATS),
+        )
+    lower = base.lower()
+    if lower.endswith(".csv.gz"):
+        return "csv.gz"
+    ext = lower.rpartition(".")[2] if "." in lower else ""
+    if ext in _EXTENSIONS:
+        return _EXTENSIONS[ext]
+    raise ConfigError(
+        f"None file format found for this file extension: {ext} ({str(name)!r})",
+        hint="name the file with a known extension (.csv, .parquet, .json, .xlsx, …) or pass format='csv'",
+    )
+
+
+def _is_polars(data: Any) -> bool:
+    return type(data).__module__.startswith("polars") and type(data).__name__ == "DataFrame"
+
+
+def write_frame(data: Any, target: Any, fmt: str, **kwargs: Any) -> None:
+    """Write ``data`` to ``target`` (a local path or a binary buffer) as Mage's writer would.
+
+    pandas frames use pandas' writer with the caller's ``kwargs`` only (index kept by
+    default); polars frames their ``write_*`` method; anything else (Arrow tables,
+    records) is written with dagsmith's Arrow writer, without an index.
+    """
+    from dagsmith.io.base import _is_pandas
+
+    if _is_pandas(data):
+        _write_pandas(data, target, fmt, kwargs)
+    elif _is_polars(data):
+        _write_polars(data, target, fmt, kwargs)
+    else:
+        legacy = {"excel": "xlsx"}.get(fmt, fmt)
+        if isinstance(target, (str, os.PathLike)):
+            with open(target, "wb") as fh:
+                _write(data, legacy, fh, index=bool(kwargs.get("index", False)))
+        else:
+            _write(data, legacy, target, index=bool(kwargs.get("index", False)))
+
+
+def _write_pandas(frame: "pd.DataFrame", target: Any, fmt: str, kwargs: dict[str, Any]) -> None:
+    from dagsmith.errors import require
+
+    if fmt == "csv":
+        frame.to_csv(target, **kwargs)
+    elif fmt == "csv.gz":
+        kwargs.setdefault("compression", "gzip")
+        frame.to_csv(target, **kwargs)
+    elif fmt == "tsv":
+        kwargs.setdefault("sep", "\t")
+        frame.to_csv(target, **kwargs)
+    elif fmt == "json":
+        frame.to_json(target, **kwargs)
+    elif fmt == "jsonl":
+        kwargs.setdefault("orient", "records")
+        kwargs.setdefault("lines", True)
+        frame.to_json(target, **kwargs)
+    elif fmt == "parquet":
+        if "coerce_timestamps" not in kwargs:
+            kwargs["coerce_timestamps"] = "ms"
+            kwargs["allow_truncated_timestamps"] = True
+        frame.to_parquet(target, **kwargs)
+    elif fmt == "excel":
+        require("openpyxl", feature="writing Excel files", extra="excel")
+        frame.to_excel(target, **kwargs)
+    elif fmt == "xml":
+        require("lxml", feature="writing XML files", extra="xml")
+        frame.to_xml(target, **kwargs)
+    elif fmt == "hdf5":
+        require("tables", feature="writing HDF5 files", extra="hdf5")
+        if not isinstance(target, (str, os.PathLike)):
+            raise ConfigError("HDF5 files can only be written to a local path, not to a buffer")
+        kwargs.setdefault("key", Path(target).stem)
+        frame.to_hdf(target, **kwargs)
+    else:
+        raise ConfigError(f"format {fmt!r} is not supported for export", hint="use one of: " + ", ".join(FILE_FORMATS))
+
+
+def _write_polars(frame: Any, target: Any, fmt: str, kwargs: dict[str, Any]) -> None:
+    if fmt in ("csv", "tsv"):
+        if fmt == "tsv":
+            kwargs.setdefault("separator", "\t")
+        frame.write_csv(target, **kwargs)
+    elif fmt == "json":
+        frame.write_json(target, **kwargs)
+    elif fmt == "jsonl":
+        frame.write_ndjson(target, **kwargs)
+    elif fmt == "excel":
+        frame.write_excel(target, **kwargs)
+    elif fmt == "parquet":
+        frame.write_parquet(target, **kwargs)
+    else:
+        write_frame(frame.to_pandas(), target, fmt, **kwargs)
+
+
+def frame_bytes(data: Any, fmt: str, **kwargs: Any) -> bytes:
+    """The bytes of one file holding ``data`` in format ``fmt`` (see :func:`write_frame`)."""
+    sink = io.BytesIO()
+    write_frame(data, sink, fmt, **kwargs)
+    return sink.getvalue()
+
+
+def read_file_frame(source: Any, fmt: str, *, name: str, **kwargs: Any) -> "pd.DataFrame":
+    """Read ``source`` (a local path or bytes) with pandas' reader for ``fmt``, as Mage does.
+
+    ``kwargs`` go to the pandas reader. A CSV that cannot be parsed fails with a
+    ``TerminalConnectorError`` naming the file and the bad line.
+    """
+    import pandas as pd
+
+    from dagsmith.errors import require
+
+    raw = source
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(bytes(source))
+    try:
+        if fmt in ("csv", "csv.gz", "tsv"):
+            if fmt == "csv.gz":
+                kwargs.setdefault("compression", "gzip")
+            if fmt == "tsv":
+                kwargs.setdefault("sep", "\t")
+            return pd.read_csv(source, **kwargs)
+        if fmt == "json":
+            return pd.read_json(source, **kwargs)
+        if fmt == "jsonl":
+            kwargs.setdefault("lines", True)
+            return pd.read_json(source, **kwargs)
+        if fmt == "parquet":
+            return pd.read_parquet(source, **kwargs)
+        if fmt == "excel":
+            if not name.lower().endswith(".xls"):
+                require("openpyxl", feature="reading Excel files", extra="excel")
+            return pd.read_excel(source, **kwargs)
+        if fmt == "xml":
+            require("lxml", feature="reading XML files", extra="xml")
+            return pd.read_xml(source, **kwargs)
+        if fmt == "hdf5":
+            require("tables", feature="reading HDF5 files", extra="hdf5")
+            return pd.read_hdf(source, **kwargs)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        if fmt in ("csv", "csv.gz", "tsv"):
+            comp = "gzip" if fmt == "csv.gz" else _compression_for(name, "infer")
+            raise _csv_error(raw, name, comp, kwargs.get("sep", ","), kwargs.get("encoding") or "utf-8", exc) from None
+        raise TerminalConnectorError(f"cannot read {fmt} {name}: {exc}") from None
+    raise ConfigError(f"{name}: format {fmt!r} is not supported", hint="use one of: " + ", ".join(FILE_FORMATS))
+
+
+class FileNotFound(TerminalConnectorError, FileNotFoundError):
+    """A file to load does not exist (also a ``FileNotFoundError``, which Mage raises)."""
+
+
 # --------------------------------------------------------------------------- FileIO
 
 
 class FileIO(Connector):
-    """Local files (Mage's ``FileIO``): csv, csv.gz, parquet, json, xlsx; paths relative to the project."""
+    """Local files (Mage's ``FileIO``); relative paths are relative to the working directory.
+
+    Runs use the folder above the project as working directory (Mage's container
+    layout), so the template's ``FileIO().export(df, 'titanic_clean.csv')`` lands
+    beside the project, where Mage writes it. ``root`` (dagsmith only) resolves
+    relative paths against another folder.
+    """
 
     name = "file"
     capabilities = Capabilities(objects=True)
@@ -440,51 +646,79 @@ class FileIO(Connector):
 
     @property
     def root(self) -> Path:
-        if self._root is None:
-            from dagsmith.project.layout import get_repo_path
-
-            return Path(get_repo_path())
-        return self._root
+        return self._root if self._root is not None else Path.cwd()
 
     def resolve(self, filepath: str | os.PathLike[str]) -> Path:
-        """An absolute path for ``filepath``: relative paths are inside the project."""
+        """An absolute path for ``filepath``: relative paths are resolved against ``root``."""
         path = Path(os.path.expanduser(str(filepath)))
         return path if path.is_absolute() else self.root / path
 
     def load(
         self,
-        filepath: str | os.PathLike[str],
-        format: str | None = None,
+        filepath: str | os.PathLike[str] | None = None,
+        format: Any = None,
         limit: int = QUERY_ROW_LIMIT,
         file_directories: list[str] | None = None,
         **kwargs: Any,
     ) -> "pd.DataFrame":
-        """Read one file (or the first match among ``file_directories``) as a DataFrame."""
-        path = self.resolve(filepath)
-        if not path.exists() and file_directories:
-            for folder in file_directories:
-                candidate = self.resolve(Path(folder) / str(filepath))
-                if candidate.exists():
-                    path = candidate
-                    break
-        if not path.exists():
-            raise TerminalConnectorError(
-                f"file not found: {path}", hint="paths are relative to the project folder; check the name"
-            )
-        fmt = detect_format(str(path), format)
-        return read_frame(str(path), fmt, name=str(path), limit=limit, **kwargs)
+        """Read one file as a DataFrame with pandas' reader (``kwargs`` go to it).
 
-    def export(
-        self, df: Any, filepath: str | os.PathLike[str], format: str | None = None, index: bool = False, **kwargs: Any
-    ) -> Path:
-        """Write ``df`` to ``filepath`` (atomically); returns the absolute path written."""
+        With ``file_directories``, every file under those folders (recursively) is read and
+        the frames concatenated, as in Mage; ``filepath`` is then ignored. ``limit`` is
+        accepted and, as in Mage, not applied.
+        """
+        if file_directories:
+            return self._load_directories(file_directories, format, kwargs)
+        if filepath is None:
+            raise ConfigError("FileIO.load needs a filepath (or file_directories)")
         path = self.resolve(filepath)
-        fmt = detect_format(str(path), format)
-        written = write_table(df, path, fmt, index=index)
+        fmt = file_format(path, format)
+        if not path.exists():
+            raise FileNotFound(
+                f"file not found: {path}",
+                hint=f"relative paths are resolved against the working directory ({self.root}); "
+                "dagsmith runs blocks in the folder above the project, as Mage does",
+            )
+        return read_file_frame(str(path), fmt, name=str(path), **kwargs)
+
+    def _load_directories(self, folders: list[str], format: Any, kwargs: dict[str, Any]) -> "pd.DataFrame":
+        import pandas as pd
+
+        files: list[Path] = []
+        for folder in folders:
+            for dirpath, _, names in os.walk(self.resolve(folder)):
+                files.extend(Path(dirpath) / n for n in sorted(names))
+        if not files:
+            raise FileNotFound(f"no files under {', '.join(str(self.resolve(f)) for f in folders)}")
+        fmt = file_format(files[0], format)  # Mage takes the first file's format for all
+        frames = [read_file_frame(str(f), fmt, name=str(f), **dict(kwargs)) for f in files]
+        return pd.concat(frames, ignore_index=True)
+
+    def export(self, df: Any, filepath: str | os.PathLike[str], format: Any = None, **kwargs: Any) -> Path:
+        """Write ``df`` as Mage's writer does (pandas: ``df.to_csv(path, **kwargs)`` …).
+
+        The file is written beside its target and renamed into place, so a reader never
+        sees half a file; missing parent folders are created. Returns the absolute path.
+        """
         from dagsmith.io.objectstore import _row_count
 
-        self._exported(_row_count(df), str(written))
-        return written
+        path = self.resolve(filepath)
+        fmt = file_format(path, format)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "hdf5":  # HDF5 keys default to the file's stem: write in place
+            write_frame(df, str(path), fmt, **kwargs)
+            self._exported(_row_count(df), str(path))
+            return path
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+        try:
+            with open(tmp, "wb") as fh:
+                write_frame(df, fh, fmt, **kwargs)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        self._exported(_row_count(df), str(path))
+        return path
 
     def exists(self, filepath: str | os.PathLike[str]) -> bool:
         return self.resolve(filepath).exists()

@@ -25,7 +25,7 @@ from dagsmith.errors import ConfigError, TerminalConnectorError, TransientConnec
 from dagsmith.io.base import config_source, config_value
 from dagsmith.io.objectstore import ObjectStore
 
-__all__ = ["GoogleCloudStorage", "google_credentials", "is_placeholder_key"]
+__all__ = ["GoogleCloudStorage", "google_credentials", "is_placeholder_key", "is_placeholder_path"]
 
 _PLACEHOLDER_MARKS = ("your_private_key", "your_service_account_email", "key-id")
 _PLACEHOLDER_PATHS = ("/path/to/your/service/account/key.json",)
@@ -37,6 +37,11 @@ def is_placeholder_key(key: Any) -> bool:
         return False
     text = json.dumps({k: str(v) for k, v in key.items()})
     return any(mark in text for mark in _PLACEHOLDER_MARKS) or key.get("project_id") == "project-id"
+
+
+def is_placeholder_path(path: str) -> bool:
+    """True for a key-file path that looks like a template placeholder (``/path/to/…``)."""
+    return path in _PLACEHOLDER_PATHS or path.startswith(("/path/to/", "path/to/"))
 
 
 def _emulated() -> bool:
@@ -81,12 +86,16 @@ def google_credentials(
         return creds, mapping.get("project_id")
     if path_to_credentials not in (None, ""):
         path = str(path_to_credentials)
-        if path in _PLACEHOLDER_PATHS:
+        file = Path(os.path.expanduser(path))
+        # A path that looks like the template's placeholder is still used when a key file is
+        # there (people do put their key at /path/to/…); only when nothing is there is it
+        # reported as the placeholder it probably is.
+        if is_placeholder_path(path) and not file.is_file():
             raise ConfigError(
-                f"{source}: GOOGLE_SERVICE_ACC_KEY_FILEPATH is still the template placeholder {path!r}",
+                f"{source}: GOOGLE_SERVICE_ACC_KEY_FILEPATH is still the template placeholder {path!r} "
+                "and no file exists there",
                 hint="set it to your key file, or delete it to use the environment's default credentials",
             )
-        file = Path(os.path.expanduser(path))
         if not file.is_file():
             raise ConfigError(
                 f"{source}: GOOGLE_SERVICE_ACC_KEY_FILEPATH {path!r} does not exist",
@@ -224,6 +233,19 @@ class GoogleCloudStorage(ObjectStore):
             return self._call(f"reading {self._url(bucket, key)}", self.client.bucket(bucket).blob(key).download_as_bytes)
         except gexc.NotFound:
             raise self._missing(bucket, key) from None
+
+    def _missing_object(self, bucket: str, key: str, error: Exception) -> Any:
+        """Mage's GCS loader returns an empty frame for a missing object; we also say so."""
+        import sys
+
+        import pandas as pd
+
+        print(
+            f"warning: GoogleCloudStorage.load: object {key!r} does not exist in bucket {bucket!r}; "
+            "returning an empty DataFrame (as Mage does)",
+            file=sys.stderr,
+        )
+        return pd.DataFrame()
 
     def _put_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
         from google.api_core import exceptions as gexc

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from dagsmith.errors import ConfigError, TerminalConnectorError
-from dagsmith.io.base import QUERY_ROW_LIMIT, Capabilities, Connector, detect_format, to_arrow
+from dagsmith.io.base import QUERY_ROW_LIMIT, Capabilities, Connector, to_arrow
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
+
+class ObjectNotFound(TerminalConnectorError):
+    """The bucket exists but the object does not."""
+
 
 _CONTENT_TYPES = {
     "csv": "text/csv",
@@ -29,6 +33,9 @@ _CONTENT_TYPES = {
     "json": "application/json",
     "jsonl": "application/x-ndjson",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "excel": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "tsv": "text/tab-separated-values",
+    "xml": "application/xml",
 }
 
 
@@ -68,7 +75,7 @@ class ObjectStore(Connector):
                 f"bucket {bucket!r} not found ({self._url(bucket)}, {self.source})",
                 hint="check the bucket name, or create the bucket first",
             )
-        return TerminalConnectorError(
+        return ObjectNotFound(
             f"object {self._url(bucket, key or '')} not found ({self.source})",
             hint="check the object key (keys are case-sensitive; no leading '/')",
         )
@@ -78,17 +85,17 @@ class ObjectStore(Connector):
         self,
         bucket_name: str,
         object_key: str,
-        format: str | None = None,
+        format: Any = None,
         limit: int = QUERY_ROW_LIMIT,
-        dtype: Any = None,
-        parse_dates: Iterable[str] | None = None,
         **kwargs: Any,
     ) -> "pd.DataFrame":
-        """Read one object (csv, csv.gz, parquet, json, xlsx) as a DataFrame.
+        """Read one object as a DataFrame with pandas' reader (``kwargs`` go to it), as Mage does.
 
-        A key that names a folder of Parquet files (a partitioned dataset) is read as one table.
+        A key that names a folder of Parquet files (a partitioned dataset) is read as one
+        table. A missing object is ``_missing_object``'s business (GCS: an empty frame,
+        as in Mage; S3: an error, as in Mage). ``limit`` is accepted and not applied (Mage).
         """
-        from dagsmith.io.files import read_frame
+        from dagsmith.io.files import read_file_frame
 
         fmt = self._format(object_key, format, strict=False)
         if fmt is None:  # no extension: a folder holding a (partitioned) Parquet dataset?
@@ -98,31 +105,43 @@ class ObjectStore(Connector):
         if fmt == "parquet" and not self._object_exists(bucket_name, object_key):
             if self._list(bucket_name, object_key.rstrip("/") + "/"):
                 return self.load_partitioned(bucket_name, object_key)
-        data = self._get_bytes(bucket_name, object_key)
-        return read_frame(
-            data, fmt, name=self._url(bucket_name, object_key), limit=limit,
-            dtype=dtype, parse_dates=parse_dates, **kwargs,
-        )
+        try:
+            data = self._get_bytes(bucket_name, object_key)
+        except ObjectNotFound as missing:
+            return self._missing_object(bucket_name, object_key, missing)
+        return read_file_frame(data, fmt, name=self._url(bucket_name, object_key), **kwargs)
+
+    def _missing_object(self, bucket: str, key: str, error: "ObjectNotFound") -> "pd.DataFrame":
+        """What ``load`` does when the object does not exist (the bucket does): raise, by default."""
+        raise error
 
     def export(
         self,
         df: Any,
         bucket_name: str,
         object_key: str,
-        format: str | None = None,
-        index: bool = False,
+        format: Any = None,
         **kwargs: Any,
     ) -> str:
-        """Write a frame (or upload a local file given by path) to ``bucket_name/object_key``; returns its URL."""
-        from dagsmith.io.files import table_to_bytes
+        """Write a frame (or upload a local file given by path) to ``bucket_name/object_key``; returns its URL.
+
+        Frames are written as Mage writes them (pandas: ``to_csv`` with the index …;
+        ``kwargs`` go to the writer).
+        """
+        from dagsmith.io.files import frame_bytes
 
         rows: Any = None
-        if isinstance(df, (str, os.PathLike)) and Path(df).is_file():
+        if isinstance(df, (str, os.PathLike)):
+            if not Path(df).is_file():
+                raise ConfigError(
+                    f"cannot upload {str(df)!r} to {self._url(bucket_name, object_key)}: no such local file",
+                    hint="pass a pandas DataFrame, or the path of a file that exists",
+                )
             data = Path(df).read_bytes()
             fmt = self._format(object_key, format, strict=False) or "bin"
         else:
             fmt = self._format(object_key, format)
-            data = table_to_bytes(df, fmt, index=index)
+            data = frame_bytes(df, fmt, **kwargs)
             rows = _row_count(df)
         self._put_bytes(bucket_name, object_key, data, _CONTENT_TYPES.get(fmt, "application/octet-stream"))
         url = self._url(bucket_name, object_key)
@@ -195,9 +214,11 @@ class ObjectStore(Connector):
             raise TerminalConnectorError(f"reading the dataset {self._url(root)} failed: {exc}") from None
         return arrow_to_pandas(table)
 
-    def _format(self, key: str, fmt: str | None, strict: bool = True) -> str | None:
+    def _format(self, key: str, fmt: Any, strict: bool = True) -> str | None:
+        from dagsmith.io.files import file_format
+
         try:
-            return detect_format(key, fmt)
+            return file_format(key, fmt)
         except ConfigError:
             if strict:
                 raise

@@ -15,9 +15,54 @@ from urllib.parse import urlparse
 
 from dagsmith.errors import ConfigError, TerminalConnectorError, TransientConnectorError
 from dagsmith.io.base import config_source, config_value
-from dagsmith.io.objectstore import ObjectStore
+from dagsmith.io.objectstore import ObjectNotFound, ObjectStore
 
 __all__ = ["S3"]
+
+
+_key_missing_class: Any = None
+
+
+def _key_missing() -> type:
+    """``S3KeyNotFound``: our ``ObjectNotFound`` and botocore's ``ClientError`` (code ``NoSuchKey``).
+
+    Built on first use so that botocore is imported only when S3 is; reachable as
+    ``dagsmith.io.s3.S3KeyNotFound`` (module ``__getattr__``), so it pickles.
+    """
+    global _key_missing_class
+    if _key_missing_class is None:
+        from botocore.exceptions import ClientError
+
+        class S3KeyNotFound(ObjectNotFound, ClientError):
+            """NoSuchKey: the bucket exists, the key does not."""
+
+            def __init__(self, message: str, *, hint: str | None = None) -> None:
+                # ClientError.__init__ wants a response: set what both parents expect by hand
+                Exception.__init__(self, message)
+                self.message, self.hint = message, hint
+                self.operation_name = "GetObject"
+                self.response = {
+                    "Error": {"Code": "NoSuchKey", "Message": "The specified key does not exist."},
+                    "ResponseMetadata": {"HTTPStatusCode": 404},
+                }
+
+        S3KeyNotFound.__module__ = __name__
+        S3KeyNotFound.__qualname__ = "S3KeyNotFound"
+        _key_missing_class = S3KeyNotFound
+    return _key_missing_class
+
+
+def __getattr__(name: str) -> Any:
+    if name == "S3KeyNotFound":
+        return _key_missing()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def key_missing_error(message: str, bucket: str, key: str, hint: str | None = None) -> Exception:
+    """A missing S3 key, raised as Mage raises it (botocore ``ClientError``, ``NoSuchKey``) with our message."""
+    err = _key_missing()(message, hint=hint)
+    err.bucket, err.key = bucket, key
+    return err
 
 
 class S3(ObjectStore):
@@ -122,7 +167,13 @@ class S3(ObjectStore):
             return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
         except Exception as exc:
             if self._not_found(exc):
-                raise self._missing(bucket, key) from None
+                missing = self._missing(bucket, key)
+                if isinstance(missing, ObjectNotFound):  # Mage raises botocore's NoSuchKey here
+                    raise key_missing_error(
+                        f"S3 object {self._url(bucket, key)} does not exist (NoSuchKey; {self.source})",
+                        bucket, key, hint=missing.hint,
+                    ) from None
+                raise missing from None
             raise self._error(exc, f"reading {self._url(bucket, key)}") from None
 
     def _put_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> None:

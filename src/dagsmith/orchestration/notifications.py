@@ -117,7 +117,21 @@ class NotificationObserver(NullObserver):
 
     @property
     def enabled(self) -> bool:
-        return any(k in self.config for k in (*CHAT_CHANNELS, "email_config", "webhook_config"))
+        """True when at least one channel has somewhere to send to.
+
+        Mage's project template ships ``slack_config``/``teams_config`` with
+        ``webhook_url: "{{ env_var('MAGE_SLACK_WEBHOOK_URL') }}"``; with the variable unset the
+        URL is empty and the channel is simply not configured: nothing is sent or logged.
+        """
+        return any(self._configured(key, value) for key, value in self.config.items())
+
+    def _configured(self, key: str, value: Any) -> bool:
+        if not isinstance(value, Mapping) or key not in (*CHAT_CHANNELS, "email_config", "webhook_config"):
+            return False
+        try:
+            return _has_destination(key, self._render(value))
+        except Exception:  # noqa: BLE001 - a value that cannot be rendered is reported when sending
+            return True
 
     # ------------------------------------------------------------ observer hooks
     def on_run_start(self, *, run_id: Any = None, **kw: Any) -> None:
@@ -216,7 +230,10 @@ class NotificationObserver(NullObserver):
                 continue
             rec = {"kind": kind, "channel": key.removesuffix("_config"), "ok": True, "error": None}
             try:
-                send(self._render(value))
+                rendered = self._render(value)
+                if not _has_destination(key, rendered):
+                    continue  # left empty (Mage's template with its env vars unset): not configured
+                send(rendered)
             except Exception as exc:  # noqa: BLE001 - an alert must never break a run
                 rec["ok"], rec["error"] = False, _safe_error(exc)
                 log.warning("could not send the %s alert of pipeline %s to %s: %s", kind, self.pipeline.uuid, rec["channel"], rec["error"])
@@ -301,6 +318,16 @@ class NotificationObserver(NullObserver):
             if cfg.get("smtp_user") and cfg.get("smtp_password"):
                 server.login(str(cfg["smtp_user"]), str(cfg["smtp_password"]))
             server.send_message(msg)
+
+
+def _has_destination(key: str, cfg: Mapping[str, Any]) -> bool:
+    """Whether a rendered channel config says where to send (a URL, or an SMTP host and recipients)."""
+    def filled(value: Any) -> bool:
+        return bool(value) and str(value).strip() not in ("", "None")
+
+    if key == "email_config":
+        return filled(cfg.get("smtp_host")) and filled(cfg.get("to_emails") or cfg.get("to"))
+    return filled(cfg.get("webhook_url") or cfg.get("url"))
 
 
 class _SafeFields(dict):

@@ -181,6 +181,19 @@ class Worker:
             self._futures[run_id] = self._pool.submit(self._execute, snap, active)
         return [rid for rid, _ in claimed]
 
+    def run_claimed(self, run_id: int) -> None:
+        """Execute, in this thread, a run created already claimed by this worker (``status='running'``,
+        ``worker_id=self.worker_id``): how ``trigger_pipeline`` runs a pipeline when no server does."""
+        from dagsmith.orchestration.store import repo
+
+        with self.db.read() as session:
+            snap = _snapshot(repo.get_run(session, run_id))
+        active = _Active(run_id, snap["claims"])
+        self.recorder.track(run_id, snap["claims"])
+        with self._lock:
+            self._active[run_id] = active
+        self._execute(snap, active)
+
     def heartbeat(self, timeout: float | None = None) -> None:
         """Refresh this worker's runs; stop runs that were cancelled or taken over.
 

@@ -1,8 +1,11 @@
 """``dagsmith init``: a new project in Mage's layout, with an example pipeline that runs offline.
 
 The example reads a small CSV of taxi trips written into the project (no
-network needed), drops trips without passengers (with a ``@test``), and loads
-the result into the embedded DuckDB warehouse ``warehouse.duckdb``.
+network needed), drops trips without passengers (with a ``@test``), loads the
+result into the embedded DuckDB warehouse ``warehouse.duckdb``, and — like
+Mage's own example pipeline, whose exporter writes ``titanic_clean.csv`` —
+exports a CSV with ``FileIO().export(df, 'trips_clean.csv')``: a path relative
+to the working directory, which during runs is the folder above the project.
 """
 
 from __future__ import annotations
@@ -154,6 +157,25 @@ def export_to_duckdb(df, **kwargs) -> None:
 '''
 
 
+CSV_EXPORTER = '''\
+from mage_ai.io.file import FileIO
+from pandas import DataFrame
+
+if 'data_exporter' not in globals():
+    from mage_ai.data_preparation.decorators import data_exporter
+
+
+@data_exporter
+def export_trips_csv(df: DataFrame, **kwargs) -> None:
+    """Write the trips to a CSV, as Mage's example pipeline does (pandas' to_csv, index included).
+
+    The path is relative to the working directory: runs use the folder above the project,
+    so the file lands beside the project folder.
+    """
+    FileIO().export(df, 'trips_clean.csv')
+'''
+
+
 def _sample_csv(rows: int = 500, seed: int = 7) -> str:
     rng = random.Random(seed)
     lines = [
@@ -226,4 +248,7 @@ def _example(root: Path) -> None:
     add_block(root, EXAMPLE_PIPELINE, "drop_empty_trips", "transformer", upstream=["load_trips"], content=TRANSFORMER)
     add_block(
         root, EXAMPLE_PIPELINE, "export_to_duckdb", "data_exporter", upstream=["drop_empty_trips"], content=EXPORTER
+    )
+    add_block(
+        root, EXAMPLE_PIPELINE, "export_trips_csv", "data_exporter", upstream=["drop_empty_trips"], content=CSV_EXPORTER
     )

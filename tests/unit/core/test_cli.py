@@ -29,6 +29,9 @@ def test_init_then_run_example_loads_warehouse(tmp_path):
     with duckdb.connect(str(tmp_path / "demo" / "warehouse.duckdb"), read_only=True) as con:
         n, zero = con.execute("select count(*), count(*) filter (where passenger_count = 0) from trips").fetchone()
     assert n == 443 and zero == 0
+    # Mage's example exports a CSV to a relative path; it lands beside the project
+    csv = tmp_path / "trips_clean.csv"
+    assert csv.read_text().splitlines()[0].startswith(",VendorID,") and len(csv.read_text().splitlines()) == 444
     again = dagsmith("init", "demo", cwd=tmp_path)
     assert again.returncode != 0 and "already exists" in again.stderr
 

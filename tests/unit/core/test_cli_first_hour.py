@@ -109,7 +109,7 @@ def test_test_command_runs_no_exporter_unless_asked(tmp_path):
     assert "not run (exporters write to your targets): export_to_duckdb" in r.stdout and "--with-exports" in r.stdout
     assert not warehouse.exists()
     r = dagsmith("test", "demo", "--json", cwd=tmp_path)
-    assert json.loads(r.stdout)["example_pipeline"]["skipped"] == ["export_to_duckdb"]
+    assert json.loads(r.stdout)["example_pipeline"]["skipped"] == ["export_to_duckdb", "export_trips_csv"]
     assert not warehouse.exists()
 
     r = dagsmith("test", "demo", "example_pipeline", "--with-exports", cwd=tmp_path)

@@ -343,7 +343,7 @@ def test_validation_reports_every_problem_and_runs_nothing(root, tmp_path):
     assert not side_effect.exists()
 
 
-def test_mage_imports_work_in_blocks_and_do_not_leak(root):
+def test_mage_imports_work_in_blocks(root):
     add_pipeline(
         root,
         "p",
@@ -364,11 +364,10 @@ def test_mage_imports_work_in_blocks_and_do_not_leak(root):
     )
     result = run_pipeline(root, "p")
     assert result.ok
-    import importlib.util
-    import sys
+    import importlib.machinery
 
-    assert "mage_ai" not in sys.modules
-    assert importlib.util.find_spec("mage_ai") is None
+    # no real mage-ai package was put anywhere (tests/compat covers one installed beside us)
+    assert importlib.machinery.PathFinder.find_spec("mage_ai") is None
 
 
 def test_project_utils_import_and_working_directory(root):

@@ -22,7 +22,7 @@ def test_init_creates_mage_layout(tmp_path):
     ignore = (root / ".gitignore").read_text().splitlines()
     assert ".env" in ignore and ".dagsmith/" in ignore
     spec = pl.load_pipeline(root, "example_pipeline")
-    assert [b.uuid for b in spec.blocks] == ["load_trips", "drop_empty_trips", "export_to_duckdb"]
+    assert [b.uuid for b in spec.blocks] == ["load_trips", "drop_empty_trips", "export_to_duckdb", "export_trips_csv"]
     assert spec.block("load_trips").downstream_blocks == ("drop_empty_trips",)
 
 

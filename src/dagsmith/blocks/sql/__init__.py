@@ -48,7 +48,8 @@ Modes:
   ``on_schema_change: add_columns``); ``replace_partition`` puts the result aside,
   refuses rows outside the partition, then deletes the partition and inserts the
   result in one transaction (BigQuery: one MERGE), so a re-run gives the same rows.
-  The output is the table's rows (``limit``).
+  The output is the table's rows (``limit``). With no schema configured (a BigQuery
+  profile without a dataset) a single query is run as it is and its rows are the output.
 - raw (``use_raw_sql``): statements run as written, in one transaction
   (PostgreSQL, DuckDB; BigQuery runs them one by one); the output is the last
   statement's rows, or for a last ``CREATE TABLE … AS`` / ``INSERT INTO`` the first

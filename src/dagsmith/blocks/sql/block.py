@@ -397,6 +397,11 @@ def run_sql_block(call: BlockCall) -> Any:
             if s.raw or (len(statements) == 1 and not _is_query(statements[0])):
                 # raw mode, or one statement that is not a query (DDL/DML): run it as written
                 frame = dialect.run_raw(statements)
+            elif not schema and len(statements) == 1:
+                # No schema (BigQuery dataset) to materialize into: run the query and return its
+                # rows. The course's connection test (`SELECT 1;` on a profile without a dataset)
+                # works this way; Mage 0.9.80 writes into a dataset literally named "None".
+                frame = dialect.run_raw(statements)
             else:
                 if len(statements) > 1:
                     raise BlockError(

@@ -1,6 +1,7 @@
 """``mage_ai.data_preparation.decorators``: the block decorators, as Mage block files import them."""
 
 from dagsmith.blocks.decorators import (  # noqa: F401
+    _marker,
     callback,
     condition,
     custom,
@@ -13,3 +14,9 @@ from dagsmith.blocks.decorators import (  # noqa: F401
     test,
     transformer,
 )
+
+# Names Mage's templates import for block kinds dagsmith does not run (yet): importing them
+# works, the block type itself is reported by validation.
+extension = _marker("extension")
+streaming_source = _marker("streaming_source")
+streaming_sink = _marker("streaming_sink")

@@ -1,0 +1,1 @@
+"""``mage_ai.data_cleaner.column_types``: re-exports only."""

@@ -1,0 +1,1 @@
+"""``mage_ai.data_cleaner.transformer_actions``: re-exports only (``dagsmith.compat.transformer_actions``)."""

@@ -1,0 +1,1 @@
+"""Mage import names under mage_ai.orchestration.triggers; re-exports only."""
