@@ -145,6 +145,14 @@ def run(
         None, "--dask-scheduler", help="tcp://HOST:PORT of a Dask scheduler (default: a local cluster of processes)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the run result as JSON."),
+    cache: Optional[bool] = typer.Option(
+        None, "--cache/--no-cache",
+        help="Skip blocks whose code, inputs and variables are unchanged (exporters only with their own cache: true); default: the YAML's cache: keys.",
+    ),
+    from_run: Optional[str] = typer.Option(
+        None, "--from-run", help="With --block: replay the block with the upstream outputs, variables and execution_date of this run."
+    ),
+    pdb: bool = typer.Option(False, "--pdb", help="Open the Python debugger at the exception of a failing block (post-mortem)."),
 ) -> None:
     """Run a pipeline and show each block's progress (blocks run in this process, or on Dask)."""
     from dagsmith.cli.running import run_command
@@ -165,8 +173,23 @@ def run(
         as_json=as_json,
         parse_vars=_parse_vars,
         fail=_fail,
+        cache=cache,
+        from_run=from_run,
+        pdb=pdb,
     )
     raise typer.Exit(code)
+
+
+@app.command()
+def dev(
+    project: str = typer.Argument(..., help="Project folder."),
+    pipeline: str = typer.Argument(..., help="Pipeline uuid."),
+    no_tests: bool = typer.Option(False, "--no-tests", help="Skip the blocks' @test functions."),
+) -> None:
+    """Watch a pipeline's files; on each save re-run the changed block and its downstream blocks."""
+    from dagsmith.cli.dev import dev_command
+
+    raise typer.Exit(dev_command(project, pipeline, run_tests=not no_tests, fail=_fail))
 
 
 @app.command("test")

@@ -21,6 +21,7 @@ SUMMARY = "dagsmith: a fast, dependable orchestrator for data pipelines (runs Ma
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("init", "Create a project in Mage's layout, with an example pipeline that runs offline."),
     ("run", "Run a pipeline and show each block's progress (blocks run in this process, or on Dask)."),
+    ("dev", "Watch a pipeline's files; on each save re-run the changed block and its downstream blocks."),
     ("test", "Run pipelines' loaders and transformers with their @test functions and report the results."),
     ("validate", "Check pipelines without running anything: graph, files, block code (exit 2 on problems)."),
     ("start", "Start the server, the scheduler and a worker (migrates the metadata DB first)."),

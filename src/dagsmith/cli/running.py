@@ -28,6 +28,7 @@ STYLE = {
     "upstream_failed": "yellow",
     "condition_failed": "yellow",
     "cancelled": "magenta",
+    "cached": "blue",
 }
 
 
@@ -251,6 +252,9 @@ def run_command(
     fail: Callable[..., None],
     executor: Optional[str] = None,
     dask_scheduler: Optional[str] = None,
+    cache: Optional[bool] = None,
+    from_run: Optional[str] = None,
+    pdb: bool = False,
 ) -> int:
     from dagsmith.errors import DagsmithError, NothingToRun, ValidationError
 
@@ -263,7 +267,21 @@ def run_command(
         if dask_scheduler and executor is None:
             executor = "dask"
         variables = parse_vars(runtime_vars, var)
+        if resume and from_run:
+            raise DagsmithError("--resume and --from-run cannot be combined",
+                                hint="--resume finishes a run; --from-run replays one block of it here")
         completed = _resume_state(project, pipeline, resume) if resume else None
+        replay: dict[str, Any] = {}
+        if from_run:
+            from dagsmith.cli.replay import replay_options
+
+            replay = replay_options(project, pipeline, from_run, blocks)
+            if variables:  # what the user adds on the command line wins over the run's own
+                replay["variables"] = {**replay["variables"], **variables}
+            if execution_date is not None:
+                replay.pop("execution_date", None)
+        if pdb and executor == "dask":
+            raise DagsmithError("--pdb needs the block in this process", hint="drop --executor dask")
         if execution_date is not None:
             from dagsmith.engine.variables import as_aware
 
@@ -282,23 +300,28 @@ def run_command(
     try:
         say = (lambda text: console.print(text, style="magenta", markup=False)) if console.is_terminal and not as_json else None
         with ctrl_c_cancels(cancel, say):
-            result = _run(
-                project,
-                pipeline,
-                console,
-                as_json=as_json,
+            options: dict[str, Any] = dict(
                 variables=variables,
                 execution_date=execution_date,
                 block_uuids=blocks,
                 with_upstream=with_upstream,
                 completed=completed,
                 run_tests=run_tests,
-                parallel=parallel,
-                cancel_event=cancel,
-                executor=executor,
+                parallel=parallel and not pdb,
+                executor="local" if pdb else executor,
                 dask_scheduler=dask_scheduler,
                 worker_setup=("dagsmith.orchestration.secrets:install_project_resolver",),
+                cache=cache,
+                keep_exceptions=pdb,
             )
+            options.update(replay)
+            if replay:
+                console.print(
+                    f"replaying {', '.join(blocks or [])} with the inputs of run {from_run} "
+                    f"(execution_date {replay.get('execution_date') or execution_date}); nothing is stored",
+                    style="dim", markup=False, soft_wrap=True,
+                )
+            result = _run(project, pipeline, console, as_json=as_json, cancel_event=cancel, **options)
     except NothingToRun as exc:
         # Mage exits 0 for a pipeline with nothing to run; so do we, without recording a run
         if as_json:
@@ -319,7 +342,11 @@ def run_command(
 
         sys.stdout.write(mask(json.dumps(result.to_dict(), indent=2, default=str)) + "\n")
     else:
-        _report(console, result, project, pipeline, blocks)
+        _report(console, result, project, pipeline, blocks, replayable=not from_run)
+    if pdb and not result.ok:
+        from dagsmith.cli.replay import post_mortem
+
+        post_mortem(result, console)
     code = 0 if result.ok else 1
     if cancel.is_set():
         code = 130  # what a shell expects of a command stopped by Ctrl-C
@@ -426,11 +453,11 @@ def _resume_state(project: str, pipeline: str, run_id: str) -> dict[str, str]:
     return {
         uid: info.get("partition", run_id)
         for uid, info in manifest.get("blocks", {}).items()
-        if info.get("status") == "completed"
+        if info.get("status") in ("completed", "cached")
     }
 
 
-def _report(console: Console, result: Any, project: str, pipeline: str, blocks: Optional[List[str]]) -> None:
+def _report(console: Console, result: Any, project: str, pipeline: str, blocks: Optional[List[str]], *, replayable: bool = True) -> None:
     if console.is_terminal:
         console.print(summary_table(result))
     else:
@@ -462,6 +489,11 @@ def _report(console: Console, result: Any, project: str, pipeline: str, blocks: 
             err.print(b.traceback.rstrip(), markup=False, soft_wrap=True)
         if b.extra.get("hint"):
             err.print(f"[yellow]hint:[/] {escape(b.extra['hint'])}", soft_wrap=True)
+        if replayable and result.partition and not b.parent:
+            err.print(
+                f"replay it here with its inputs:  dagsmith run {project} {pipeline} --from-run {result.partition} --block {uid} --pdb",
+                markup=False, soft_wrap=True,
+            )
     if getattr(result, "error", None):
         err.print(f"[bold red]✘ {escape(result.error)}[/]", soft_wrap=True)
     if result.status == "cancelled":

@@ -241,6 +241,36 @@ class VariableStore:
     def write_manifest(self, pipeline: str, partition: str, manifest: dict[str, Any]) -> None:
         self._write_json(self._partition_dir(pipeline, partition) / "_run.json", manifest)
 
+    # ------------------------------------------------------------ block cache entries
+    def _cache_file(self, pipeline: str, block_uuid: str) -> Any:
+        import hashlib
+
+        name = hashlib.blake2b(str(block_uuid).encode(), digest_size=12).hexdigest()
+        return self.variables_dir(pipeline) / ".cache" / f"{name}.json"
+
+    def cache_lookup(self, pipeline: str, block_uuid: str, key: str) -> dict[str, Any] | None:
+        """The cache entry of ``key`` (``{"partition": …, "rows": …}``) when its outputs are still stored."""
+        entries = self._read_json(self._cache_file(pipeline, block_uuid)) or {}
+        entry = entries.get(key) if isinstance(entries, dict) else None
+        if not isinstance(entry, dict) or not entry.get("partition"):
+            return None
+        if not self.has_outputs(pipeline, str(entry["partition"]), block_uuid):
+            return None  # deleted by retention: a miss
+        return entry
+
+    def cache_record(self, pipeline: str, block_uuid: str, key: str, entry: dict[str, Any], *, keep: int = 16) -> None:
+        """Remember that ``key`` produced the outputs described by ``entry`` (the newest ``keep`` keys stay)."""
+        path = self._cache_file(pipeline, block_uuid)
+        with _latest_lock:
+            entries = self._read_json(path) or {}
+            if not isinstance(entries, dict):
+                entries = {}
+            entries.pop(key, None)
+            entries[key] = entry
+            while len(entries) > keep:
+                entries.pop(next(iter(entries)))
+            self._write_json(path, entries)
+
     # ------------------------------------------------------------ reading
     def read_manifest(self, pipeline: str, partition: str) -> dict[str, Any] | None:
         return self._read_json(self._partition_dir(pipeline, partition) / "_run.json")

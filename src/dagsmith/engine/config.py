@@ -60,6 +60,10 @@ class RunConfig:
     """``module:function`` names each remote worker calls with the project root (e.g. a secrets resolver)."""
     spec: Any = None
     """A ``PipelineSpec`` to run instead of the one on disk (the editor's unsaved view)."""
+    cache: bool | None = None
+    """``--cache`` (True) / ``--no-cache`` (False); None: the blocks' and pipeline's ``cache:`` decide (``engine.cache``)."""
+    keep_exceptions: bool = False
+    """Keep each failed block's own exception, traceback included, in ``RunResult.exceptions`` (``--pdb``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "project_root", Path(self.project_root).resolve())

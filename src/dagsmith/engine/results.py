@@ -61,6 +61,8 @@ class RunResult:
     """True when a timed-out or cancelled block's thread may still be running."""
     error: str | None = None
     """Why the run as a whole stopped, when no block is to blame (e.g. the Dask scheduler was lost)."""
+    exceptions: dict[str, BaseException] = field(default_factory=dict, repr=False, compare=False)
+    """block → the exception its code raised (only with ``RunConfig.keep_exceptions``; never serialized)."""
 
     @property
     def ok(self) -> bool:

@@ -37,6 +37,7 @@ from typing import Any, Iterable
 
 from dagsmith.data.store import OutputsMissing
 from dagsmith.engine import plan as P
+from dagsmith.engine.cache import CACHED as P_CACHED
 from dagsmith.engine.config import RunConfig, choose_executor
 from dagsmith.engine.dynamic import DynamicLayout, Node, node_id, split_dynamic_output
 from dagsmith.engine.executors.base import Executor, RunSession
@@ -139,6 +140,14 @@ class Run:
         self.executor = executor if executor is not None else _make_executor(config, self.spec, self.project)
         self.remote = bool(getattr(self.executor, "remote", False))
         self.persist = config.persist
+        from dagsmith.engine.cache import cache_enabled
+
+        # the block cache needs stored outputs to point at: a run that stores nothing caches nothing
+        blocks_by_uuid = self.spec.block_map()
+        self.cacheable = {
+            u for u in self.selected
+            if self.persist and u in blocks_by_uuid and cache_enabled(blocks_by_uuid[u], self.spec, config.cache)
+        }
         needs_store = self.persist or self.completed or config.block_uuids is not None or self.remote
         self.store = project_store(root, self.project.metadata) if needs_store else None
         self.shared_vars = run_variables(
@@ -187,6 +196,11 @@ class Run:
         self.writer: cf.ThreadPoolExecutor | None = None
         self.cancelled = False
         self.run_error: str | None = None
+        self.cache_keys: dict[str, str] = {}
+        """block → its cache key, for blocks that missed (recorded when the run ends)"""
+        self.cached: dict[str, str] = {}
+        """block → partition of the stored outputs a cache hit reused"""
+        self._fingerprints: dict[Ref, str] = {}
         self._seq = 0
         self._slim_specs: dict[str, PipelineSpec] = {}
 
@@ -229,7 +243,7 @@ class Run:
         if self.writer is not None:
             self.writer.shutdown(wait=True)
         for u, s in self.plan.status.items():
-            res.blocks[u].status = s
+            res.blocks[u].status = P_CACHED if u in self.cached else s
         if self.dyn:  # children listed right after their parent, as in the plan
             res.blocks = {u: res.blocks[u] for u in self.plan.order}
         res.status = P.FAILED if self.run_error else self.plan.outcome(allow_blocks_to_fail=self.config.allow_blocks_to_fail)
@@ -345,6 +359,8 @@ class Run:
             self._final(u, BlockOutcome(u, attempt, status=P.FAILED, error=exc))
             return
         node = self.dyn.get(u)
+        if attempt == 1 and u in self.cacheable and node is None and self._from_cache(u, block, inputs):
+            return
         task = BlockTask(
             run_id=self.run_id,
             node=u,
@@ -374,6 +390,60 @@ class Run:
         handle = self.executor.submit(task)
         deadline = time.monotonic() + block.timeout if block.timeout else None
         self.running[handle] = _Attempt(u, attempt, "run", deadline)
+
+    # ------------------------------------------------------------ the block cache
+    def _from_cache(self, u: str, block: BlockSpec, inputs: tuple[Input, ...]) -> bool:
+        """Look ``u`` up in the block cache; on a hit settle it as ``cached`` and return True."""
+        from dagsmith.data.fingerprint import fingerprint
+        from dagsmith.engine.cache import cache_key, key_variables
+
+        try:
+            prints = []
+            for inp in inputs:
+                for ref in inp.refs:
+                    fp = self._fingerprints.get(ref)
+                    if fp is None:
+                        fp = self._fingerprints[ref] = fingerprint(self._read(ref))
+                    prints.append(fp if inp.kind != "item" else f"{fp}[{inp.item}]")
+            cfg = self.config
+            dated = bool(cfg.execution_date or cfg.interval or "execution_date" in (cfg.variables or {})
+                         or "execution_date" in (self.spec.variables or {}))
+            key = cache_key(block, self.root, prints, key_variables(self.shared_vars, dated=dated))
+            entry = self.store.cache_lookup(self.spec.uuid, u, key)  # type: ignore[union-attr]
+        except Exception as exc:  # noqa: BLE001 - the cache is an optimisation: trouble with it means "run the block"
+            self._emit_log(u, {"timestamp": _now().isoformat(), "level": "warning", "block_uuid": u,
+                               "message": f"block cache not used: {type(exc).__name__}: {exc}"})
+            return False
+        if entry is None:
+            self.cache_keys[u] = key
+            return False
+        part = str(entry["partition"])
+        br = self.result.blocks[u]
+        now = _now()
+        br.started_at, br.ended_at, br.attempts = now, now, 0
+        br.rows = entry.get("rows")
+        br.extra["cached_from"] = entry.get("run_id") or part
+        self.refs[u] = Ref(u, part)
+        self.cached[u] = part
+        self.observer.on_block_start(run_id=self.run_id, block_uuid=u, attempt=1, started_at=now, cached=True)
+        line = f"cached: same code, inputs and variables as run {entry.get('run_id') or part}; not run"
+        self._emit_log(u, {"timestamp": now.isoformat(), "level": "info", "message": line, "block_uuid": u})
+        self._add_stdout(u, line)
+        changed = self.plan.finish(u, P.COMPLETED)
+        self._settled([u, *changed])
+        return True
+
+    def _record_cache(self) -> None:
+        for u, key in self.cache_keys.items():
+            br = self.result.blocks.get(u)
+            if br is None or br.status != P.COMPLETED:
+                continue
+            try:
+                self.store.cache_record(  # type: ignore[union-attr]
+                    self.spec.uuid, u, key, {"partition": self.partition, "run_id": self.run_id, "rows": br.rows},
+                )
+            except Exception:  # noqa: BLE001 - a lost cache entry only costs a re-run next time
+                pass
 
     def _done(self, handle: Any) -> None:
         att = self.running.pop(handle, None)
@@ -474,6 +544,8 @@ class Run:
             if isinstance(err, BlockError):
                 br.error_location = err.location
                 br.traceback = err.user_traceback
+            if self.config.keep_exceptions:
+                self.result.exceptions[u] = outcome.cause or err
         if outcome.reason:
             br.skip_reason = outcome.reason
         if outcome.callbacks:
@@ -714,7 +786,7 @@ class Run:
             if u == hold:
                 br.status = P.RUNNING
             else:
-                br.status = self.plan.status[u]
+                br.status = P_CACHED if u in self.cached else self.plan.status[u]
                 if emit:
                     self._emit_end(u)
             node = self.dyn.get(u)
@@ -853,15 +925,36 @@ class Run:
             u for u, b in self.result.blocks.items()
             if b.status == P.COMPLETED and u not in self.completed and not (u in self.dyn and self.dyn[u].group)
         ]
-        if stored:
-            self.store.set_latest(self.spec.uuid, {u: self.partition for u in stored})  # type: ignore[union-attr]
-        blocks = {u: {"status": b.status, "partition": self.completed.get(u, self.partition)} for u, b in self.result.blocks.items()}
+        latest = {u: self.partition for u in stored}
+        latest.update(self.cached)
+        if latest:
+            self.store.set_latest(self.spec.uuid, latest)  # type: ignore[union-attr]
+        self._record_cache()
+        blocks = {
+            u: {"status": b.status, "partition": self.cached.get(u) or self.completed.get(u, self.partition)}
+            for u, b in self.result.blocks.items()
+        }
         self.store.write_manifest(  # type: ignore[union-attr]
             self.spec.uuid,
             self.partition,
             {"run_id": self.run_id, "pipeline_uuid": self.spec.uuid, "status": self.result.status,
-             "error": self.run_error, "blocks": blocks},
+             "error": self.run_error, "blocks": blocks, "inputs": self._replay_inputs()},
         )
+
+    def _replay_inputs(self) -> dict[str, Any]:
+        """What ``dagsmith run --from-run`` needs to give a block the same inputs again (JSON-able)."""
+        cfg = self.config
+        interval = None
+        if cfg.interval is not None:
+            interval = [str(v.isoformat() if hasattr(v, "isoformat") else v) for v in cfg.interval]
+        return {
+            "variables": dict(cfg.variables or {}),
+            "execution_date": self.shared_vars["execution_date"].isoformat(),
+            "interval": interval,
+            "event": dict(cfg.event or {}),
+            "env": cfg.env,
+            "trigger_name": cfg.trigger_name,
+        }
 
 
 class _InlineContext(ExecContext):
