@@ -12,10 +12,10 @@ The key is a digest of three things:
   (``blocks.imports``), plus its YAML configuration;
 - the **fingerprints of its upstream outputs** (``data.fingerprint``: content, not which
   run made them);
-- its **runtime variables**: pipeline and run variables, ``env``, the event, and the
-  execution date and interval when the run has one of its own (a scheduled run, a
-  backfill, ``--execution-date``); an ad-hoc run's "now" is not part of the key, or no
-  ad-hoc run could ever hit.
+- its **runtime variables**: pipeline and run variables, ``env`` and the event; the
+  execution date and interval (``execution_date``, ``interval_start_datetime``, ``ds``, …)
+  only when the block's code (or a project module it imports, or its SQL) names one of
+  them — otherwise every run, each with its own date, would miss.
 
 A hit points the block's output at the stored partition of the run that made it and runs
 no code; the block's status is ``cached``. Entries live beside the outputs
@@ -26,6 +26,7 @@ retention is a miss.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Iterable, Mapping
 
 from dagsmith.blocks.imports import code_digest
@@ -67,6 +68,27 @@ def key_variables(variables: Mapping[str, Any], *, dated: bool) -> str:
     """The part of a block's runtime variables that describes its inputs, as canonical JSON."""
     kept = {k: v for k, v in variables.items() if k not in _RUN_KEYS and (dated or k not in _DATE_KEYS)}
     return json.dumps(kept, sort_keys=True, default=str)
+
+
+_DATE_NAMES = re.compile(r"\b(" + "|".join(sorted(_DATE_KEYS)) + r")\b")
+
+
+def uses_dates(block: BlockSpec, project_root: Any) -> bool:
+    """Whether the block's code names a date variable (then the run's dates are part of its key)."""
+    from pathlib import Path
+
+    from dagsmith.blocks.imports import project_dependencies
+
+    files = [Path(block.path)]
+    if not block.is_sql:
+        files += project_dependencies(Path(block.path), Path(project_root))
+    for f in files:
+        try:
+            if _DATE_NAMES.search(f.read_text(encoding="utf-8", errors="replace")):
+                return True
+        except OSError:
+            return True
+    return False
 
 
 def cache_key(block: BlockSpec, project_root: Any, input_fingerprints: Iterable[str], variables: str) -> str:

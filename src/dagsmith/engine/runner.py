@@ -395,7 +395,7 @@ class Run:
     def _from_cache(self, u: str, block: BlockSpec, inputs: tuple[Input, ...]) -> bool:
         """Look ``u`` up in the block cache; on a hit settle it as ``cached`` and return True."""
         from dagsmith.data.fingerprint import fingerprint
-        from dagsmith.engine.cache import cache_key, key_variables
+        from dagsmith.engine.cache import cache_key, key_variables, uses_dates
 
         try:
             prints = []
@@ -405,9 +405,7 @@ class Run:
                     if fp is None:
                         fp = self._fingerprints[ref] = fingerprint(self._read(ref))
                     prints.append(fp if inp.kind != "item" else f"{fp}[{inp.item}]")
-            cfg = self.config
-            dated = bool(cfg.execution_date or cfg.interval or "execution_date" in (cfg.variables or {})
-                         or "execution_date" in (self.spec.variables or {}))
+            dated = uses_dates(block, self.root)
             key = cache_key(block, self.root, prints, key_variables(self.shared_vars, dated=dated))
             entry = self.store.cache_lookup(self.spec.uuid, u, key)  # type: ignore[union-attr]
         except Exception as exc:  # noqa: BLE001 - the cache is an optimisation: trouble with it means "run the block"

@@ -192,3 +192,25 @@ def test_cli_cache_flag_prints_cached(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "cached" in r.stdout and "one" in r.stdout
     assert log.read_text().splitlines() == ["one"] * 3
+
+
+def test_execution_date_is_part_of_the_key_only_for_blocks_that_read_it(tmp_path):
+    root = make_project(tmp_path)
+    log = tmp_path / "ran.log"
+    dated = (
+        "@data_loader\ndef f(**kw):\n"
+        f"    open({str(log)!r}, 'a').write('dated\\n')\n"
+        "    return kw['execution_date'].strftime('%Y-%m-%d')\n"
+    )
+    plain = f"@data_loader\ndef f(**kw):\n    open({str(log)!r}, 'a').write('plain\\n')\n    return 1\n"
+    add_pipeline(root, "d", [
+        {"uuid": "dated", "type": "data_loader", "code": dated},
+        {"uuid": "plain", "type": "data_loader", "code": plain},
+    ], extra={"cache": True})
+    run_pipeline(root, "d", execution_date="2024-01-01T00:00:00Z")
+    ran(log)
+    again = run_pipeline(root, "d", execution_date="2024-01-01T00:00:00Z")
+    assert statuses(again) == {"dated": "cached", "plain": "cached"} and ran(log) == []
+    other_day = run_pipeline(root, "d", execution_date="2024-01-02T00:00:00Z")
+    assert statuses(other_day) == {"dated": "completed", "plain": "cached"}
+    assert ran(log) == ["dated"]

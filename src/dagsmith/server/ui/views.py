@@ -1031,6 +1031,7 @@ def _run_context(request: Request, run_id: int, selected: str | None) -> dict[st
     return {
         "run": run,
         "blocks": blocks,
+        "replay": _replay_command(request, run, blocks, selected),
         "bars": chart["rows"],
         "ticks": chart["ticks"],
         "t0": chart["t0"],
@@ -1042,6 +1043,22 @@ def _run_context(request: Request, run_id: int, selected: str | None) -> dict[st
         "live": live,
         "run_dag": dag,
     }
+
+
+def _replay_command(request: Request, run: Any, blocks: list[Any], selected: str | None) -> dict[str, str] | None:
+    """The command that replays a block of this run on the user's machine (``dagsmith run --from-run``):
+    the selected block, else the first failed one; None while the run has not started."""
+    import shlex
+
+    if run.status == "initial" or not blocks:
+        return None
+    by = {b.block_uuid: b for b in blocks}
+    failed = [b.block_uuid for b in blocks if b.status == "failed"]
+    block = selected if selected in by else (failed[0] if failed else blocks[-1].block_uuid)
+    parts = ["dagsmith", "run", str(_root(request)), run.pipeline_uuid, "--from-run", str(run.partition or run.id), "--block", block]
+    if by[block].status == "failed":
+        parts.append("--pdb")
+    return {"block": block, "command": " ".join(shlex.quote(p) for p in parts)}
 
 
 @_get("/pipeline-runs/{run_id}")
