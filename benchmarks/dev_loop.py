@@ -125,7 +125,7 @@ def main() -> None:
             raise SystemExit(f"dagsmith dev never printed {text!r}:\n{''.join(seen)}")
 
         try:
-            until("watching")
+            until("watching ")
             times = []
             for i in range(args.saves):
                 time.sleep(0.3)  # let the machine settle; saves are seconds apart in real use

@@ -203,7 +203,7 @@ class DevSession:
         self._previews(result)
         secs = time.perf_counter() - started
         colour = "green" if result.ok else "bold red"
-        self.console.print(f"[{colour}]■ {result.status}[/] in {secs * 1000:.0f} ms (run {result.run_id}); watching…",
+        self.console.print(f"[{colour}]■ {result.status}[/] in {secs * 1000:.0f} ms (run {result.run_id})",
                            highlight=False)
         return result
 

@@ -157,7 +157,7 @@ def test_dev_command_reacts_to_a_save(proj):
         raise AssertionError(f"{text!r} never printed; got:\n{''.join(seen)}")
 
     try:
-        wait_for("watching")
+        wait_for("watching ")
         path = root / "transformers" / "shape.py"
         path.write_text(path.read_text().replace('print("shaping", len(df))', 'print("edited", len(df))'))
         out = wait_for("■ completed")
