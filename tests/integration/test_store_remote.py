@@ -92,3 +92,36 @@ def test_a_run_and_its_resume_use_the_project_variables_dir(remote_url, tmp_path
     assert completed == {"load": first.partition}
     second = run_pipeline(root, "p", completed=completed)
     assert second.ok and store.read_block_value("p", second.partition, "total") == 6
+
+
+def test_replay_reads_a_remote_runs_inputs(remote_url, tmp_path):
+    """``dagsmith run --from-run`` of a run whose outputs live in s3:// or gs:// (issue 16 item 5)."""
+    import json
+
+    from dagsmith.cli.replay import replay_options
+
+    root = make_project(tmp_path)
+    meta = root / "metadata.yaml"
+    meta.write_text(meta.read_text() + f"\nvariables_dir: {remote_url}\n")
+    seen = tmp_path / "seen.jsonl"
+    add_pipeline(root, "p", [
+        {"uuid": "load", "type": "data_loader",
+         "code": "import pandas as pd\n@data_loader\ndef f(**kw):\n    return pd.DataFrame({'v': [4, 5, 6]})\n"},
+        {"uuid": "check", "upstream": ["load"], "code": f"""
+            import json
+            @transformer
+            def f(df, **kw):
+                with open({str(seen)!r}, 'a') as fh:
+                    fh.write(json.dumps([df['v'].tolist(), kw['execution_date'].isoformat(), kw.get('n')]) + '\\n')
+                raise RuntimeError('fails on purpose')
+        """},
+    ])
+    first = run_pipeline(root, "p", variables={"n": 7}, execution_date="2024-02-03T04:00:00Z")
+    assert first.status == "failed"
+    (root / "data_loaders" / "load.py").write_text(
+        "import pandas as pd\n@data_loader\ndef f(**kw):\n    return pd.DataFrame({'v': [0]})\n")
+    options = replay_options(str(root), "p", first.partition, ["check"])
+    replay = run_pipeline(root, "p", **options)
+    assert replay.status == "failed" and list(replay.blocks) == ["check"]
+    lines = [json.loads(line) for line in seen.read_text().splitlines()]
+    assert lines[1] == lines[0] == [[4, 5, 6], "2024-02-03T04:00:00+00:00", 7]
