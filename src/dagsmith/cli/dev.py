@@ -57,6 +57,9 @@ class DevSession:
         self.entries = self._entries(self.spec)
         self.deps: dict[str, set[Path]] = {}
         self._refresh_deps()
+        from dagsmith.engine.devfeed import DevFeed
+
+        self.feed = DevFeed(self.root, pipeline)  # what the web editor shows of these runs
 
     # ------------------------------------------------------------ what to watch
     def watch_paths(self) -> list[Path]:
@@ -185,20 +188,26 @@ class DevSession:
             highlight=False, soft_wrap=True,
         )
         _forget_project_modules(self.root)
+        from dagsmith.engine.observer import Fanout
+
         view = DevView(self.console)
+        self.feed.begin(reason or "run")
         try:
             result = run_pipeline(
-                self.root, self.pipeline, block_uuids=blocks, spec=self.spec, observer=view, run_tests=self.run_tests,
+                self.root, self.pipeline, block_uuids=blocks, spec=self.spec, observer=Fanout([view, self.feed]),
+                run_tests=self.run_tests,
             )
         except ValidationError as exc:
             self.console.print("[bold red]✘ nothing ran:[/]", highlight=False)
             for p in exc.problems or [exc.message]:
                 self.console.print(f"  {p}", markup=False, soft_wrap=True, highlight=False)
+            self.feed.invalid(reason, list(exc.problems or [exc.message]))
             return None
         except DagsmithError as exc:
             self.console.print(f"[bold red]✘ nothing ran:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
             if exc.hint:
                 self.console.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False, soft_wrap=True)
+            self.feed.invalid(reason, [exc.message + (f" (hint: {exc.hint})" if exc.hint else "")])
             return None
         self._previews(result)
         secs = time.perf_counter() - started
@@ -218,6 +227,7 @@ class DevSession:
             for p in problems:
                 self.console.print(f"[bold red]✘ {escape(p)}[/]", highlight=False, soft_wrap=True)
             self.console.print("[red]nothing ran; fix the file and save again[/]", highlight=False)
+            self.feed.invalid(f"saved {names}", problems)
             return None
         try:
             chosen = self.blocks_for(changed)
@@ -230,6 +240,9 @@ class DevSession:
         return self.run(self.closure(chosen), reason=f"saved {names}")
 
     def _previews(self, result: Any) -> None:
+        from dagsmith.data.preview import preview
+
+        shown: dict[str, dict[str, Any]] = {}
         for uid, b in result.blocks.items():
             if b.status not in ("completed", "cached") or b.parent:
                 continue
@@ -240,9 +253,13 @@ class DevSession:
                 continue
             if value is None or (isinstance(value, list) and not value):
                 continue
-            table = preview_table(value, title=f"{uid} output")
+            info = preview(value, rows=PREVIEW_ROWS)
+            shown[uid] = info
+            table = preview_table(info, title=f"{uid} output")
             if table is not None:
                 self.console.print(table)
+        if shown:
+            self.feed.previews(shown)
 
 
 class DevView:
@@ -279,11 +296,8 @@ class DevView:
                 self.console.file.flush()
 
 
-def preview_table(value: Any, *, title: str) -> Table | None:
-    """The first rows of an output as a Rich table (None for outputs with no rows and columns)."""
-    from dagsmith.data.preview import preview
-
-    info = preview(value, rows=PREVIEW_ROWS)
+def preview_table(info: dict[str, Any], *, title: str) -> Table | None:
+    """A preview (``data.preview.preview``) as a Rich table (None for outputs with no rows and columns)."""
     if "columns" not in info:
         text = info.get("text")
         if text is None:

@@ -64,3 +64,41 @@ def test_cached_status_and_replay_command(ui_worker, project, tmp_path):
     assert r.returncode == 1 and "broken on purpose" in r.stderr
     seen = [json.loads(line) for line in out.read_text().splitlines()]
     assert seen[-1] == seen[-2] and seen[-1]["rows"] == [3, 1, 2]
+
+
+def test_editor_shows_dagsmith_dev_runs(ui, project):
+    """What `dagsmith dev` runs in its own process shows up in the pipeline's editor (polled fragment)."""
+    import io
+
+    from rich.console import Console
+
+    from dagsmith.cli.dev import DevSession
+
+    add_pipeline(project, "p", [
+        {"uuid": "load", "type": "data_loader",
+         "code": "import pandas as pd\n@data_loader\ndef f(**kw):\n    return pd.DataFrame({'fare': [7.5, 12.0]})\n"},
+        {"uuid": "shape", "upstream": ["load"],
+         "code": "@transformer\ndef f(df, **kw):\n    print('kept', len(df))\n    return df[df['fare'] > 10]\n"},
+    ])
+    editor = ui.get("/pipelines/p/edit").text
+    assert 'id="dev-feed"' in editor and "/pipelines/p/edit/dev?seq=0" in editor
+    assert ui.get("/pipelines/p/edit/dev?seq=0").status_code == 204  # no dev loop yet: nothing to show
+
+    session = DevSession(project, "p", Console(file=io.StringIO()))
+    session.run(session.closure(session.unstored()), reason="first run")
+    path = project / "transformers" / "shape.py"
+    path.write_text(path.read_text().replace("print('kept'", "print('now kept'"))
+    assert session.on_save([path]).ok
+    r = ui.get("/pipelines/p/edit/dev?seq=0")
+    assert r.status_code == 200
+    html = r.text
+    seq = re.search(r'data-seq="(\d+)"', html).group(1)
+    assert 'data-block="shape" data-status="completed"' in html and "now kept 2" in html
+    assert "saved transformers/shape.py" in html and "12.0" in html  # the preview of the new output
+    assert 'data-block="load"' not in html  # the loader's stored output was used, not re-run
+    assert ui.get(f"/pipelines/p/edit/dev?seq={seq}").status_code == 204
+
+    path.write_text("@transformer\ndef f(df, **kw):\n    return df[\n")
+    assert session.on_save([path]) is None
+    html = ui.get(f"/pipelines/p/edit/dev?seq={seq}").text
+    assert "transformers/shape.py:3" in html and "SyntaxError" in html and "invalid" in html

@@ -575,6 +575,19 @@ def _dag_svg_context(spec) -> dict[str, Any]:
     return {"dag": lay, "node_w": NODE_W, "node_h": NODE_H}
 
 
+@_get("/pipelines/{pipeline_uuid}/edit/dev")
+def editor_dev(request: Request, pipeline_uuid: str, seq: int = 0) -> Response:
+    """The runs of ``dagsmith dev`` on this pipeline (``engine.devfeed``); 204 while nothing changed since ``seq``."""
+    from dagsmith.engine.devfeed import read_feed
+
+    _check_pipeline(request, pipeline_uuid)
+    feed = read_feed(_root(request), pipeline_uuid)
+    current = int(feed.get("seq") or 0) if feed else 0
+    if current == seq:
+        return Response(status_code=204)
+    return render(request, "_dev_feed.html", feed=feed, seq=current, pipeline_uuid=pipeline_uuid)
+
+
 @_get("/pipelines/{pipeline_uuid}/edit")
 def editor_page(request: Request, pipeline_uuid: str, ok: str | None = None, error: str | None = None, open: str | None = None) -> HTMLResponse:
     from dagsmith.blocks.templates import list_templates
