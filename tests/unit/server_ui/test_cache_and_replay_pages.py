@@ -81,7 +81,7 @@ def test_editor_shows_dagsmith_dev_runs(ui, project):
          "code": "@transformer\ndef f(df, **kw):\n    print('kept', len(df))\n    return df[df['fare'] > 10]\n"},
     ])
     editor = ui.get("/pipelines/p/edit").text
-    assert 'id="dev-feed"' in editor and "/pipelines/p/edit/dev?seq=0" in editor
+    assert 'id="dev-feed" class="dev-feed" data-seq="0" data-url="/pipelines/p/edit/dev"' in editor
     assert ui.get("/pipelines/p/edit/dev?seq=0").status_code == 204  # no dev loop yet: nothing to show
 
     session = DevSession(project, "p", Console(file=io.StringIO()))

@@ -554,7 +554,26 @@
     Array.prototype.forEach.call(cells.children, function (c) { ro.observe(c); });
   }
 
+  // ------------------------------------------------------------ dagsmith dev's runs (engine.devfeed)
+
+  function followDevFeed() {
+    if (!document.getElementById("dev-feed")) return;
+    var busy = false;
+    setInterval(function () {
+      var el = document.getElementById("dev-feed");
+      if (!el || busy || document.hidden) return;
+      busy = true;
+      // a failed poll (server restarting) is quiet: the connection banner already says so
+      fetch(el.dataset.url + "?seq=" + encodeURIComponent(el.dataset.seq || "0"), { credentials: "same-origin", cache: "no-store" })
+        .then(function (r) { return r.status === 200 ? r.text() : null; })
+        .then(function (html) { var cur = document.getElementById("dev-feed"); if (html && cur) cur.outerHTML = html; })
+        .catch(function () {})
+        .then(function () { busy = false; });
+    }, 1000);
+  }
+
   function start() {
+    followDevFeed();
     initEditors(document);
     syncTemplates();
     syncTriggerForm();
