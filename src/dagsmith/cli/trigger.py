@@ -185,9 +185,9 @@ def create_cmd(
     if catchup:
         fields["catchup"] = catchup
     if var:
-        from dagsmith.cli.backfill import _parse_vars
+        from dagsmith.cli.runvars import parse_vars
 
-        fields["variables"] = _parse_vars(None, var)
+        fields["variables"] = parse_vars(None, var)
     if in_code:
         fields["in_code"] = True
     settings, db = _open(project)

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import hmac
 import os
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from dagsmith.errors import ConfigError, DagsmithError, ProjectError
+from dagsmith.util.clock import parse_iso, utcnow
 
 
 class Unauthorized(DagsmithError):
     """A token is missing or wrong."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def parse_datetime(value: Any, *, field: str = "date", tz: str = "UTC") -> datetime:
@@ -34,7 +31,7 @@ def parse_datetime(value: Any, *, field: str = "date", tz: str = "UTC") -> datet
     else:
         text = str(value).strip()
         try:
-            dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            dt = parse_iso(text)
         except ValueError:
             raise ConfigError(
                 f"{field} {text!r} is not an ISO 8601 date-time",
@@ -81,14 +78,9 @@ def descendants(project_root: Path, pipeline_uuid: str, block_uuid: str) -> set[
             f"block '{block_uuid}' is not in pipeline '{pipeline_uuid}'",
             hint="blocks of this pipeline: " + ", ".join(sorted(graph)),
         )
-    seen: set[str] = set()
-    todo = [block_uuid]
-    while todo:
-        for d in graph.get(todo.pop(), []):
-            if d not in seen:
-                seen.add(d)
-                todo.append(d)
-    return seen
+    from dagsmith.dag.graph import reachable
+
+    return set(reachable(graph, block_uuid))
 
 
 def run_to_dict(run) -> dict[str, Any]:

@@ -96,13 +96,11 @@ def load_auth(data_dir: Path) -> AuthConfig | None:
 
 def write_auth(data_dir: Path, user: str, password: str) -> Path:
     """Store a user and the hash of its password in ``<data dir>/auth.json`` (mode 0600)."""
+    from dagsmith.util.fs import atomic_write
+
     path = auth_file(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+    with atomic_write(path, perms=0o600) as handle:
         json.dump({"user": user, "password_hash": hash_password(password)}, handle)
-    os.replace(tmp, path)
     return path
 
 
@@ -217,13 +215,10 @@ class Sessions:
         now_f = now if now is not None else time.time()
         revoked = {k: v for k, v in self._load_revoked().items() if v > now_f}
         revoked[info["sid"]] = info["issued"] + SESSION_SECONDS
-        path = self.revoked_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        from dagsmith.util.fs import atomic_write
+
+        with atomic_write(self.revoked_path, perms=0o600) as handle:
             json.dump(revoked, handle)
-        os.replace(tmp, path)
         self._revoked, self._revoked_stamp = revoked, None
         return True
 
