@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from dagsmith.errors import (
     ConfigError,
@@ -547,10 +548,8 @@ class Postgres(Connector):
         schema_change: str = "fail",
         partition: Any = None,
     ) -> int:
-        conn = self._connection()
-        cur = conn.cursor()
-        target = f"{quote_ident(schema)}.{quote_ident(name)}"
-        try:
+        with self._export_transaction(schema, name) as (conn, cur):
+            target = f"{quote_ident(schema)}.{quote_ident(name)}"
             existing = self._columns(cur, schema, name)
             if existing is None:  # concurrent runs (a backfill) may all find no table: one creates it
                 claim_new_table(cur, schema, name)
@@ -586,14 +585,6 @@ class Postgres(Connector):
                     cols = ", ".join(quote_ident(c) for c in table.column_names)
                     cur.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {quote_ident(staging)}")
             conn.commit()
-        except (TerminalConnectorError, ConfigError):
-            self._rollback()
-            raise
-        except Exception as exc:
-            self._rollback()
-            raise self._query_error(exc, f"export to {schema}.{name}") from None
-        finally:
-            cur.close()
         return table.num_rows
 
     def _columns(self, cur: Any, schema: str, name: str) -> dict[str, str] | None:
@@ -662,6 +653,23 @@ class Postgres(Connector):
             f" ON CONFLICT ({conflict}) {action}"
         )
 
+    @contextmanager
+    def _export_transaction(self, schema: str, name: str) -> Iterator[tuple[Any, Any]]:
+        """The connection and cursor of one export; the caller commits. On an error the
+        transaction is rolled back and a driver's error becomes ours, naming the table."""
+        conn = self._connection()
+        cur = conn.cursor()
+        try:
+            yield conn, cur
+        except (TerminalConnectorError, ConfigError):
+            self._rollback()
+            raise
+        except Exception as exc:
+            self._rollback()
+            raise self._query_error(exc, f"export to {schema}.{name}") from None
+        finally:
+            cur.close()
+
     def _export_query(
         self,
         query: str,
@@ -673,9 +681,7 @@ class Postgres(Connector):
         part_column: str | None = None,
         part_value: Any = None,
     ) -> int:
-        conn = self._connection()
-        cur = conn.cursor()
-        try:
+        with self._export_transaction(schema, name) as (conn, cur):
             existing = self._columns(cur, schema, name)
             if existing is None:
                 claim_new_table(cur, schema, name)
@@ -693,14 +699,6 @@ class Postgres(Connector):
                 return partitioned
             count = cur.rowcount
             conn.commit()
-        except (TerminalConnectorError, ConfigError):
-            self._rollback()
-            raise
-        except Exception as exc:
-            self._rollback()
-            raise self._query_error(exc, f"export to {schema}.{name}") from None
-        finally:
-            cur.close()
         return int(count or 0) if count and count > 0 else 0
 
     def default_schema(self) -> str:
