@@ -181,10 +181,10 @@ def _block_files_used(root: Path) -> dict[str, list[str]]:
 
 @get("/pipelines/{pipeline_uuid}/edit/files")
 def editor_files(request: Request, pipeline_uuid: str) -> HTMLResponse:
-    from dagsmith.server.ui.pages.editor import _block_files
+    from dagsmith.server.ui.pages.editor import block_files
 
     root = project_root(request)
-    reusable = {f["relpath"]: f for f in _block_files(root)}
+    reusable = {f["relpath"]: f for f in block_files(root)}
     private = frozenset(p.resolve() for p in private_paths(request))
     return render(request, "_editor_files.html", pipeline_uuid=pipeline_uuid, tree=file_tree(root, root, private=private), path="",
                   reusable=reusable, used=_block_files_used(root))

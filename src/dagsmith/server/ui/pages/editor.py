@@ -54,7 +54,7 @@ SQL_PROVIDERS = ["postgres", "bigquery", "duckdb", "snowflake", "mysql", "redshi
 SQL_TEMPLATE_SCHEMAS = {"postgres": "public", "duckdb": "main", "bigquery": ""}
 
 
-def _block_files(root: Path) -> list[dict[str, str]]:
+def block_files(root: Path) -> list[dict[str, str]]:
     """Block files in the project, for "add an existing block"."""
     from dagsmith.project.layout import BLOCK_TYPE_DIRS, LANGUAGE_EXTENSIONS
 
@@ -159,7 +159,7 @@ def editor_page(request: Request, pipeline_uuid: str, ok: str | None = None, err
         return render(request, "error_page.html", status_code=422, title="Pipeline is invalid", message=error_text(exc), pipeline_uuid=pipeline_uuid, nav="edit")
     raw = spec.raw
     in_pipeline = {(b.type, b.uuid) for b in spec.blocks}
-    reusable = [f for f in _block_files(project_root(request)) if (f["type"], f["uuid"]) not in in_pipeline]
+    reusable = [f for f in block_files(project_root(request)) if (f["type"], f["uuid"]) not in in_pipeline]
     variables = dict(raw.get("variables") or {})
     return render(
         request,
@@ -243,7 +243,7 @@ async def editor_add_block(request: Request, pipeline_uuid: str) -> Response:
     try:
         existing = str(form.get("existing") or "")
         if existing:
-            match = next((f for f in _block_files(root) if f["relpath"] == existing), None)
+            match = next((f for f in block_files(root) if f["relpath"] == existing), None)
             if match is None:
                 raise ProjectError(f"there is no block file {existing!r} in the project")
             block = add_block(root, pipeline_uuid, match["uuid"], match["type"], language=match["language"], upstream=upstream)

@@ -4,7 +4,6 @@ a pipeline's variables (saved through ``POST /pipelines/<p>/variables``).
 
 from __future__ import annotations
 
-
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
