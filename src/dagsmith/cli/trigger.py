@@ -69,7 +69,7 @@ def list_cmd(
     from rich.table import Table
 
     from dagsmith.orchestration.scheduler.code_triggers import CodeTriggerSync
-    from dagsmith.server.api.triggers import _next_run
+    from dagsmith.orchestration.triggers import next_run as _next_run
     from dagsmith.orchestration.store import repo
 
     settings, db = _open(project)
@@ -192,7 +192,7 @@ def create_cmd(
         fields["in_code"] = True
     settings, db = _open(project)
     trigger_id = create_trigger(db, settings.project_root, pipeline, fields, actor="cli")
-    from dagsmith.server.api.triggers import _next_run
+    from dagsmith.orchestration.triggers import next_run as _next_run
 
     with db.read() as session:
         trigger = repo.get_trigger(session, trigger_id)
