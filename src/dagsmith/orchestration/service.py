@@ -183,27 +183,15 @@ def _idempotency_key(payload: Any, header_key: str | None) -> str | None:
 
 def _keyed_run(session, trigger, key: str | None, variables: dict, event: dict, create):
     """``create()`` a run, or return the run this trigger already made for ``key`` (same call repeated)."""
-    from sqlalchemy.exc import IntegrityError
-
     from dagsmith.orchestration.store import repo
 
-    if key is None:
-        return create()
-    existing = repo.find_keyed_run(session, trigger.id, key)
-    if existing is None:
-        try:
-            with session.begin_nested():  # two calls with one key at the same instant: the second finds the first
-                return create()
-        except IntegrityError:
-            existing = repo.find_keyed_run(session, trigger.id, key)
-            if existing is None:
-                raise
-    if (existing.variables or {}) != variables or (existing.event or {}) != event:
+    run, created = repo.create_keyed_run(session, trigger.id, key, create)
+    if not created and ((run.variables or {}) != variables or (run.event or {}) != event):
         raise repo.Conflict(
-            f"Idempotency-Key {key!r} was already used for run {existing.id} of trigger {trigger.id} with a different body",
+            f"Idempotency-Key {key!r} was already used for run {run.id} of trigger {trigger.id} with a different body",
             hint="use a new key for a different call; repeat a call only with the body it was first sent with",
         )
-    return existing
+    return run
 
 
 def api_trigger_run(db, trigger_id: int, token: str | None, payload: Any, *, now: datetime | None = None,

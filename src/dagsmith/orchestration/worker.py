@@ -379,11 +379,7 @@ class Worker:
             completed: dict[str, str] = {}
             if snap["claims"] > 1:  # resumed or retried: its finished blocks are not run again
                 with self.db.read() as session:
-                    completed = {
-                        br.block_uuid: br.partition or snap["partition"]
-                        for br in repo.list_block_runs(session, run_id)
-                        if br.status == "completed"
-                    }
+                    completed = repo.completed_blocks(session, run_id, default_partition=snap["partition"])
                 writer.info(f"resuming run on worker {self.worker_id}; {len(completed)} block(s) already completed")
             if snap["timeout"]:
                 def _time_out() -> None:
