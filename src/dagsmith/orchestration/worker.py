@@ -1,7 +1,8 @@
 """Workers: claim waiting runs, run them through the engine, heartbeat, stop cleanly.
 
 A ``Worker`` polls the queue (``repo.claim_runs``: ``FOR UPDATE SKIP LOCKED`` on
-PostgreSQL), runs each claimed run in its own thread with a ``DbObserver``, and
+PostgreSQL), runs each claimed run in its own thread with a ``RunHistory`` (the one run-history
+writer, ``orchestration.history``), and
 heart-beats its runs. Claims honour the trigger's, the backfill's and the
 pipeline's ``concurrency_config`` limits (``orchestration.concurrency``). A run
 whose heartbeat goes stale (its worker was SIGKILLed, the machine died) is put
@@ -365,7 +366,7 @@ class Worker:
         from pathlib import Path
 
         from dagsmith.orchestration.logs import RunLogWriter, run_log_dir
-        from dagsmith.orchestration.observer import DbObserver
+        from dagsmith.orchestration.history import RunHistory, run_error
         from dagsmith.orchestration.scheduler.triggers import get_zone
         from dagsmith.orchestration.store import repo
 
@@ -393,7 +394,7 @@ class Worker:
             interval = None
             if snap["interval_start"] and snap["interval_end"]:
                 interval = (snap["interval_start"].astimezone(zone), snap["interval_end"].astimezone(zone))
-            observer = DbObserver(self.db, run_id, snap["pipeline_uuid"], log_writer=writer, partition=snap["partition"], recorder=self.recorder)
+            observer = RunHistory(self.db, run_id, snap["pipeline_uuid"], log_writer=writer, partition=snap["partition"], recorder=self.recorder)
             notifier = self._notifier(snap["pipeline_uuid"], run_id, snap["sla"], writer)
             if notifier is not None:
                 from dagsmith.engine.observer import Fanout
@@ -419,9 +420,7 @@ class Worker:
                 allow_blocks_to_fail=snap["allow_blocks_to_fail"],
             )
             status = getattr(result, "status", "failed")
-            if status == "failed":
-                failed = [u for u, b in (getattr(result, "blocks", {}) or {}).items() if getattr(b, "status", "") == "failed"]
-                error = f"block(s) failed: {', '.join(failed)}" if failed else "the run failed"
+            error = run_error(status, getattr(result, "blocks", {}))
         except Exception as exc:  # noqa: BLE001 - a broken pipeline fails its run, not the worker
             status, error = "failed", str(exc)
             if writer is not None:
