@@ -17,6 +17,9 @@ a worker never claims a run it is still executing, takes back a run that was han
 back to the queue while it ran (when nobody claimed it since), and stops its copy of a
 run another worker claimed.
 
+On PostgreSQL a ``wakeup.QueueListener`` (``LISTEN``) wakes the poll loop the moment
+another process queues a run; the poll interval is then only the safety net.
+
 Cancellation: a cancel request (API/UI) reaches the run's ``cancel_event`` at the next
 heartbeat, or at once in the same process; the engine stops the running block and
 starts nothing downstream. A trigger's ``timeout`` fails the run the same way.
@@ -95,6 +98,7 @@ class Worker:
         self._recorder_lock = threading.Lock()
         self._pending_beat: cf.Future | None = None
         self._spec_cache: dict[str, tuple[list, tuple[Any, Any]]] = {}
+        self.listener = None  # a wakeup.QueueListener once started on PostgreSQL
         from dagsmith.orchestration.concurrency import PipelineLimitsCache
         from dagsmith.orchestration.contact import DbContact
 
@@ -249,6 +253,11 @@ class Worker:
             thread = threading.Thread(target=target, args=(stop,), name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+        if getattr(self.db, "is_postgres", False):  # runs queued by other processes wake this one at once
+            from dagsmith.orchestration.wakeup import QueueListener
+
+            self.listener = QueueListener(self.db.url, self.notify)
+            self._threads.append(self.listener.start(stop))
 
     def shutdown(self, grace: float | None = None) -> None:
         """Stop claiming, wait up to ``grace`` s, then hand unfinished runs back to the queue."""

@@ -442,3 +442,36 @@ def test_retention_keeps_unfinished_runs_and_busy_backfills(db):
         assert repo.delete_runs(s, list(ids)) == 2  # the waiting run is never deleted
     with db.read() as s:
         assert [r.id for r in repo.list_runs(s)[0]] == [ids[1]]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_queued_runs_are_announced_to_listeners_at_commit_only(db, settings):
+    """``pg_notify`` on the queue channel: delivered when the run is committed, never for a rolled-back one."""
+    import psycopg
+
+    from dagsmith.orchestration.wakeup import libpq_url
+
+    with psycopg.connect(libpq_url(db.url), autocommit=True) as listener:
+        listener.execute(f'LISTEN "{repo.QUEUE_CHANNEL}"')
+
+        def heard() -> list[str]:
+            return [n.channel for n in listener.notifies(timeout=0.5)]
+
+        with pytest.raises(RuntimeError):
+            with db.session() as s:
+                repo.create_run(s, "one", source="api")
+                raise RuntimeError("rolled back")
+        assert heard() == []
+        with db.session() as s:
+            for _ in range(3):
+                repo.create_run(s, "one", source="api")
+        assert heard() == [repo.QUEUE_CHANNEL]  # one transaction, one wake
+        with db.session() as s:
+            repo.create_run(s, "one", source="cli", status="running", worker_id="here")  # nothing to claim
+        assert heard() == []
+        with db.session() as s:
+            (run,) = repo.claim_runs(s, "w", limit=1)
+        assert heard() == []
+        with db.session() as s:
+            assert repo.release_run(s, run.id, "w")  # handed back: claimable again
+        assert heard() == [repo.QUEUE_CHANNEL]

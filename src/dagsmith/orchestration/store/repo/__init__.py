@@ -18,7 +18,7 @@ and ``tests/unit/orchestration/test_store_contract.py`` runs on both.
 
 from __future__ import annotations
 
-from dagsmith.orchestration.store.repo._common import BLOCK_DONE, Conflict, NotFound, new_token
+from dagsmith.orchestration.store.repo._common import BLOCK_DONE, QUEUE_CHANNEL, Conflict, NotFound, announce_queued, new_token
 from dagsmith.orchestration.store.repo.audits import audit, list_audit
 from dagsmith.orchestration.store.repo.backfills import (
     backfill_progress,
@@ -89,8 +89,8 @@ from dagsmith.orchestration.store.repo.workers import (
 )
 
 __all__ = [
-    "BLOCK_DONE", "CLAIM_LOCK_KEY", "Conflict", "NotFound", "TRIGGER_FIELDS",
-    "active_schedule_triggers", "advance_cursor", "advance_cursors", "audit", "backfill_progress",
+    "BLOCK_DONE", "CLAIM_LOCK_KEY", "Conflict", "NotFound", "QUEUE_CHANNEL", "TRIGGER_FIELDS",
+    "active_schedule_triggers", "announce_queued", "advance_cursor", "advance_cursors", "audit", "backfill_progress",
     "cancel_backfill_runs", "claim_runs", "completed_blocks", "count_runs", "create_backfill",
     "create_keyed_run", "create_run", "create_trigger", "delete_runs", "delete_secret", "delete_trigger",
     "ensure_block_runs", "expired_runs", "find_keyed_run", "find_trigger", "finish_run", "get_backfill",

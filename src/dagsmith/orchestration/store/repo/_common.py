@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import secrets as _secrets
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from dagsmith.errors import DagsmithError
+
+#: PostgreSQL channel on which a transaction that makes runs claimable wakes the workers (``worker.QueueListener``)
+QUEUE_CHANNEL = "dagsmith_queue"
 
 BLOCK_DONE = ("completed", "failed", "cancelled", "upstream_failed", "condition_failed")
 
@@ -39,3 +43,13 @@ def insert_for(session: Session):
 
 def new_token() -> str:
     return _secrets.token_hex(16)
+
+
+def announce_queued(session: Session) -> None:
+    """Tell listening workers that runs can be claimed; PostgreSQL delivers it at commit (never on rollback).
+
+    Several announcements in one transaction reach a listener once. SQLite has no
+    notifications: its workers are in the process that queued the run, or poll.
+    """
+    if dialect(session) == "postgresql":
+        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": QUEUE_CHANNEL})

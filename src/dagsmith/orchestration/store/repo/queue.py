@@ -28,7 +28,7 @@ from dagsmith.orchestration.store.models import (
     utcnow,
 )
 from dagsmith.orchestration.store.repo import limits as _limits
-from dagsmith.orchestration.store.repo._common import dialect
+from dagsmith.orchestration.store.repo._common import announce_queued, dialect
 from dagsmith.orchestration.store.repo.audits import audit
 
 #: the PostgreSQL advisory lock held while a claim counts running runs (tests hold it to force a wait)
@@ -235,6 +235,8 @@ def recover_stale_runs(session: Session, *, now: datetime, timeout: float, exclu
         )
         audit(session, "run.recovered", "pipeline_run", run.id, {"worker_id": previous}, now=now)
     session.flush()
+    if stale:
+        announce_queued(session)
     return [r.id for r in stale]
 
 
@@ -282,6 +284,8 @@ def recover_dead_local_runs(session: Session, hostname: str, *, now: datetime) -
         audit(session, "run.recovered", "pipeline_run", run.id, {"worker_id": previous, "reason": "process gone"}, now=now)
         out.append(run.id)
     session.flush()
+    if out:
+        announce_queued(session)
     return out
 
 
@@ -328,5 +332,6 @@ def release_run(session: Session, run_id: int, worker_id: str, *, now: datetime 
             .where(BlockRun.pipeline_run_id == run_id, BlockRun.status.in_(("running", "queued", "cancelled")))
             .values(status="initial")
         )
+        announce_queued(session)
     return bool(result.rowcount)
 

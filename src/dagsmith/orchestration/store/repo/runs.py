@@ -21,7 +21,7 @@ from dagsmith.orchestration.store.models import (
     Trigger,
     utcnow,
 )
-from dagsmith.orchestration.store.repo._common import Conflict, NotFound, insert_for
+from dagsmith.orchestration.store.repo._common import Conflict, NotFound, announce_queued, insert_for
 
 
 def create_run(
@@ -73,6 +73,8 @@ def create_run(
     session.flush()
     run.partition = str(run.id)
     session.flush()
+    if status == RUN_INITIAL:
+        announce_queued(session)
     return run
 
 
@@ -113,6 +115,8 @@ def insert_keyed_runs(session: Session, rows: Sequence[dict]) -> int:
             stmt = insert(table).on_conflict_do_nothing(index_elements=[key, "schedule_date"]).returning(table.c.id)
             # executemany with RETURNING ("insertmanyvalues"): compiled once, batched, counts only new rows
             inserted += len(session.connection().execute(stmt, batch).all())
+    if inserted:
+        announce_queued(session)
     return inserted
 
 
@@ -262,6 +266,7 @@ def retry_run(
             .values(status="running", completed_at=None)
         )
     session.flush()
+    announce_queued(session)
     return run
 
 
