@@ -338,14 +338,18 @@ class Worker:
             self._secret_values = []
 
     def _specs(self, pipeline_uuid: str) -> tuple[Any, Any]:
-        """The project and pipeline specs, parsed again only when either metadata.yaml changed.
+        """The project and pipeline specs, parsed again only when either metadata.yaml changed,
+        or a block folder did (a block file added, removed or renamed changes which file a block uses).
 
-        Reading both YAML files for every run cost a twentieth of a busy worker's time.
+        Reading both YAML files for every run cost a twentieth of a busy worker's time; the
+        pipeline spec is handed to the engine too (specs are frozen, so runs share them).
         """
+        from dagsmith.project.layout import BLOCK_TYPE_DIRS
         from dagsmith.project.pipelines import METADATA_FILE, load_pipeline, load_project, metadata_path
 
+        root = self.settings.project_root
         stamps = []
-        for path in (self.settings.project_root / METADATA_FILE, metadata_path(self.settings.project_root, pipeline_uuid)):
+        for path in (root / METADATA_FILE, metadata_path(root, pipeline_uuid), *(root / d for d in sorted(set(BLOCK_TYPE_DIRS.values())))):
             try:
                 stat = path.stat()
                 stamps.append((stat.st_mtime_ns, stat.st_size))
@@ -409,6 +413,10 @@ class Worker:
                 from dagsmith.engine.observer import Fanout
 
                 observer = Fanout([observer, notifier])
+            try:
+                spec = self._specs(snap["pipeline_uuid"])[1]
+            except Exception:  # noqa: BLE001 - the engine loads it again and reports the problem as it always did
+                spec = None
             log.info("run %s of %s started (%s, execution date %s)", run_id, snap["pipeline_uuid"],
                      f"trigger {snap['trigger_name']}" if snap["trigger_name"] else "no trigger", snap["execution_date"].isoformat())
             result = self.run_fn(
@@ -427,6 +435,7 @@ class Worker:
                 cancel_event=active.cancel,
                 max_workers=self.settings.block_run_limit,
                 allow_blocks_to_fail=snap["allow_blocks_to_fail"],
+                spec=spec,
             )
             status = getattr(result, "status", "failed")
             error = run_error(status, getattr(result, "blocks", {}))
