@@ -5,14 +5,13 @@ session); the API turns them into its JSON with ``server.schemas.PipelineRunOut`
 
 Each function opens its own short transaction, checks what a person could get wrong
 (unknown pipeline or block, wrong token, retrying a running run) and raises a
-``DagsmithError`` that says how to fix it. ``record_cli_run`` runs a pipeline in this
-process and records it like any other run.
+``DagsmithError`` that says how to fix it. (CLI runs are recorded by
+``orchestration.history``, through the inbox.)
 """
 
 from __future__ import annotations
 
 import hmac
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -160,27 +159,15 @@ def _idempotency_key(payload: Any, header_key: str | None) -> str | None:
 
 def _keyed_run(session, trigger, key: str | None, variables: dict, event: dict, create):
     """``create()`` a run, or return the run this trigger already made for ``key`` (same call repeated)."""
-    from sqlalchemy.exc import IntegrityError
-
     from dagsmith.orchestration.store import repo
 
-    if key is None:
-        return create()
-    existing = repo.find_keyed_run(session, trigger.id, key)
-    if existing is None:
-        try:
-            with session.begin_nested():  # two calls with one key at the same instant: the second finds the first
-                return create()
-        except IntegrityError:
-            existing = repo.find_keyed_run(session, trigger.id, key)
-            if existing is None:
-                raise
-    if (existing.variables or {}) != variables or (existing.event or {}) != event:
+    run, created = repo.create_keyed_run(session, trigger.id, key, create)
+    if not created and ((run.variables or {}) != variables or (run.event or {}) != event):
         raise repo.Conflict(
-            f"Idempotency-Key {key!r} was already used for run {existing.id} of trigger {trigger.id} with a different body",
+            f"Idempotency-Key {key!r} was already used for run {run.id} of trigger {trigger.id} with a different body",
             hint="use a new key for a different call; repeat a call only with the body it was first sent with",
         )
-    return existing
+    return run
 
 
 def api_trigger_run(db, trigger_id: int, token: str | None, payload: Any, *, now: datetime | None = None,
@@ -390,124 +377,6 @@ def _float(value) -> float | None:
         return float(value) if value not in (None, "", 0) else None
     except (TypeError, ValueError):
         return None
-
-
-# ---------------------------------------------------------------- CLI runs
-
-
-class CliHistoryObserver:
-    """Records a ``dagsmith run`` in the metadata DB as it happens (run row, block runs, logs)."""
-
-    def __init__(self, db, settings, pipeline_uuid: str, *, variables: dict | None = None, execution_date: datetime | None = None) -> None:
-        self.db = db
-        self.settings = settings
-        self.pipeline_uuid = pipeline_uuid
-        self.variables = variables or {}
-        self.execution_date = execution_date
-        import socket
-
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:cli"
-        self.db_run_id: int | None = None
-        self._inner = None
-        self._writer = None
-
-    def _start(self, partition: str | None) -> None:
-        from dagsmith.orchestration.logs import RunLogWriter, run_log_dir
-        from dagsmith.orchestration.observer import DbObserver
-        from dagsmith.orchestration.store import repo
-
-        now = utcnow()
-        with self.db.session() as session:
-            run = repo.create_run(
-                session, self.pipeline_uuid, source="cli", execution_date=self.execution_date or now,
-                variables=self.variables, status="running", worker_id=self.worker_id, now=now,
-            )
-            self.db_run_id = run.id
-            log_dir = run_log_dir(self.settings.logs_dir, self.pipeline_uuid, run.id)
-            run.log_dir = str(log_dir)
-            if partition:
-                run.partition = partition
-        self._writer = RunLogWriter(log_dir, self.db_run_id)
-        self._inner = DbObserver(self.db, self.db_run_id, self.pipeline_uuid, log_writer=self._writer, partition=partition)
-
-    def on_run_start(self, *, run_id=None, blocks=(), **kw: Any) -> None:
-        if self._inner is None:
-            self._start(kw.get("partition") or (str(run_id) if run_id else None))
-        self._inner.on_run_start(run_id=run_id, blocks=blocks, **kw)
-
-    def on_block_start(self, **kw: Any) -> None:
-        if self._inner:
-            self._inner.on_block_start(**kw)
-
-    def on_block_log(self, **kw: Any) -> None:
-        if self._inner:
-            self._inner.on_block_log(**kw)
-
-    def on_block_end(self, **kw: Any) -> None:
-        if self._inner:
-            self._inner.on_block_end(**kw)
-
-    def on_blocks_added(self, **kw: Any) -> None:
-        if self._inner:
-            self._inner.on_blocks_added(**kw)
-
-    def on_run_end(self, *, status: str = "failed", result: Any = None, **kw: Any) -> None:
-        from dagsmith.orchestration.store import repo
-
-        if self._inner is None:
-            return
-        self._inner.on_run_end(status=status, result=result, **kw)
-        error = None
-        if status == "failed" and result is not None:
-            failed = [u for u, b in (getattr(result, "blocks", {}) or {}).items() if getattr(b, "status", "") == "failed"]
-            error = f"block(s) failed: {', '.join(failed)}" if failed else "the run failed"
-        with self.db.session() as session:
-            if result is not None and getattr(result, "execution_date", None):
-                from sqlalchemy import update
-
-                from dagsmith.orchestration.store.models import PipelineRun
-
-                session.execute(update(PipelineRun).where(PipelineRun.id == self.db_run_id).values(execution_date=result.execution_date))
-            repo.finish_run(session, self.db_run_id, self.worker_id, status, error=error)
-        if self._writer:
-            self._writer.close()
-
-
-def history_observer(project_root, pipeline_uuid: str, **kw: Any) -> CliHistoryObserver:
-    """An observer that records a CLI run in the project's metadata DB (used by ``dagsmith run``)."""
-    from dagsmith.orchestration.db import get_database
-    from dagsmith.orchestration.settings import OrchestrationSettings
-
-    settings = OrchestrationSettings.from_env(project_root)
-    db = get_database(settings)
-    try:  # secrets stored with the UI/API resolve in `dagsmith run` too
-        from dagsmith.orchestration.secrets import SecretStore
-        from dagsmith.project.io_config import set_secret_resolver
-
-        set_secret_resolver(SecretStore(db, settings.data_dir).get)
-    except Exception:  # noqa: BLE001 - history and secrets are conveniences for CLI runs
-        pass
-    return CliHistoryObserver(db, settings, pipeline_uuid, **kw)
-
-
-def record_cli_run(project_root, pipeline_uuid: str, *, observer: Any = None, run_fn=None, **run_kwargs: Any):
-    """Run a pipeline in this process and record it (run row, block runs, logs); returns the ``RunResult``."""
-    history = history_observer(project_root, pipeline_uuid, variables=run_kwargs.get("variables"), execution_date=run_kwargs.get("execution_date"))
-    if run_fn is None:
-        from dagsmith.engine import run_pipeline as run_fn
-    observers = [history] + ([observer] if observer is not None else [])
-
-    class _Both:
-        def __getattr__(self, name):
-            def call(**kw):
-                for obs in observers:
-                    hook = getattr(obs, name, None)
-                    if hook is not None:  # optional hooks (on_blocks_added) may be missing
-                        hook(**kw)
-
-            return call
-
-    return run_fn(project_root, pipeline_uuid, observer=_Both(), **run_kwargs)
 
 
 def validate_trigger_fields(fields: dict, existing=None) -> None:
