@@ -4,7 +4,7 @@
 writes what its current run looks like — why it ran (the saved files), each block's status,
 time, rows, tests, printed output, error and a preview of its output — to
 ``<data dir>/ui/dev/<pipeline>.json`` (replaced atomically on every change, with a ``seq``
-that only grows), and the editor page polls it (``server.ui.views.editor_dev``: 204 while
+that only grows), and the editor page polls it (``server.ui.pages.editor.editor_dev``: 204 while
 ``seq`` is unchanged). A file whose ``pid`` is gone says the dev loop has stopped.
 """
 
