@@ -411,7 +411,7 @@ class Run:
             key = cache_key(block, self.root, prints, key_variables(self.shared_vars, dated=dated))
             entry = self.store.cache_lookup(self.spec.uuid, u, key)  # type: ignore[union-attr]
         except Exception as exc:  # noqa: BLE001 - the cache is an optimisation: trouble with it means "run the block"
-            self._emit_log(u, {"timestamp": _now().isoformat(), "level": "warning", "block_uuid": u,
+            self._emit_log(u, {"timestamp": utcnow().isoformat(), "level": "warning", "block_uuid": u,
                                "message": f"block cache not used: {type(exc).__name__}: {exc}"})
             return False
         if entry is None:
@@ -419,7 +419,7 @@ class Run:
             return False
         part = str(entry["partition"])
         br = self.result.blocks[u]
-        now = _now()
+        now = utcnow()
         br.started_at, br.ended_at, br.attempts = now, now, 0
         br.rows = entry.get("rows")
         br.extra["cached_from"] = entry.get("run_id") or part
