@@ -1,5 +1,8 @@
 """Run operations shared by the REST API and the CLI: create, trigger, retry, cancel, backfill.
 
+Operations on runs return the ``PipelineRun`` rows (every column loaded, usable after the
+session); the API turns them into its JSON with ``server.schemas.PipelineRunOut``.
+
 Each function opens its own short transaction, checks what a person could get wrong
 (unknown pipeline or block, wrong token, retrying a running run) and raises a
 ``DagsmithError`` that says how to fix it. (CLI runs are recorded by
@@ -9,19 +12,19 @@ Each function opens its own short transaction, checks what a person could get wr
 from __future__ import annotations
 
 import hmac
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagsmith.errors import ConfigError, DagsmithError, ProjectError
+from dagsmith.util.clock import parse_iso, utcnow
+
+if TYPE_CHECKING:
+    from dagsmith.orchestration.store.models import PipelineRun
 
 
 class Unauthorized(DagsmithError):
     """A token is missing or wrong."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def parse_datetime(value: Any, *, field: str = "date", tz: str = "UTC") -> datetime:
@@ -33,7 +36,7 @@ def parse_datetime(value: Any, *, field: str = "date", tz: str = "UTC") -> datet
     else:
         text = str(value).strip()
         try:
-            dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            dt = parse_iso(text)
         except ValueError:
             raise ConfigError(
                 f"{field} {text!r} is not an ISO 8601 date-time",
@@ -80,42 +83,16 @@ def descendants(project_root: Path, pipeline_uuid: str, block_uuid: str) -> set[
             f"block '{block_uuid}' is not in pipeline '{pipeline_uuid}'",
             hint="blocks of this pipeline: " + ", ".join(sorted(graph)),
         )
-    seen: set[str] = set()
-    todo = [block_uuid]
-    while todo:
-        for d in graph.get(todo.pop(), []):
-            if d not in seen:
-                seen.add(d)
-                todo.append(d)
-    return seen
+    from dagsmith.dag.graph import reachable
+
+    return set(reachable(graph, block_uuid))
 
 
-def run_to_dict(run) -> dict[str, Any]:
-    """A run row → the JSON shape of the API (Mage's field names plus dagsmith's)."""
-    return {
-        "id": run.id,
-        "pipeline_uuid": run.pipeline_uuid,
-        "pipeline_schedule_id": run.trigger_id,
-        "backfill_id": run.backfill_id,
-        "source": run.source,
-        "status": run.status,
-        "execution_date": run.execution_date,
-        "timezone": run.timezone,
-        "interval_start_datetime": run.interval_start,
-        "interval_end_datetime": run.interval_end,
-        "variables": run.variables or {},
-        "event_variables": run.event or {},
-        "partition": run.partition or str(run.id),
-        "worker_id": run.worker_id,
-        "claims": run.claims,
-        "cancel_requested": run.cancel_requested,
-        "passed_sla": run.passed_sla,
-        "error": run.error,
-        "started_at": run.started_at,
-        "completed_at": run.completed_at,
-        "created_at": run.created_at,
-        "updated_at": run.updated_at,
-    }
+def _loaded(row):
+    """``row`` with every column read while its session is open, so callers may use it after commit."""
+    for attr in row.__mapper__.column_attrs:
+        getattr(row, attr.key)
+    return row
 
 
 class TriggerDisabled(DagsmithError):
@@ -194,7 +171,7 @@ def _keyed_run(session, trigger, key: str | None, variables: dict, event: dict, 
 
 
 def api_trigger_run(db, trigger_id: int, token: str | None, payload: Any, *, now: datetime | None = None,
-                    allow_inactive: bool = False, idempotency_key: str | None = None) -> dict[str, Any]:
+                    allow_inactive: bool = False, idempotency_key: str | None = None) -> PipelineRun:
     """Create the run an API call asks for (Mage-compatible); returns the run as a dict.
 
     A disabled trigger refuses (``TriggerDisabled``) unless ``allow_inactive`` — the UI's
@@ -233,7 +210,7 @@ def api_trigger_run(db, trigger_id: int, token: str | None, payload: Any, *, now
             idempotency_key=key,
             now=now,
         ))
-        return run_to_dict(run)
+        return _loaded(run)
 
 
 def event_matches(pattern: Any, event: Any) -> bool:
@@ -249,7 +226,7 @@ def event_matches(pattern: Any, event: Any) -> bool:
     return pattern == event
 
 
-def fire_event(db, event: Any, *, now: datetime | None = None, idempotency_key: str | None = None) -> list[dict[str, Any]]:
+def fire_event(db, event: Any, *, now: datetime | None = None, idempotency_key: str | None = None) -> list[PipelineRun]:
     """Create a run for every active event trigger whose ``settings.event_matchers`` match ``event``.
 
     With an idempotency key, an event sent again makes no new runs: each matching trigger
@@ -278,7 +255,7 @@ def fire_event(db, event: Any, *, now: datetime | None = None, idempotency_key: 
                 allow_blocks_to_fail=bool(settings.get("allow_blocks_to_fail", False)), timeout=_float(settings.get("timeout")),
                 idempotency_key=key, now=now,
             ))
-            created.append(run_to_dict(run))
+            created.append(_loaded(run))
     return created
 
 
@@ -293,7 +270,7 @@ def create_run_now(
     source: str = "ui",
     actor: str = "api",
     now: datetime | None = None,
-) -> dict[str, Any]:
+) -> PipelineRun:
     """Queue an ad-hoc run of a pipeline (the UI's "Run now", ``POST /api/pipelines/<p>/pipeline_runs``)."""
     from dagsmith.orchestration.payloads import check_json
     from dagsmith.orchestration.store import repo
@@ -313,10 +290,10 @@ def create_run_now(
             now=now,
         )
         repo.audit(session, "run.create", "pipeline_run", run.id, {"source": source}, actor=actor, now=now)
-        return run_to_dict(run)
+        return _loaded(run)
 
 
-def retry(db, project_root: Path, run_id: int, *, from_block: str | None = None, actor: str = "api") -> dict[str, Any]:
+def retry(db, project_root: Path, run_id: int, *, from_block: str | None = None, actor: str = "api") -> PipelineRun:
     """Queue a finished run again from its failed blocks, or from ``from_block`` and its descendants."""
     from dagsmith.orchestration.store import repo
 
@@ -325,10 +302,10 @@ def retry(db, project_root: Path, run_id: int, *, from_block: str | None = None,
         below = descendants(project_root, run.pipeline_uuid, from_block) if from_block else set()
         repo.retry_run(session, run, from_block=from_block, descendants=below)
         repo.audit(session, "run.retry", "pipeline_run", run.id, {"from_block": from_block}, actor=actor)
-        return run_to_dict(run)
+        return _loaded(run)
 
 
-def cancel(db, run_id: int, *, actor: str = "api", local_cancel=None) -> dict[str, Any]:
+def cancel(db, run_id: int, *, actor: str = "api", local_cancel=None) -> PipelineRun:
     """Cancel a waiting run, or ask its worker to stop a running one."""
     from dagsmith.orchestration.store import repo
 
@@ -336,7 +313,7 @@ def cancel(db, run_id: int, *, actor: str = "api", local_cancel=None) -> dict[st
         run = repo.get_run(session, run_id)
         repo.request_cancel(session, run)
         repo.audit(session, "run.cancel", "pipeline_run", run.id, {}, actor=actor)
-        out = run_to_dict(run)
+        out = _loaded(run)
     if local_cancel is not None:
         local_cancel(run_id)
     return out
@@ -426,13 +403,15 @@ def validate_trigger_fields(fields: dict, existing=None) -> None:
         raise ConfigError(f"catchup {catchup!r} is unknown", hint="use none, latest or all")
 
 
-def create_trigger(db, project_root: Path, pipeline_uuid: str, fields: dict, *, actor: str = "api") -> int:
+def create_trigger(db, project_root: Path, pipeline_uuid: str, fields: dict, *, actor: str = "api", conflict_hint: str | None = None) -> int:
     """Create a trigger (schedule, API or event) after the checks every client gets; returns its id.
+
+    ``conflict_hint`` replaces the API's advice when the name is taken (the UI has no PUT).
 
     An in-code trigger (``in_code``, or the pipeline's ``save_in_code_automatically``) is
     written to ``pipelines/<p>/triggers.yaml`` too.
     """
-    from dagsmith.orchestration.scheduler.code_triggers import save_in_code_automatically, write_triggers_yaml
+    from dagsmith.orchestration.scheduler.code_triggers import save_in_code_automatically
     from dagsmith.orchestration.store import repo
 
     check_pipeline(project_root, pipeline_uuid)
@@ -454,12 +433,13 @@ def create_trigger(db, project_root: Path, pipeline_uuid: str, fields: dict, *, 
         if repo.find_trigger(session, pipeline_uuid, name) is not None:
             raise repo.Conflict(
                 f"pipeline '{pipeline_uuid}' already has a trigger named {name!r}",
-                hint="choose another name, or change the existing one (PUT /api/pipeline_schedules/<id>)",
+                hint=conflict_hint or "choose another name, or change the existing one (PUT /api/pipeline_schedules/<id>)",
             )
         trigger = repo.create_trigger(session, pipeline_uuid, name, **fields)
         repo.audit(session, "trigger.create", "trigger", trigger.id, {"pipeline_uuid": pipeline_uuid, "name": name}, actor=actor)
         trigger_id, in_code = trigger.id, trigger.in_code
     if in_code:
-        with db.read() as session:
-            write_triggers_yaml(project_root, pipeline_uuid, [t for t in repo.list_triggers(session, pipeline_uuid) if t.in_code])
+        from dagsmith.orchestration.triggers import write_back
+
+        write_back(project_root, db, pipeline_uuid)
     return trigger_id

@@ -36,14 +36,12 @@ import os
 import socket
 import threading
 import uuid as uuidlib
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable
 
+from dagsmith.util.clock import utcnow
+
 log = logging.getLogger("dagsmith.worker")
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class _Active:

@@ -26,17 +26,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Callable
 
 from dagsmith.orchestration.scheduler.code_triggers import CodeTriggerSync
 from dagsmith.orchestration.scheduler.triggers import ScheduleState, due_dates, next_tick
+from dagsmith.util.clock import utcnow
 
 log = logging.getLogger("dagsmith.scheduler")
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass
