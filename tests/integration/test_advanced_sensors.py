@@ -76,7 +76,7 @@ def test_a_sensor_that_never_becomes_true_fails_at_its_timeout(tmp_path):
     assert result.status == "failed"
     assert "did not become true within 0.6 s" in result.blocks["wait"].error
     assert result.blocks["after"].status == "upstream_failed"
-    assert elapsed < 5
+    assert elapsed >= 0.6  # it kept polling until its timeout (how soon after: benchmarks/timing_claims.py)
 
 
 def test_duckdb_query_sensor_waits_for_rows(tmp_path):
