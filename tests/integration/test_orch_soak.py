@@ -29,6 +29,7 @@ def test_soak_api_calls_and_a_backfill_with_workers_and_scheduler_killed(tmp_pat
     outcome = chaos(project, tmp_path, calls=120, backfill_days=10, kill_every=0.7)
     summary = summarise(outcome)
     assert summary["kills"] >= 2, summary
+    assert summary["never_up"] == [], summary  # every victim was up (registered, heart-beating) when killed
     assert outcome["drained"], summary
     assert summary["lost"] == [], summary
     assert summary["completed_twice"] == [] and summary["finished_rerun"] == [], summary
