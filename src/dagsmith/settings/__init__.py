@@ -9,8 +9,13 @@ and every layer reads a setting with ``get("data_dir")``:
 * a variable that is unset (or empty) gives the model's default, without importing the model
   (``DEFAULTS`` mirrors the model's defaults; a unit test keeps them equal);
 * a set variable of a plain-text field (``TEXT_FIELDS``: paths, URLs, names) is returned as is;
-* any other set variable is validated by the model's own field, so a bad value is a
-  ``ConfigError`` naming the variable and the values it allows, whichever module asked.
+* a set variable whose text is plainly valid (``1``/``off``, ``42``, ``0.5``, ``dask``, within
+  the bounds in ``CHECKS``) is converted here, again without the model;
+* anything else is validated by the model's own field, so a bad value is a ``ConfigError``
+  naming the variable and the values it allows, whichever module asked.
+
+``DEFAULTS`` and ``CHECKS`` repeat what the model says so the hot path stays cheap; the unit
+tests hold them equal to the model and compare both parsers over a grid of values.
 
 ``load()`` validates every variable at once (``dagsmith start`` calls it, so a bad value
 stops the server at start, not at the first request that reads it).
@@ -78,6 +83,35 @@ TEXT_FIELDS = frozenset({
     "secret_key_file", "fault_point", "fault_kill_before_store",
 })
 
+#: non-text fields: kind and lower bound (``>``/``>=``), or the choices (the model's bounds, repeated)
+CHECKS: dict[str, tuple] = {
+    "max_yaml_bytes": ("int", ">=", 1),
+    "executor": ("choice", ("local", "dask")),
+    "dask_connect_timeout": ("float", ">", 0),
+    "dask_lost_after": ("float", ">=", 0),
+    "dask_workers": ("int", ">=", 1),
+    "no_history": ("bool",),
+    "scheduler_interval": ("float", ">", 0),
+    "poll_interval": ("float", ">", 0),
+    "heartbeat_interval": ("float", ">", 0),
+    "heartbeat_timeout": ("float", ">", 0),
+    "worker_concurrency": ("int", ">=", 1),
+    "global_run_limit": ("int", ">=", 0),
+    "block_run_limit": ("int", ">=", 0),
+    "catchup": ("choice", ("none", "latest", "all")),
+    "log_retention_days": ("float", ">=", 0),
+    "run_retention_days": ("float", ">=", 0),
+    "max_body_bytes": ("int", ">=", 1),
+    "session_seconds": ("int", ">=", 1),
+    "session_idle_seconds": ("int", ">=", 1),
+    "editor_kernel": ("bool",),
+    "editor_kernel_idle": ("float", ">", 0),
+}
+
+_TRUE = frozenset({"1", "true", "yes", "on", "t", "y"})
+_FALSE = frozenset({"0", "false", "no", "off", "f", "n"})
+_UNSURE = object()
+
 #: variables read when the field's own is unset, in order (Mage's names)
 FALLBACKS: dict[str, tuple[str, ...]] = {
     "env": ("ENV",),
@@ -117,6 +151,9 @@ def get(field: str) -> Any:
     name, text = found
     if field in TEXT_FIELDS:
         return text
+    quick = plain_value(field, text)
+    if quick is not _UNSURE:
+        return quick
     key = (field, name, text)
     if key not in _validated:
         from dagsmith.settings.model import validate_field
@@ -130,3 +167,21 @@ def load() -> Any:
     from dagsmith.settings.model import load_settings
 
     return load_settings()
+
+
+def plain_value(field: str, text: str) -> Any:
+    """``text`` converted when it is plainly valid for ``field`` (as the model would convert it), else ``_UNSURE``."""
+    check = CHECKS[field]
+    kind = check[0]
+    if kind == "bool":
+        low = text.lower()
+        return True if low in _TRUE else False if low in _FALSE else _UNSURE
+    if kind == "choice":
+        folded = text.strip().lower()
+        return folded if folded in check[1] else _UNSURE
+    if not text.isascii() or not text.replace(".", "", 1 if kind == "float" else 0).isdigit():
+        return _UNSURE  # signs, exponents, spaces, underscores: the model decides
+    value = int(text) if kind == "int" else float(text)
+    op, bound = check[1], check[2]
+    ok = value > bound if op == ">" else value >= bound
+    return value if ok else _UNSURE

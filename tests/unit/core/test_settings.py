@@ -151,3 +151,38 @@ def test_dagsmith_run_fails_clearly_on_a_bad_variable_and_help_never_imports_pyd
     assert done.returncode != 0
     assert "DAGSMITH_MAX_YAML_BYTES='lots'" in done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_the_quick_checks_are_the_model_bounds():
+    import typing
+
+    from annotated_types import Ge, Gt
+
+    for field, info in model.Settings.model_fields.items():
+        if field in settings.TEXT_FIELDS:
+            assert field not in settings.CHECKS
+            continue
+        check = settings.CHECKS[field]
+        kind = model._bare(info.annotation)
+        if typing.get_origin(kind) is typing.Literal:
+            assert check == ("choice", typing.get_args(kind)), field
+        elif kind is bool:
+            assert check == ("bool",), field
+        else:
+            (bound,) = [m for m in info.metadata if isinstance(m, (Gt, Ge))]
+            op, value = (">", bound.gt) if isinstance(bound, Gt) else (">=", bound.ge)
+            assert check == ({int: "int", float: "float"}[kind], op, value), field
+
+
+@pytest.mark.parametrize("text", ["0", "1", "2", "10", "0.5", "1.0", "-1", "+3", "1e3", " 4", "4 ", "1_000", "٣",
+                                  "true", "False", "OFF", "yes", "Y", "maybe", "", "local", " Dask ", "ray", "all", "x.5"])
+def test_the_quick_parser_agrees_with_the_model(text):
+    for field in settings.CHECKS:
+        quick = settings.plain_value(field, text)
+        try:
+            expected = model.validate_field(field, text)
+        except ConfigError:
+            assert quick is settings._UNSURE, (field, text)  # only the model says no
+            continue
+        if quick is not settings._UNSURE:
+            assert quick == expected and type(quick) is type(expected), (field, text, quick, expected)
