@@ -151,6 +151,14 @@ def test_dagsmith_run_fails_clearly_on_a_bad_variable_and_help_never_imports_pyd
     assert done.returncode != 0
     assert "DAGSMITH_MAX_YAML_BYTES='lots'" in done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+    # dagsmith start checks every variable before it starts anything (no DB, no port)
+    del env["DAGSMITH_MAX_YAML_BYTES"]
+    env.update(DAGSMITH_SESSION_SECONDS="soon", DAGSMITH_DATA_DIR=str(tmp_path / "data"))
+    started = subprocess.run([sys.executable, "-m", "dagsmith.cli.app", "start", str(project), "--port", "0"],
+                             env=env, capture_output=True, text=True, timeout=120)
+    said = " ".join((started.stdout + started.stderr).split())
+    assert started.returncode != 0 and "DAGSMITH_SESSION_SECONDS='soon'" in said and "a whole number ≥ 1" in said
+    assert not (tmp_path / "data" / "dagsmith.db").exists()
 
 
 def test_the_quick_checks_are_the_model_bounds():
