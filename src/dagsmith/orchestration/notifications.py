@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from dagsmith.engine.observer import NullObserver
-from dagsmith.settings import get
 
 log = logging.getLogger("dagsmith.notifications")
 
@@ -104,6 +103,8 @@ class NotificationObserver(NullObserver):
         self.pipeline = pipeline_spec
         self.config = merged_config(project.notification_config, getattr(pipeline_spec, "notification_config", None))
         self.kinds = alert_kinds(self.config)
+        from dagsmith.settings import get
+
         self.base_url = (base_url or get("base_url")).rstrip("/")
         self.sla = float(sla) if sla else None
         self.run_ref = run_ref

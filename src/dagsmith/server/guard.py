@@ -25,6 +25,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import os
 import secrets as _secrets
 from typing import Any, Iterable
 
