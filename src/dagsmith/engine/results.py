@@ -50,10 +50,13 @@ class BlockResult:
 
 
 _BLOCK_FIELDS = fields(BlockResult)
+_SCALARS = frozenset((str, int, float, bool, type(None), datetime))
 
 
 def _plain(value: Any) -> Any:
     """``value`` with its containers copied (as ``asdict`` would, nested dataclasses as dicts)."""
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
