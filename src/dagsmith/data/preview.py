@@ -110,9 +110,10 @@ def as_table(value: Any) -> Any | None:
 def profile(value: Any) -> list[dict[str, Any]]:
     """A profile of every column of a frame-like value (see the module docstring); [] for other values.
 
-    Counts are exact except the distinct values of mostly-unique float and date columns,
-    which DuckDB estimates with HyperLogLog in one scan of all of them (``distinct_approx``):
-    an exact hash of a million unique floats costs seconds. Columns are profiled on two
+    Counts are exact except the distinct values of mostly-unique float columns (and of date or
+    integer columns whose range fits no bincount even in whole seconds or thousands), which
+    DuckDB estimates with HyperLogLog in one scan of all of them (``distinct_approx``): an
+    exact hash of a million unique floats costs seconds. Columns are profiled on two
     threads (the numpy and Arrow kernels release the GIL).
     """
     table = as_table(value)
