@@ -15,6 +15,12 @@ kernel → server: ``{"job", "event": "line", "text", "t"}``, ``{"job", "event":
 "status", "result"}``, ``{"job", "event": "done", "status", "blocks", "partition", "preview",
 "error"}``, ``{"req", "result"|"error"}``.
 
+Every message the kernel sends passes the secret masker (``project.masking``) of the kernel
+process, which knows what only the kernel saw: the project's secrets store (opened from the
+server's metadata DB URL, so a secret set after the server started is masked at the next job
+and resolves through ``get_secret_value``), and the ``.env``/``io_config.yaml`` passwords the
+block read. The server masks what it receives again with its own masker.
+
 ``DAGSMITH_EDITOR_KERNEL=0`` runs editor blocks in server threads instead (no child process).
 """
 
@@ -43,8 +49,10 @@ def enabled() -> bool:
 class Kernel:
     """The server's handle on the kernel process: started on first use, restarted after it exits."""
 
-    def __init__(self, root: Path, on_message: Callable[[dict], None], on_exit: Callable[[int | None], None]) -> None:
+    def __init__(self, root: Path, on_message: Callable[[dict], None], on_exit: Callable[[int | None], None],
+                 database_url: str | None = None) -> None:
         self.root = Path(root)
+        self.database_url = database_url
         self.on_message = on_message
         self.on_exit = on_exit
         self._lock = threading.Lock()
@@ -68,7 +76,7 @@ class Kernel:
             ctx = mp.get_context("spawn")  # a clean interpreter: no server threads or sockets copied in
             parent, child = ctx.Pipe()
             idle = float(os.environ.get(IDLE_ENV) or DEFAULT_IDLE)
-            proc = ctx.Process(target=kernel_main, args=(child, str(self.root), idle), name="dagsmith-editor-kernel", daemon=True)
+            proc = ctx.Process(target=kernel_main, args=(child, str(self.root), idle, self.database_url), name="dagsmith-editor-kernel", daemon=True)
             proc.start()
             child.close()
             self._proc, self._conn = proc, parent
@@ -167,27 +175,59 @@ def _call_chart(root: str, pipeline: str, block: str, spec: dict) -> Any:
 CALLS = {"preview": _call_preview, "chart": _call_chart}
 
 
-def kernel_main(conn, root: str, idle: float) -> None:
+def open_secrets(root: str, database_url: str | None) -> None:
+    """In the kernel: the project's secrets store resolves ``get_secret_value`` and feeds the masker.
+
+    Opened once, before the first job; a store that cannot open (no DB yet) leaves blocks
+    without secrets, as in a plain ``dagsmith run``, and is tried again at the next job.
+    """
+    from dagsmith.orchestration.db import get_database
+    from dagsmith.orchestration.secrets import SecretStore
+    from dagsmith.orchestration.settings import OrchestrationSettings
+    from dagsmith.project.io_config import set_secret_resolver
+
+    settings = OrchestrationSettings.from_env(root, **({"database_url": database_url} if database_url else {}))
+    store = SecretStore(get_database(settings, migrate=False), settings.data_dir)  # the masker's source from now on
+    set_secret_resolver(store.get)
+
+
+def kernel_main(conn, root: str, idle: float, database_url: str | None = None) -> None:
     """The kernel's loop: run jobs on threads, answer calls, exit when the server goes or after ``idle`` quiet seconds."""
     import signal
 
+    from dagsmith.project.masking import MASKER
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in the server's terminal is the server's to handle
     send_lock = threading.Lock()
+    secrets_lock = threading.Lock()
+    secrets_open = [False]
     jobs: dict[str, threading.Event] = {}
     last_activity = [time.monotonic()]
 
     def send(msg: dict) -> None:
+        msg = MASKER.mask_obj(msg)  # lines, results, errors, tracebacks: nothing leaves the kernel in clear
         with send_lock:
             try:
                 conn.send(msg)
             except (OSError, ValueError, BrokenPipeError):
                 pass
 
+    def prepare_secrets() -> None:
+        with secrets_lock:
+            if not secrets_open[0]:
+                try:
+                    open_secrets(root, database_url)
+                    secrets_open[0] = True
+                except Exception as exc:  # noqa: BLE001 - blocks without secret_var still run
+                    log.warning("the editor kernel could not open the secrets store: %s", exc)
+        MASKER.refresh()  # a secret set a moment ago (in any process) is masked in this job's first line
+
     def run_job(msg: dict, cancel: threading.Event) -> None:
         from dagsmith.server.ui.jobs import run_editor_job
 
         job = msg["job"]
         try:
+            prepare_secrets()
             done = run_editor_job(Path(root), msg["pipeline"], msg["block"], msg.get("mode") or "block", cancel,
                                   variables=msg.get("variables"), emit=lambda m: send({"job": job, **m}))
             send({"job": job, "event": "done", **done})
