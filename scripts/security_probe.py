@@ -76,6 +76,10 @@ def main() -> int:
         "    config = ConfigFileLoader(os.path.join(get_repo_path(), 'io_config.yaml'), 'default')\n"
         "    print('config:', dict(config.items()))\n"
         "    print('item:', config['POSTGRES_PASSWORD'])\n"
+        "    import logging, threading\n"
+        "    logging.getLogger('probe.block').warning('logged: %s', get_secret_value('late_pw'))\n"
+        "    t = threading.Thread(target=lambda: 1 / 0 if get_secret_value('late_pw') else 0, name='probe-' + str(get_secret_value('late_pw')))\n"
+        "    t.start(); t.join()\n"
         "    return 1\n"
     )
     for name in ("victim", "victim2"):
@@ -91,7 +95,8 @@ def main() -> int:
     server = subprocess.Popen([dagsmith, "start", str(project), "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         client = httpx.Client(base_url=base, timeout=30)
-        for _ in range(200):
+        deadline = time.monotonic() + 180  # a loaded machine starts the server slowly
+        while time.monotonic() < deadline:
             try:
                 if client.get("/api/health").status_code == 200:
                     break
@@ -263,7 +268,8 @@ def probe_sessions(client, base, port, project: Path, outside: Path, work: Path,
                               stdout=open(work / "server2.log", "w"), stderr=subprocess.STDOUT)
     try:
         a = httpx.Client(base_url=f"http://127.0.0.1:{port2}", timeout=60)
-        for _ in range(600):
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
             try:
                 if a.get("/api/health").status_code == 200:
                     break

@@ -254,8 +254,9 @@ def run_command(
 ) -> int:
     from dagsmith.errors import DagsmithError, NothingToRun, ValidationError
 
-    from dagsmith.project.masking import MaskedStream
+    from dagsmith.project.masking import MaskedStream, mask_process_streams
 
+    mask_process_streams()  # a thread a block started that dies with a secret in its traceback, too
     console = Console(highlight=False, file=MaskedStream(sys.stdout))  # secrets never reach the terminal
     try:
         if executor is not None and executor not in ("local", "dask"):

@@ -255,3 +255,18 @@ class MaskedStream:
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
+
+
+def mask_process_streams() -> None:
+    """Mask everything this process writes to ``sys.stdout``/``sys.stderr`` (once).
+
+    For the output that bypasses loggers and consoles: a thread's uncaught traceback (its name and
+    message may hold a secret), a library's print. ``dagsmith run``, ``dagsmith start`` and the
+    editor kernel call it at start.
+    """
+    import sys
+
+    if not isinstance(sys.stdout, MaskedStream):
+        sys.stdout = MaskedStream(sys.stdout)  # type: ignore[assignment]
+    if not isinstance(sys.stderr, MaskedStream):
+        sys.stderr = MaskedStream(sys.stderr)  # type: ignore[assignment]

@@ -119,3 +119,25 @@ def test_one_mask_for_reprs_connector_errors_and_logs():
             self._secrets = ["conn-pass-99"]
 
     assert Conn()._scrub("login conn-pass-99 failed, process-wide-value-42") == f"login {MASK} failed, {MASK}"
+
+
+def test_dagsmith_run_masks_a_threads_uncaught_traceback(project):
+    """Output that bypasses the run's capture (a thread the block started dies) is masked too."""
+    (project / ".env").write_text("API_TOKEN=thread-token-6d21\n")
+    (project / "data_loaders" / "load.py").write_text(
+        "import os, threading\n\n\n"
+        "@data_loader\n"
+        "def load(*args, **kwargs):\n"
+        "    token = os.environ['API_TOKEN']\n"
+        "    def work():\n"
+        "        raise RuntimeError('refused ' + token)\n"
+        "    t = threading.Thread(target=work, name='t-' + token)\n"
+        "    t.start(); t.join()\n"
+        "    return 1\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(project.parent)}
+    proc = subprocess.run([sys.executable, "-m", "dagsmith", "run", str(project), "p"], capture_output=True, text=True, env=env)
+    shown = proc.stdout + proc.stderr
+    assert proc.returncode == 0, shown[-2000:]
+    assert "Exception in thread t-******" in shown and "RuntimeError: refused ******" in shown, shown[-2000:]
+    assert "thread-token-6d21" not in shown

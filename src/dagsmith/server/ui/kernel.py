@@ -195,9 +195,12 @@ def kernel_main(conn, root: str, idle: float, database_url: str | None = None) -
     """The kernel's loop: run jobs on threads, answer calls, exit when the server goes or after ``idle`` quiet seconds."""
     import signal
 
-    from dagsmith.project.masking import MASKER
+    from dagsmith.project.masking import MASKER, mask_process_streams
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in the server's terminal is the server's to handle
+    # the kernel shares the server's terminal (its log): what reaches it outside a block's capture
+    # (a thread's traceback, a logging warning) is masked like the server's own lines
+    mask_process_streams()
     send_lock = threading.Lock()
     secrets_lock = threading.Lock()
     secrets_open = [False]
