@@ -218,8 +218,8 @@ class NotificationObserver(NullObserver):
         from dagsmith.project.masking import MASKER
 
         # a block's error can carry a password (a connection string, a value it printed):
-        # alerts leave dagsmith, so every text in them is masked like a log line
-        MASKER.refresh()
+        # alerts leave dagsmith, so every text in them is masked like a log line (the masker asks
+        # the secrets store again when its last look is older than 2 s)
         f = MASKER.mask_obj(self.fields(kind, run_id=run_id, status=status, result=result))
         title, text = (MASKER.mask(t) for t in self.message(kind, f))
         records = []
