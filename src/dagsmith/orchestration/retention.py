@@ -73,14 +73,13 @@ class PurgeReport:
 
 def _store(settings):
     """The project's variables store, wherever its ``variables_dir`` puts it (a folder, ``s3://``, ``gs://``)."""
-    from dagsmith.data.store import VariableStore
-    from dagsmith.engine.storage import project_store
+    from dagsmith.engine.storage import project_store, store_at
 
     try:
         return project_store(settings.project_root)
     except Exception:  # noqa: BLE001 - a broken metadata.yaml is reported by runs; the data folder is still cleaned
         log.warning("retention: the project's variables_dir cannot be read; cleaning the data folder's store only")
-        return VariableStore(settings.data_dir)
+        return store_at(settings.data_dir)
 
 
 def purge(db, settings, *, now: datetime) -> PurgeReport:
