@@ -16,10 +16,11 @@ kernel → server: ``{"job", "event": "line", "text", "t"}``, ``{"job", "event":
 "error"}``, ``{"req", "result"|"error"}``.
 
 Every message the kernel sends passes the secret masker (``project.masking``) of the kernel
-process, which knows what only the kernel saw: the project's secrets store (opened from the
-server's metadata DB URL, so a secret set after the server started is masked at the next job
-and resolves through ``get_secret_value``), and the ``.env``/``io_config.yaml`` passwords the
-block read. The server masks what it receives again with its own masker.
+process, which knows what only the kernel saw: the values of the project's secrets store
+(opened from the server's metadata DB URL when a block first reads a secret; a secret set
+after the server started resolves through ``get_secret_value`` and is masked), and the
+``.env``/``io_config.yaml`` passwords the block read. The server masks what it receives again
+with its own masker, which knows every stored secret.
 
 ``DAGSMITH_EDITOR_KERNEL=0`` runs editor blocks in server threads instead (no child process).
 """
@@ -176,19 +177,31 @@ CALLS = {"preview": _call_preview, "chart": _call_chart}
 
 
 def open_secrets(root: str, database_url: str | None) -> None:
-    """In the kernel: the project's secrets store resolves ``get_secret_value`` and feeds the masker.
+    """In the kernel: ``get_secret_value`` resolves from the project's secrets store, opened on first use.
 
-    Opened once, before the first job; a store that cannot open (no DB yet) leaves blocks
-    without secrets, as in a plain ``dagsmith run``, and is tried again at the next job.
+    Opening the store (from the server's metadata DB URL) also makes it a masking source of the
+    kernel, so every value a block reads, and any set later, is masked in what the kernel sends.
+    A job that reads no secret never touches the metadata DB.
     """
-    from dagsmith.orchestration.db import get_database
-    from dagsmith.orchestration.secrets import SecretStore
-    from dagsmith.orchestration.settings import OrchestrationSettings
+    import threading as _threading
+
     from dagsmith.project.io_config import set_secret_resolver
 
-    settings = OrchestrationSettings.from_env(root, **({"database_url": database_url} if database_url else {}))
-    store = SecretStore(get_database(settings, migrate=False), settings.data_dir)  # the masker's source from now on
-    set_secret_resolver(store.get)
+    store: list = []
+    lock = _threading.Lock()
+
+    def resolve(name: str, **kw):
+        with lock:
+            if not store:
+                from dagsmith.orchestration.db import get_database
+                from dagsmith.orchestration.secrets import SecretStore
+                from dagsmith.orchestration.settings import OrchestrationSettings
+
+                settings = OrchestrationSettings.from_env(root, **({"database_url": database_url} if database_url else {}))
+                store.append(SecretStore(get_database(settings, migrate=False), settings.data_dir))
+        return store[0].get(name, **kw)
+
+    set_secret_resolver(resolve)
 
 
 def kernel_main(conn, root: str, idle: float, database_url: str | None = None) -> None:
@@ -202,8 +215,6 @@ def kernel_main(conn, root: str, idle: float, database_url: str | None = None) -
     # (a thread's traceback, a logging warning) is masked like the server's own lines
     mask_process_streams()
     send_lock = threading.Lock()
-    secrets_lock = threading.Lock()
-    secrets_open = [False]
     jobs: dict[str, threading.Event] = {}
     last_activity = [time.monotonic()]
 
@@ -215,22 +226,14 @@ def kernel_main(conn, root: str, idle: float, database_url: str | None = None) -
             except (OSError, ValueError, BrokenPipeError):
                 pass
 
-    def prepare_secrets() -> None:
-        with secrets_lock:
-            if not secrets_open[0]:
-                try:
-                    open_secrets(root, database_url)
-                    secrets_open[0] = True
-                except Exception as exc:  # noqa: BLE001 - blocks without secret_var still run
-                    log.warning("the editor kernel could not open the secrets store: %s", exc)
-        MASKER.refresh()  # a secret set a moment ago (in any process) is masked in this job's first line
+    open_secrets(root, database_url)
 
     def run_job(msg: dict, cancel: threading.Event) -> None:
         from dagsmith.server.ui.jobs import run_editor_job
 
         job = msg["job"]
         try:
-            prepare_secrets()
+            MASKER.refresh()  # once the store is open: a secret set a moment ago is masked in this job's first line
             done = run_editor_job(Path(root), msg["pipeline"], msg["block"], msg.get("mode") or "block", cancel,
                                   variables=msg.get("variables"), emit=lambda m: send({"job": job, **m}))
             send({"job": job, "event": "done", **done})
