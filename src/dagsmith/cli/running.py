@@ -402,7 +402,9 @@ def _lazy_secret_resolver(project: str) -> None:
 
 def _history_observer(project: str, pipeline: str, variables: dict | None = None) -> Any:
     """Record the run in the project's history inbox (ingested by the metadata DB later)."""
-    if os.environ.get("DAGSMITH_NO_HISTORY"):
+    from dagsmith.settings import get
+
+    if get("no_history"):
         return None
     from dagsmith.cli.history import InboxRecorder
 

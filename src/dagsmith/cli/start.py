@@ -176,6 +176,9 @@ def command(
         from dagsmith.project.env import load_project_env
 
         load_project_env(root)
+        from dagsmith.settings import load as check_settings
+
+        check_settings()  # every DAGSMITH_* variable, now: a bad one stops start-up, not a later request
         if "server" in roles:  # a network-facing server needs sign-in (dagsmith.server.ui.auth)
             from dagsmith.server.ui.auth import check_host_allowed
 

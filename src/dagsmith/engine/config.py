@@ -24,17 +24,15 @@ Like Mage, a value may be a Jinja template (``{{ env_var('EXECUTOR') }}``).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
 from dagsmith.errors import ConfigError
+from dagsmith.settings import get
 
 EXECUTORS = ("local", "dask")
-EXECUTOR_ENV = "DAGSMITH_EXECUTOR"
-SCHEDULER_ENV = "DAGSMITH_DASK_SCHEDULER"
 
 
 @dataclass(frozen=True)
@@ -174,22 +172,14 @@ def choose_executor(config: RunConfig, spec: Any) -> str:
     pipeline_kind = executor_type_of((getattr(spec, "raw", None) or {}).get("executor_type")) or ""
     if pipeline_kind == "dask":
         return "dask"
-    value = os.environ.get(EXECUTOR_ENV, "").strip().lower()
-    if value:
-        if value not in EXECUTORS:
-            raise ConfigError(
-                f"{EXECUTOR_ENV}={value!r} is not an executor",
-                hint=f"set {EXECUTOR_ENV} to local or dask",
-            )
-        return value
-    return "local"
+    return get("executor") or "local"  # DAGSMITH_EXECUTOR, validated by the settings model
 
 
 def dask_scheduler(config: RunConfig, project_metadata: Mapping[str, Any]) -> str | None:
     """The scheduler address of a Dask run, or None to start a ``LocalCluster``."""
     if config.dask_scheduler:
         return config.dask_scheduler
-    value = os.environ.get(SCHEDULER_ENV, "").strip()
+    value = (get("dask_scheduler") or "").strip()
     if value:
         return value
     section = project_metadata.get("dask") or {}

@@ -48,6 +48,7 @@ from dagsmith.engine.retry import RetryPolicy
 from dagsmith.engine.task import BlockOutcome, BlockTask, ExecContext, FanShape, Input, Ref, execute_block, split_outputs
 from dagsmith.engine.validation import validate_for_run
 from dagsmith.engine.variables import run_variables
+from dagsmith import settings
 from dagsmith.errors import BlockError, BlockTimeout, DagsmithError, ProjectError, RunCancelled
 from dagsmith.project.layout import EXECUTABLE_TYPES
 from dagsmith.project.specs import BlockSpec, PipelineSpec
@@ -56,7 +57,6 @@ from dagsmith.util.clock import utcnow
 __all__ = ["run_pipeline", "execute_run", "Run", "new_run_id", "split_outputs"]
 
 #: a test hook (issue 12): SIGKILL this process after block <uuid> returned and before its outputs are stored
-KILL_BEFORE_STORE_ENV = "DAGSMITH_FAULT_KILL_BEFORE_STORE"
 
 
 def new_run_id() -> str:
@@ -162,7 +162,7 @@ class Run:
         )
         self.standalone_inputs = config.block_uuids is not None
         self.project_retry = self.project.retry_config
-        self._kill_before_store = os.environ.get(KILL_BEFORE_STORE_ENV)
+        self._kill_before_store = settings.get("fault_kill_before_store")
 
         self.by_uuid = self.spec.block_map()
         upstream = {u: self.by_uuid[u].upstream_blocks for u in self.selected}

@@ -53,7 +53,6 @@ _ALIASES = {
 #: fields usable in ``message_templates`` (``{pipeline_uuid}`` …)
 MESSAGE_FIELDS = ("pipeline_uuid", "pipeline_run_id", "status", "execution_time", "error", "failed_blocks", "pipeline_run_url", "event")
 CHAT_CHANNELS = {"slack_config": "text", "teams_config": "text", "google_chat_config": "text", "discord_config": "content"}
-DEFAULT_BASE_URL = "http://127.0.0.1:6789"
 
 
 def merged_config(project_config: Mapping[str, Any] | None, pipeline_config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -106,7 +105,9 @@ class NotificationObserver(NullObserver):
         self.pipeline = pipeline_spec
         self.config = merged_config(project.notification_config, getattr(pipeline_spec, "notification_config", None))
         self.kinds = alert_kinds(self.config)
-        self.base_url = (base_url or os.environ.get("DAGSMITH_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        from dagsmith.settings import get
+
+        self.base_url = (base_url or get("base_url")).rstrip("/")
         self.sla = float(sla) if sla else None
         self.run_ref = run_ref
         self.timeout = timeout

@@ -35,13 +35,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 log = logging.getLogger(__name__)
-IDLE_ENV = "DAGSMITH_EDITOR_KERNEL_IDLE"
-ENABLE_ENV = "DAGSMITH_EDITOR_KERNEL"
-DEFAULT_IDLE = 300.0
 
 
 def enabled() -> bool:
-    return os.environ.get(ENABLE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    from dagsmith.settings import get
+
+    return get("editor_kernel")
 
 
 # ---------------------------------------------------------------- server side
@@ -76,7 +75,9 @@ class Kernel:
 
             ctx = mp.get_context("spawn")  # a clean interpreter: no server threads or sockets copied in
             parent, child = ctx.Pipe()
-            idle = float(os.environ.get(IDLE_ENV) or DEFAULT_IDLE)
+            from dagsmith.settings import get
+
+            idle = get("editor_kernel_idle")
             proc = ctx.Process(target=kernel_main, args=(child, str(self.root), idle, self.database_url), name="dagsmith-editor-kernel", daemon=True)
             proc.start()
             child.close()
