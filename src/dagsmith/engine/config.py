@@ -109,6 +109,8 @@ def executor_type_of(value: Any) -> str | None:
         return None
     text = str(value).strip()
     if "{{" in text:
+        import os
+
         import jinja2
 
         env = jinja2.Environment(autoescape=False)
