@@ -305,6 +305,9 @@ def run_command(
 ) -> int:
     from dagsmith.errors import DagsmithError, NothingToRun, ValidationError
 
+    from dagsmith.project.masking import mask_process_streams
+
+    mask_process_streams()  # a thread a block started that dies with a secret in its traceback, too
     console = run_console(sys.stdout)  # masked: secrets never reach the terminal
     try:
         if executor is not None and executor not in ("local", "dask"):

@@ -166,9 +166,10 @@ def command(
         console.print(f"[yellow]hint:[/] create one with:  dagsmith init {project}")
         raise typer.Exit(2)
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from dagsmith.project.masking import install_logging_filter
+    from dagsmith.project.masking import install_logging_filter, mask_process_streams
 
     install_logging_filter()  # secrets never reach the server log
+    mask_process_streams()  # nor does what bypasses logging: a thread's uncaught traceback
     try:
         from dagsmith.orchestration.runtime import Runtime
         from dagsmith.orchestration.settings import OrchestrationSettings

@@ -22,7 +22,8 @@ Config lives in the project's ``metadata.yaml`` and/or the pipeline's (pipeline 
 Each message names the pipeline, the run, the status, the failed blocks with their errors
 and a link to the run page. String values are rendered with Jinja at send time
 (``env_var``, ``mage_secret_var``/``secret`` from dagsmith's secrets store), so secrets
-stay out of the YAML; error messages about sending never include URLs or passwords.
+stay out of the YAML; every text of an alert (title, message, the webhook's fields) passes the
+secret masker (``project.masking``); error messages about sending never include URLs or passwords.
 Sending never fails a run: problems are logged and kept in ``NotificationObserver.sent``.
 
 ``passed_sla``: give ``sla`` (seconds, the trigger's SLA); when the run is still going
@@ -216,8 +217,13 @@ class NotificationObserver(NullObserver):
     # ------------------------------------------------------------ sending
     def notify(self, kind: str, *, run_id: Any, status: str, result: Any) -> list[dict[str, Any]]:
         """Send one alert on every configured channel; returns the delivery records."""
-        f = self.fields(kind, run_id=run_id, status=status, result=result)
-        title, text = self.message(kind, f)
+        from dagsmith.project.masking import MASKER
+
+        # a block's error can carry a password (a connection string, a value it printed):
+        # alerts leave dagsmith, so every text in them is masked like a log line (the masker asks
+        # the secrets store again when its last look is older than 2 s)
+        f = MASKER.mask_obj(self.fields(kind, run_id=run_id, status=status, result=result))
+        title, text = (MASKER.mask(t) for t in self.message(kind, f))
         records = []
         for key, value in self.config.items():
             if not isinstance(value, Mapping):
