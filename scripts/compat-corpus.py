@@ -6,7 +6,8 @@ Usage (from the repo, with the dev venv):
     .venv/bin/python scripts/compat-corpus.py /work/corpus --mage /path/to/mage \
         [--mage-python /path/to/python-with-mage] [--out compat-out] [--only SUBSTRING]
 
-``PROJECTS`` holds one folder per source repository; every folder below it that has
+``PROJECTS`` holds one folder per source repository, ``PROJECTS/<owner>/<name>`` (e.g. extracted
+from ``git archive`` of each repository); every folder below it that has
 ``pipelines/<uuid>/metadata.yaml`` is a Mage project. Each pipeline is run twice, once with
 ``mage run`` and once with ``dagsmith run``, each time in a fresh copy of the repository, from
 the folder above the project (Mage's container layout: ``/home/src/<project>``). Nothing of the
@@ -146,7 +147,9 @@ class Case:
 
 def discover(root: Path, only: str | None) -> list[Case]:
     cases = []
-    for repo in sorted(p for p in root.iterdir() if p.is_dir()):
+    # PROJECTS/<owner>/<name>: one folder per GitHub repository
+    repos = sorted(r for owner in root.iterdir() if owner.is_dir() for r in owner.iterdir() if r.is_dir())
+    for repo in repos:
         for meta in sorted(repo.glob("**/pipelines/*/metadata.yaml")):
             if any(part.startswith(".") for part in meta.relative_to(repo).parts) or not meta.is_file():
                 continue
@@ -160,7 +163,7 @@ def discover(root: Path, only: str | None) -> list[Case]:
                 key = f"{b.get('type')}/{b.get('language') or 'python'}"
                 blocks[key] = blocks.get(key, 0) + 1
             case = Case(
-                repo=repo.name,
+                repo=str(repo.relative_to(root)),
                 project=str(project.relative_to(repo)),
                 pipeline=meta.parent.name,
                 kind=str(data.get("type") or "python"),
@@ -259,6 +262,12 @@ class Gcs:
         self.port = free_port()
         self.server = FakeGCSServer(port=self.port)
         self.server.__enter__()
+        # The wrapper pipes the server's request log and never reads it: once ~64 KB of log
+        # lines fill the pipe the server blocks mid-request (a partitioned-Parquet export of
+        # ~40 partitions hung both tools). Drain it.
+        proc = self.server._process
+        if proc is not None and proc.stderr is not None:
+            threading.Thread(target=shutil.copyfileobj, args=(proc.stderr, open(os.devnull, "wb")), daemon=True).start()
         self.client = storage.Client(
             project="corpus-proj", credentials=AnonymousCredentials(), client_options={"api_endpoint": self.url}
         )
@@ -481,9 +490,9 @@ def run_one(
         shutil.rmtree(work)
     work.mkdir(parents=True)
     repo_src = args.projects / case.repo
-    # The project's parent is the working directory; a project at the repo root is put
-    # under a folder named like Mage's default project.
-    repo_dst = work / "default_repo" if case.project == "." else work
+    # The repository is copied under its own name; the project's parent is the working
+    # directory (the scratch folder itself for a project at the repository's root).
+    repo_dst = work / Path(case.repo).name
     shutil.copytree(repo_src, repo_dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".git"))
     project = (repo_dst / case.project).resolve()
     cwd = project.parent
@@ -608,6 +617,7 @@ def main() -> int:
     args.projects = args.projects.resolve()
     args.workdir = args.workdir.resolve()
     args.out = args.out.resolve()
+    args.dagsmith = args.dagsmith.absolute()  # runs happen in other folders
     (args.out / "logs").mkdir(parents=True, exist_ok=True)
     marker = args.workdir.parent / (args.workdir.name + ".corpus-scratch")
     if args.workdir.exists() and not marker.exists():
@@ -659,7 +669,8 @@ RUNNABLE = ("data_loader/", "transformer/", "data_exporter/", "custom/", "sensor
 def category(row: dict[str, Any]) -> str:
     m, d = row["mage"]["exit"] == 0, row["dagsmith"]["exit"] == 0
     if not any(k.startswith(RUNNABLE) for k in row["case"]["blocks"]):
-        return "no block to run"
+        # both tools exit 0 having run nothing: the same outcome
+        return "same (no block to run)" if m and d and not row["diffs"] else "no block to run"
     if m and d:
         return "outputs differ" if row["diffs"] else "same"
     if m:
