@@ -567,23 +567,40 @@ def first_error(text: str) -> str:
 
 # ---------------------------------------------------------------- comparison
 
-def compare(m: Outcome, d: Outcome) -> list[str]:
+# pyarrow's write_to_dataset names each file "<random uuid hex>-<i>.parquet": the same
+# dataset written twice differs only in those names, so they are compared with the uuid masked.
+RANDOM_NAME = re.compile(r"[0-9a-f]{32}")
+
+
+def _masked(entries: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in entries.items():
+        masked = RANDOM_NAME.sub("<uuid>", key)
+        out[masked if masked not in out else key] = value
+    return out
+
+
+def compare(m: dict[str, Any], d: dict[str, Any]) -> list[str]:
+    """Differences between two runs' outcomes (``asdict(Outcome)``)."""
     diffs = []
-    if m.passed != d.passed:
-        diffs.append(f"exit {m.exit} vs {d.exit}")
-    if m.passed and d.passed:
-        for path in sorted(set(m.files) | set(d.files)):
-            a, b = m.files.get(path), d.files.get(path)
+    m_pass, d_pass = m["exit"] == 0, d["exit"] == 0
+    if m_pass != d_pass:
+        diffs.append(f"exit {m['exit']} vs {d['exit']}")
+    if m_pass and d_pass:
+        mf, df = _masked(m["files"]), _masked(d["files"])
+        for path in sorted(set(mf) | set(df)):
+            a, b = mf.get(path), df.get(path)
             if a is None or b is None:
                 diffs.append(f"file {path} only written by {'mage' if b is None else 'dagsmith'}")
             elif a[1] != b[1]:
                 diffs.append(f"file {path}: {a[0]} vs {b[0]} bytes, different content")
-        for name in sorted(set(m.tables) | set(d.tables)):
-            if m.tables.get(name) != d.tables.get(name):
-                diffs.append(f"table {name}: {m.tables.get(name)} vs {d.tables.get(name)} rows")
-        for name in sorted(set(m.objects) | set(d.objects)):
-            if m.objects.get(name) != d.objects.get(name):
-                diffs.append(f"object {name}: {m.objects.get(name)} vs {d.objects.get(name)} bytes")
+        for name in sorted(set(m["tables"]) | set(d["tables"])):
+            if m["tables"].get(name) != d["tables"].get(name):
+                diffs.append(f"table {name}: {m['tables'].get(name)} vs {d['tables'].get(name)} rows")
+        mo, do = _masked(m["objects"]), _masked(d["objects"])
+        for name in sorted(set(mo) | set(do)):
+            if mo.get(name) != do.get(name):
+                diffs.append(f"object {name}: {mo.get(name)} vs {do.get(name)} bytes")
     return diffs
 
 
@@ -611,6 +628,7 @@ def main() -> int:
     ap.add_argument("--only", help="run only the pipelines whose id contains this")
     ap.add_argument("--timeout", type=int, default=600)
     ap.add_argument("--keep", type=Path, help="results.json of an earlier run: its pipelines are not run again")
+    ap.add_argument("--first", type=Path, help="file of pipeline ids (one a line) to run before the others")
     ap.add_argument("--bq-venv", type=Path, default=Path(__file__).resolve().parents[1] / ".emulators" / "bq",
                     help="local-bigquery venv (bash scripts/setup-emulators.sh makes it)")
     args = ap.parse_args()
@@ -626,6 +644,10 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
 
     cases = discover(args.projects, args.only)
+    if args.first:
+        wanted = [ln.strip() for ln in args.first.read_text().splitlines() if ln.strip()]
+        rank = {pid: i for i, pid in enumerate(wanted)}
+        cases.sort(key=lambda c: rank.get(c.id, len(rank)))  # stable: the others keep their order
     data_server, data_port = serve_dir(args.data)
     token_server, token_port = token_stub()
     shim = Path(tempfile.mkdtemp(prefix="corpus-shim-"))
@@ -647,10 +669,11 @@ def main() -> int:
                 continue
             m = run_one("mage", case, args, services, i)
             d = run_one("dagsmith", case, args, services, i)
-            diffs = compare(m, d)
+            diffs = compare(asdict(m), asdict(d))
             rows.append({"id": case.id, "case": asdict(case), "mage": asdict(m), "dagsmith": asdict(d), "diffs": diffs})
             status = "same" if not diffs else "; ".join(diffs)[:160]
             print(f"[{i + 1}/{len(cases)}] {case.id}: mage {m.exit} dagsmith {d.exit} — {status}", flush=True)
+            (args.out / "results.json").write_text(json.dumps(rows, indent=1))  # a stopped run keeps its rows
     finally:
         services["pg"].drop_all()
         services["gcs"].close()
@@ -683,6 +706,7 @@ def category(row: dict[str, Any]) -> str:
 def write_table(rows: list[dict[str, Any]], path: Path) -> None:
     counts: dict[str, int] = {}
     for r in rows:
+        r["diffs"] = compare(r["mage"], r["dagsmith"])  # rows kept from an earlier run: today's rules
         r["category"] = category(r)
         counts[r["category"]] = counts.get(r["category"], 0) + 1
     mage_pass = sum(1 for r in rows if r["mage"]["exit"] == 0)
