@@ -503,7 +503,7 @@ def run_one(
     state = Path(tempfile.mkdtemp(prefix=f"corpus-{tool}-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MAGE_", "DAGSMITH_", "POSTGRES_", "VIRTUAL_ENV"))}
     env.update(env_file(repo_src, args.projects / case.repo / case.project))
-    db = f"corpus_{index}_{tool}"
+    db = f"{args.db_prefix}_{index}_{tool}"
     services["pg"].create(db)
     env.update(
         POSTGRES_HOST="127.0.0.1", POSTGRES_PORT="5432", POSTGRES_USER="postgres", POSTGRES_PASSWORD="postgres",
@@ -628,6 +628,7 @@ def main() -> int:
     ap.add_argument("--only", help="run only the pipelines whose id contains this")
     ap.add_argument("--timeout", type=int, default=600)
     ap.add_argument("--keep", type=Path, help="results.json of an earlier run: its pipelines are not run again")
+    ap.add_argument("--db-prefix", default="corpus", help="prefix of the per-run databases (two runners at once need two)")
     ap.add_argument("--first", type=Path, help="file of pipeline ids (one a line) to run before the others")
     ap.add_argument("--bq-venv", type=Path, default=Path(__file__).resolve().parents[1] / ".emulators" / "bq",
                     help="local-bigquery venv (bash scripts/setup-emulators.sh makes it)")
@@ -640,6 +641,7 @@ def main() -> int:
     marker = args.workdir.parent / (args.workdir.name + ".corpus-scratch")
     if args.workdir.exists() and not marker.exists():
         sys.exit(f"{args.workdir} exists and is not this runner's scratch folder; pick another --workdir")
+    marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
 
