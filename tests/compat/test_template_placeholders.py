@@ -45,3 +45,20 @@ def test_only_the_exact_placeholder_is_ignored(tmp_path, monkeypatch):
     local = variables_root(tmp_path, {"remote_variables_dir": "s3://bucket/path_prefix"})
     assert "://" not in local
     assert variables_root(tmp_path, {"remote_variables_dir": "s3://bucket/real_prefix"}) == "s3://bucket/real_prefix"
+
+
+@pytest.mark.integration
+def test_an_unreachable_remote_store_fails_the_run_with_a_message(tmp_path, http_data_server):
+    root = make_project(tmp_path, "demo_project")
+    (root / "metadata.yaml").write_text("project_type: standalone\nremote_variables_dir: s3://outputs/prefix\n")
+    add_example_pipeline(root, http_data_server(TITANIC))
+    env = {**os.environ, "DAGSMITH_NO_HISTORY": "1", "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+           "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "AWS_REGION": "us-east-1"}
+    env.pop("DAGSMITH_DATA_DIR", None)
+    env.pop("DAGSMITH_VARIABLES_DIR", None)
+    r = subprocess.run([sys.executable, "-m", "dagsmith", "run", "demo_project", "example_pipeline"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert "Traceback" not in out, out
+    assert "could not be stored" in out and "s3://outputs/prefix" in out, out
