@@ -114,7 +114,7 @@ BLOCKS_ONLY = '''
 # the template pipeline's three block files called in order in one process, without the engine
 import sys
 from pathlib import Path
-from dagsmith.compat.importer import aliasing
+from dagsmith.blocks.mage_imports import aliasing
 
 project = Path(sys.argv[1])
 import os

@@ -73,7 +73,7 @@ def test_global_variables_are_the_pipeline_metadata_variables(tmp_path, monkeypa
     root = make_project(tmp_path, "demo")
     add_pipeline(root, "p", [{"uuid": "a", "type": "data_loader", "code": "@data_loader\ndef f(*a, **k):\n    return 1\n"}])
     monkeypatch.setenv("DAGSMITH_REPO_PATH", str(root))
-    from dagsmith.compat.importer import aliasing
+    from dagsmith.blocks.mage_imports import aliasing
 
     with aliasing():
         from mage_ai.data_preparation.variable_manager import get_global_variable, set_global_variable
@@ -235,7 +235,7 @@ def test_check_status_sees_a_completed_run(tmp_path, monkeypatch):
 
 
 def test_settings_repo_helpers(tmp_path, monkeypatch):
-    from dagsmith.compat.importer import aliasing
+    from dagsmith.blocks.mage_imports import aliasing
 
     root = make_project(tmp_path, "demo")
     monkeypatch.setenv("DAGSMITH_REPO_PATH", str(root))

@@ -216,10 +216,13 @@ def test_parquet_local_replace_partition_twice(tmp_path):
         from mage_ai.io.file import FileIO
         FileIO().export_partitioned(df, 'lake/trips', ['pickup_date'], if_exists='replace_partition')
     """))
-    backfill_twice(root, lambda: pq.read_table(root / "lake" / "trips").column("trip_id").to_pylist())
-    folders = sorted(p.name for p in (root / "lake" / "trips").iterdir())
+    # FileIO's relative paths resolve against the working directory, which is the folder above
+    # the project while blocks run (Mage's container layout, docs/compatibility.md)
+    lake = root.parent / "lake" / "trips"
+    backfill_twice(root, lambda: pq.read_table(lake).column("trip_id").to_pylist())
+    folders = sorted(p.name for p in lake.iterdir())
     assert folders == [f"pickup_date={d.date().isoformat()}" for d in DAYS]
-    assert all(len(list((root / "lake" / "trips" / f).iterdir())) == 1 for f in folders)
+    assert all(len(list((lake / f).iterdir())) == 1 for f in folders)
 
 
 def test_parquet_gcs_replace_partition_twice(tmp_path, gcs_emulator, gcs_bucket):

@@ -53,7 +53,7 @@ def test_replace_append_fail(bq, bigquery_emulator):
 
 
 def test_mage_import_names(bigquery_emulator):
-    from dagsmith.compat.importer import aliasing
+    from dagsmith.blocks.mage_imports import aliasing
 
     with aliasing():
         from mage_ai.io.bigquery import BigQuery as MageBQ

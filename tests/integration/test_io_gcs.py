@@ -162,7 +162,7 @@ def test_key_dict_wins_over_file_path_and_both_work(gcs_emulator, gcs_bucket, tm
 
 
 def test_mage_import_names(gcs_emulator, gcs_bucket):
-    from dagsmith.compat.importer import aliasing
+    from dagsmith.blocks.mage_imports import aliasing
 
     with aliasing():
         from mage_ai.io.config import ConfigFileLoader as CFL

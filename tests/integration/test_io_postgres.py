@@ -182,7 +182,7 @@ def test_unreachable_host_fails_within_connect_timeout(pg_server):
 
 
 def test_mage_block_style_with_io_config_file(pg_server, pg_schema, tmp_path, monkeypatch):
-    from dagsmith.compat.importer import aliasing
+    from dagsmith.blocks.mage_imports import aliasing
 
     monkeypatch.setenv("DAGSMITH_T_PG_PORT", str(pg_server.port))
     (tmp_path / "io_config.yaml").write_text(

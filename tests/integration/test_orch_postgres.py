@@ -122,3 +122,46 @@ def test_worker_processes_execute_each_run_exactly_once(pg_project, tmp_path):
     assert len({r.worker_id for r in runs}) >= 2  # the work was shared
     keys = marks(project, "counted")
     assert sorted(keys) == sorted(f"k{i}" for i in range(n))  # each run's block ran exactly once
+
+
+def test_a_worker_process_is_woken_by_runs_queued_elsewhere_not_by_its_poll(pg_project):
+    """LISTEN/NOTIFY: a worker polling once an hour still claims a run another process queued."""
+    import threading
+
+    from tests.fixtures.orch_projects import wait_until
+    from dagsmith.orchestration.db import Database
+    from dagsmith.orchestration.store import repo
+    from dagsmith.orchestration.wakeup import QueueListener
+    from dagsmith.orchestration.worker import Worker
+
+    project, url, settings, db = pg_project
+    stop = threading.Event()
+    wakes = threading.Event()
+    listener = QueueListener(db.url, wakes.set)
+    listener.start(stop)
+    worker = Worker(settings.with_(poll_interval=3600.0), db)
+    other = Database(settings)  # the API or scheduler of another process
+    try:
+        assert listener.listening.wait(30) and wakes.wait(30)  # the wake given on (re)connect
+        wakes.clear()
+        with other.session() as s:
+            run_id = repo.create_run(s, "one", source="api").id
+        assert wakes.wait(30), "no notification reached the listener"
+
+        worker.start(stop)
+        assert worker.listener is not None and worker.listener.listening.wait(30)
+        with other.session() as s:
+            second = repo.create_run(s, "one", source="api").id
+        for rid in (run_id, second):
+            wait_until(lambda rid=rid: _status(other, rid) == "completed", 120, 0.05, f"run {rid} completed")
+    finally:
+        stop.set()
+        worker.shutdown(grace=5)
+        other.dispose()
+
+
+def _status(db, run_id):
+    from dagsmith.orchestration.store import repo
+
+    with db.read() as s:
+        return repo.get_run(s, run_id).status

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import marshal
-import os
 import sys
 import threading
 from pathlib import Path
@@ -17,6 +16,7 @@ from types import CodeType
 from typing import NamedTuple
 
 from dagsmith.blocks.decorators import ENTRY_KINDS
+from dagsmith.util.fs import write_bytes_atomic
 
 
 class FunctionFacts(NamedTuple):
@@ -113,10 +113,7 @@ def _write_cache(path: Path, stamp: tuple[int, int], functions: tuple[FunctionFa
         return
     target = _cache_file(path)
     try:
-        target.parent.mkdir(exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
-        tmp.write_bytes(marshal.dumps((stamp, tuple(tuple(f) for f in functions), code, str(path))))
-        os.replace(tmp, target)
+        write_bytes_atomic(target, marshal.dumps((stamp, tuple(tuple(f) for f in functions), code, str(path))))
     except OSError:  # a read-only project still runs; it just parses again next time
         pass
 

@@ -57,7 +57,7 @@ def load_python_block(path: Path, block_type: str, *, block_uuid: str, fresh: bo
     re-executes module-level code (what a run wants: module code may read
     environment variables).
     """
-    from dagsmith.compat.importer import aliasing
+    from dagsmith.blocks.mage_imports import aliasing
 
     key = (str(path), block_type)
     try:
@@ -162,10 +162,10 @@ def call_with(fn: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, 
     """Call user code Mage's way: positional inputs, and keywords it can take.
 
     ``mage_ai`` imports inside the function resolve to dagsmith while it runs
-    (``compat.importer``). The keywords are also made current for connectors the code
+    (``blocks.mage_imports``). The keywords are also made current for connectors the code
     calls (``dagsmith.io.runtime``).
     """
-    from dagsmith.compat.importer import aliasing
+    from dagsmith.blocks.mage_imports import aliasing
 
     with aliasing():
         try:
@@ -238,7 +238,7 @@ def entry_for(loaded: LoadedBlock, block_uuid: str, block_type: str) -> Callable
 
 def ensure_importable(project_root: Path) -> None:
     """Put the project's parent folder on ``sys.path`` so ``<project>.utils.x`` imports work,
-    and make ``mage_ai`` imports resolve to dagsmith (``compat.importer.refresh``).
+    and make ``mage_ai`` imports resolve to dagsmith (``blocks.mage_imports.refresh``).
 
     A package of the same name imported earlier from another folder (another
     project with the same folder name) is dropped from ``sys.modules`` first.
@@ -248,9 +248,9 @@ def ensure_importable(project_root: Path) -> None:
     """
     import importlib
 
-    from dagsmith.compat.importer import refresh
+    from dagsmith.blocks.mage_imports import refresh
 
-    refresh()  # ``mage_ai`` imports resolve from here on (see compat.importer)
+    refresh()  # ``mage_ai`` imports resolve from here on (see blocks.mage_imports)
     with _IMPORTABLE_LOCK:
         parent = str(project_root.parent)
         if parent not in sys.path:

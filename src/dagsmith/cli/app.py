@@ -8,7 +8,6 @@ importing Typer at all and hands every other invocation to ``main()`` here.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import List, Optional
 
@@ -100,32 +99,6 @@ def _self_command() -> str:
     return str(me.absolute()) if rel.startswith("..") else rel
 
 
-def _parse_vars(runtime_vars: Optional[str], pairs: Optional[List[str]]) -> dict:
-    from dagsmith.errors import DagsmithError
-
-    out: dict = {}
-    if runtime_vars:
-        try:
-            loaded = json.loads(runtime_vars)
-        except json.JSONDecodeError as exc:
-            raise DagsmithError(
-                f"--runtime-vars is not valid JSON: {exc.msg} at character {exc.pos}",
-                hint='example: --runtime-vars \'{"year": 2021, "month": 1}\'',
-            ) from None
-        if not isinstance(loaded, dict):
-            raise DagsmithError("--runtime-vars must be a JSON object of name: value")
-        out.update(loaded)
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise DagsmithError(f"-v expects key=value, got {pair!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
-
-
 @app.command()
 def run(
     project: str = typer.Argument(..., help="Project folder."),
@@ -148,6 +121,7 @@ def run(
 ) -> None:
     """Run a pipeline and show each block's progress (blocks run in this process, or on Dask)."""
     from dagsmith.cli.running import run_command
+    from dagsmith.cli.runvars import parse_vars
 
     code = run_command(
         project=project,
@@ -163,7 +137,7 @@ def run(
         executor=executor,
         dask_scheduler=dask_scheduler,
         as_json=as_json,
-        parse_vars=_parse_vars,
+        parse_vars=parse_vars,
         fail=_fail,
     )
     raise typer.Exit(code)

@@ -16,27 +16,6 @@ from typing import List, Optional
 import typer
 
 
-def _parse_vars(runtime_vars: Optional[str], pairs: Optional[List[str]]) -> dict:
-    out: dict = {}
-    if runtime_vars:
-        try:
-            loaded = json.loads(runtime_vars)
-        except json.JSONDecodeError as exc:
-            raise typer.BadParameter(f"not valid JSON: {exc.msg}", param_hint="--runtime-vars") from None
-        if not isinstance(loaded, dict):
-            raise typer.BadParameter("must be a JSON object", param_hint="--runtime-vars")
-        out.update(loaded)
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"expected key=value, got {pair!r}", param_hint="--var")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
-
-
 def command(
     project: str = typer.Argument(..., help="Project folder."),
     pipeline: str = typer.Argument(..., help="Pipeline uuid."),
@@ -59,6 +38,7 @@ def command(
     from rich.console import Console
     from rich.markup import escape
 
+    from dagsmith.cli.runvars import parse_vars
     from dagsmith.errors import DagsmithError
 
     err = Console(stderr=True, highlight=False)
@@ -66,7 +46,7 @@ def command(
     try:
         code = _backfill(
             root, pipeline, start=start, end=end, interval=interval, units=units, concurrency=concurrency,
-            tz=timezone, variables=_parse_vars(runtime_vars, var), name=name, rerun_failed=rerun_failed,
+            tz=timezone, variables=parse_vars(runtime_vars, var), name=name, rerun_failed=rerun_failed,
             queue_only=queue_only, as_json=as_json, project_arg=project,
         )
     except DagsmithError as exc:

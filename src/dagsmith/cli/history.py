@@ -30,10 +30,9 @@ def inbox_dir(project_root: str | os.PathLike[str]) -> Path:
 
 
 def _write(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    from dagsmith.util.fs import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, default=str))
 
 
 class InboxRecorder:

@@ -76,10 +76,9 @@ class Claim:
         """Record (or update, e.g. with the bound port) what this process says about ``role``."""
         if role not in self.handles:
             return
-        path = _info_path(self.data_dir, role)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), **info}), encoding="utf-8")
-        os.replace(tmp, path)
+        from dagsmith.util.fs import write_text_atomic
+
+        write_text_atomic(_info_path(self.data_dir, role), json.dumps({"pid": os.getpid(), **info}))
 
     def release(self) -> None:
         for role, handle in list(self.handles.items()):

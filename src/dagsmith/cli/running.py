@@ -474,18 +474,13 @@ def _report(console: Console, result: Any, project: str, pipeline: str, blocks: 
 def exporter_free_blocks(spec: Any) -> tuple[list[str], list[str]]:
     """(blocks ``dagsmith test`` runs, blocks it skips): data exporters and every block downstream
     of one are skipped, so testing never writes to the pipeline's targets."""
+    from dagsmith.dag.graph import downstream_of, known_upstream, reachable
     from dagsmith.project.layout import EXECUTABLE_TYPES
 
     executable = [b for b in spec.blocks if b.type in EXECUTABLE_TYPES]
-    by_uuid = {b.uuid: b for b in executable}
-    skipped: set[str] = {b.uuid for b in executable if b.type == "data_exporter"}
-    changed = True
-    while changed:  # downstream closure, in any block order
-        changed = False
-        for b in executable:
-            if b.uuid not in skipped and any(u in skipped for u in b.upstream_blocks if u in by_uuid):
-                skipped.add(b.uuid)
-                changed = True
+    exporters = [b.uuid for b in executable if b.type == "data_exporter"]
+    down = downstream_of(known_upstream({b.uuid: b.upstream_blocks for b in executable}))
+    skipped = {*exporters, *reachable(down, exporters)}
     run = [b.uuid for b in executable if b.uuid not in skipped]
     return run, [b.uuid for b in executable if b.uuid in skipped]
 

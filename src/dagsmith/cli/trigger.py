@@ -69,7 +69,7 @@ def list_cmd(
     from rich.table import Table
 
     from dagsmith.orchestration.scheduler.code_triggers import CodeTriggerSync
-    from dagsmith.server.api.triggers import _next_run
+    from dagsmith.orchestration.triggers import next_run as _next_run
     from dagsmith.orchestration.store import repo
 
     settings, db = _open(project)
@@ -185,14 +185,14 @@ def create_cmd(
     if catchup:
         fields["catchup"] = catchup
     if var:
-        from dagsmith.cli.backfill import _parse_vars
+        from dagsmith.cli.runvars import parse_vars
 
-        fields["variables"] = _parse_vars(None, var)
+        fields["variables"] = parse_vars(None, var)
     if in_code:
         fields["in_code"] = True
     settings, db = _open(project)
     trigger_id = create_trigger(db, settings.project_root, pipeline, fields, actor="cli")
-    from dagsmith.server.api.triggers import _next_run
+    from dagsmith.orchestration.triggers import next_run as _next_run
 
     with db.read() as session:
         trigger = repo.get_trigger(session, trigger_id)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from dagsmith.errors import DagsmithError, ProjectError
+from dagsmith.util.clock import parse_iso
 
 __all__ = ["TriggeredRun", "TriggeredRunFailed", "TriggeredRunTimeout", "UpstreamRunFailed", "check_status", "trigger_pipeline"]
 
@@ -249,5 +250,5 @@ def check_status(
 
 def _utc(value: datetime) -> datetime:
     if isinstance(value, str):
-        value = datetime.fromisoformat(value)
+        value = parse_iso(value)
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)

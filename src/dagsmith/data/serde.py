@@ -37,6 +37,29 @@ def kind_of(value: Any) -> str:
     return "pickle"
 
 
+#: the libraries whose values are frames (or parts of one: series, arrays, scalars)
+FRAME_LIBRARIES = frozenset({"pandas", "polars", "pyarrow"})
+
+
+def from_frame_library(value: Any) -> bool:
+    """True for any pandas, polars or pyarrow object; the store gives each its own output file."""
+    return type(value).__module__.split(".", 1)[0] in FRAME_LIBRARIES
+
+
+def is_frame(value: Any) -> bool:
+    """True for a table: a pandas DataFrame, a polars or pyarrow object, or any Arrow C stream.
+
+    What a SQL block can load into a table (a pandas Series is not one).
+    """
+    mod = type(value).__module__
+    return (
+        (mod.startswith("pandas") and type(value).__name__ == "DataFrame")
+        or mod.startswith("polars")
+        or mod.startswith("pyarrow")
+        or hasattr(value, "__arrow_c_stream__")
+    )
+
+
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
 

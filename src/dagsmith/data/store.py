@@ -36,8 +36,9 @@ import uuid as uuidlib
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
-from dagsmith.data.serde import read_value, write_value
+from dagsmith.data.serde import from_frame_library, read_value, write_value
 from dagsmith.errors import ProjectError
+from dagsmith.util.fs import write_text_atomic
 
 _latest_lock = threading.Lock()
 
@@ -171,7 +172,7 @@ class VariableStore:
         except FileNotFoundError:
             final.mkdir(parents=True, exist_ok=True)
         except FileExistsError:  # written before (a re-run of this partition): replace atomically
-            _write_text_atomic(final / META, text)
+            write_text_atomic(final / META, text)
             for old in final.glob("output_*"):
                 shutil.rmtree(old, ignore_errors=True)
             return
@@ -222,7 +223,7 @@ class VariableStore:
         Most blocks of long chains return small values; this keeps persisting them from
         costing more than running them.
         """
-        if len(outputs) > INLINE_MAX_ITEMS or any(_is_frame(v) for v in outputs):
+        if len(outputs) > INLINE_MAX_ITEMS or any(from_frame_library(v) for v in outputs):
             return None
         from dagsmith.data.serde import is_plain_json
 
@@ -371,7 +372,7 @@ class VariableStore:
 
 def _write_folder(folder: Path, outputs: list[Any], multi: bool, version: str) -> dict[str, Any]:
     """Write outputs as ``output_<i>/`` folders; returns the manifest describing them."""
-    packed = multi and not any(_is_frame(v) for v in outputs)
+    packed = multi and not any(from_frame_library(v) for v in outputs)
     if packed:  # a long list of plain values is one file, not one folder per item
         write_value(list(outputs), folder / "output_0")
     else:
@@ -450,10 +451,6 @@ def _mage_labels(df: Any) -> Any:
     return df
 
 
-def _is_frame(value: Any) -> bool:
-    return type(value).__module__.split(".", 1)[0] in ("pandas", "polars", "pyarrow")
-
-
 def as_input(values: list[Any], multi: bool) -> Any:
     """Mage's hand-off rule: one output is passed as itself, none or several as a list.
 
@@ -476,12 +473,4 @@ def _read_json(path: Path) -> Any:
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_text_atomic(path, json.dumps(data, default=str))
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, default=str))

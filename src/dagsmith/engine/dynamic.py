@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+from dagsmith.dag.graph import reachable, topological_order
 from dagsmith.errors import ProjectError
 
 SEP = ":"
@@ -253,20 +254,7 @@ class DynamicLayout:
 
 
 def _topological(blocks: Mapping[str, Any], order: Sequence[str]) -> list[str]:
-    """``order`` rearranged so every block comes after its upstream blocks (cycles are caught earlier)."""
-    done: dict[str, None] = {}
-    visiting: set[str] = set()
-
-    def visit(uid: str) -> None:
-        if uid in done or uid in visiting:
-            return
-        visiting.add(uid)
-        for u in blocks[uid].upstream_blocks:
-            if u in blocks:
-                visit(u)
-        visiting.discard(uid)
-        done[uid] = None
-
-    for uid in order:
-        visit(uid)
-    return list(done)
+    """``order`` and its upstreams, each block after its upstream blocks (cycles are caught earlier)."""
+    ups = {uid: [u for u in blocks[uid].upstream_blocks if u in blocks] for uid in blocks}
+    wanted = set(order).union(reachable(ups, order))
+    return topological_order({uid: ups[uid] for uid in (*order, *ups) if uid in wanted})

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
+from dagsmith.dag.graph import downstream_of, known_upstream, reachable
+
 INITIAL = "initial"
 QUEUED = "queued"
 RUNNING = "running"
@@ -46,12 +48,9 @@ class RunPlan:
         order: Iterable[str] | None = None,
         completed: Iterable[str] = (),
     ) -> None:
-        self.upstream: dict[str, tuple[str, ...]] = {n: tuple(u for u in ups if u in upstream) for n, ups in upstream.items()}
+        self.upstream: dict[str, tuple[str, ...]] = known_upstream(upstream)
         self.order: list[str] = list(order) if order is not None else list(self.upstream)
-        self.downstream: dict[str, list[str]] = {n: [] for n in self.upstream}
-        for n, ups in self.upstream.items():
-            for u in ups:
-                self.downstream[u].append(n)
+        self.downstream: dict[str, list[str]] = downstream_of(self.upstream)
         self.status: dict[str, str] = {n: INITIAL for n in self.upstream}
         for n in completed:
             if n in self.status:
@@ -81,16 +80,7 @@ class RunPlan:
         return all(s in FINAL for s in self.status.values())
 
     def descendants(self, node: str) -> list[str]:
-        seen: dict[str, None] = {}
-        todo = list(self.downstream.get(node, ()))
-        i = 0
-        while i < len(todo):
-            n = todo[i]
-            i += 1
-            if n not in seen:
-                seen[n] = None
-                todo.extend(self.downstream.get(n, ()))
-        return list(seen)
+        return reachable(self.downstream, node)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
+from dagsmith.dag.graph import reachable
 from dagsmith.data.store import OutputsMissing
 from dagsmith.engine import plan as P
 from dagsmith.engine.config import RunConfig, choose_executor
@@ -50,6 +51,7 @@ from dagsmith.engine.variables import run_variables
 from dagsmith.errors import BlockError, BlockTimeout, DagsmithError, ProjectError, RunCancelled
 from dagsmith.project.layout import EXECUTABLE_TYPES
 from dagsmith.project.specs import BlockSpec, PipelineSpec
+from dagsmith.util.clock import utcnow
 
 __all__ = ["run_pipeline", "execute_run", "Run", "new_run_id", "split_outputs"]
 
@@ -198,7 +200,7 @@ class Run:
 
     def execute(self) -> RunResult:
         res = self.result
-        res.started_at = _now()
+        res.started_at = utcnow()
         for u in self.plan.order:
             res.blocks[u] = BlockResult(block_uuid=u, status=self.plan.status[u])
         self.observer.on_run_start(run_id=self.run_id, pipeline_uuid=self.spec.uuid, blocks=list(self.plan.order))
@@ -234,7 +236,7 @@ class Run:
             res.blocks = {u: res.blocks[u] for u in self.plan.order}
         res.status = P.FAILED if self.run_error else self.plan.outcome(allow_blocks_to_fail=self.config.allow_blocks_to_fail)
         res.error = self.run_error
-        res.ended_at = _now()
+        res.ended_at = utcnow()
         res.abandoned_threads = self.executor.abandons_threads
         if self.store is not None and self.persist:
             try:
@@ -340,7 +342,7 @@ class Run:
                 block_uuid=self._tpl(att.node),
                 hint="raise the block's timeout in the pipeline's metadata.yaml, or make it faster",
             )
-            self._final(att.node, BlockOutcome(att.node, att.attempt, status=P.FAILED, error=err, ended_at=_now()))
+            self._final(att.node, BlockOutcome(att.node, att.attempt, status=P.FAILED, error=err, ended_at=utcnow()))
 
     # ------------------------------------------------------------ attempts
     def _submit(self, u: str, attempt: int) -> None:
@@ -349,7 +351,7 @@ class Run:
         try:
             inputs = self._input_refs(block, u)
         except BlockError as exc:
-            br.started_at = br.started_at or _now()
+            br.started_at = br.started_at or utcnow()
             self._final(u, BlockOutcome(u, attempt, status=P.FAILED, error=exc))
             return
         node = self.dyn.get(u)
@@ -374,7 +376,7 @@ class Run:
             lookup=self._lookup() if block.is_sql else {},
         )
         br.attempts = attempt
-        started = _now()
+        started = utcnow()
         br.started_at = br.started_at or started
         self.observer.on_block_start(
             run_id=self.run_id, block_uuid=u, attempt=attempt, started_at=started, **self._event_extra(u)
@@ -410,7 +412,7 @@ class Run:
             policy = None
         if policy is not None and att.attempt <= policy.retries:
             line = f"attempt {att.attempt} failed: {outcome.error}; retrying"
-            self._emit_log(u, {"timestamp": _now().isoformat(), "level": "warning", "message": line, "block_uuid": u})
+            self._emit_log(u, {"timestamp": utcnow().isoformat(), "level": "warning", "message": line, "block_uuid": u})
             self._add_stdout(u, line)
             self._seq += 1
             due = time.monotonic() + policy.wait_before(att.attempt + 1)
@@ -473,7 +475,7 @@ class Run:
 
     def _record(self, u: str, outcome: BlockOutcome) -> None:
         br = self.result.blocks[u]
-        br.ended_at = outcome.ended_at or _now()
+        br.ended_at = outcome.ended_at or utcnow()
         if outcome.error is not None:
             err = outcome.error
             br.error = str(err.message if isinstance(err, DagsmithError) else err)
@@ -569,7 +571,7 @@ class Run:
                 self._record(att.node, self.finals.pop(att.node))
                 continue
             outcome = BlockOutcome(att.node, att.attempt, status=P.CANCELLED,
-                                   error=RunCancelled(f"block '{att.node}' was cancelled"), ended_at=_now())
+                                   error=RunCancelled(f"block '{att.node}' was cancelled"), ended_at=utcnow())
             if self.hooks.has_callbacks(self._tpl(att.node)):
                 cb = execute_block(self._callback_task(att.node, P.CANCELLED, None), _InlineContext(self))
                 outcome.callbacks = cb.callbacks
@@ -596,7 +598,7 @@ class Run:
                 self._record(att.node, self.finals.pop(att.node))
                 continue
             err = BlockError(problem, block_uuid=self._tpl(att.node))
-            self._record(att.node, BlockOutcome(att.node, att.attempt, status=P.FAILED, error=err, ended_at=_now()))
+            self._record(att.node, BlockOutcome(att.node, att.attempt, status=P.FAILED, error=err, ended_at=utcnow()))
         for _due, _seq, u, attempt in self.retries:
             self._record(u, BlockOutcome(u, attempt, status=P.FAILED, error=BlockError(problem, block_uuid=self._tpl(u))))
         self.retries.clear()
@@ -770,7 +772,7 @@ class Run:
         else:
             status = P.COMPLETED
         br = self.result.blocks[g]
-        br.ended_at = _now()
+        br.ended_at = utcnow()
         br.rows = len(node.children)
         if failed:
             shown = ", ".join(failed[:5]) + (", …" if len(failed) > 5 else "")
@@ -795,7 +797,7 @@ class Run:
         self.plan.start(g)
         br = self.result.blocks[g]
         br.status = P.RUNNING
-        br.started_at = _now()
+        br.started_at = utcnow()
         try:
             fan = self._fanshape(source)
         except (DagsmithError, OutputsMissing) as exc:
@@ -936,16 +938,7 @@ def _select(
         spec.block(uid)  # raises a clear error for unknown uuids
         chosen.add(uid)
     if with_upstream:
-        by = spec.block_map()
-        todo = list(chosen)
-        while todo:
-            for up in by[todo.pop()].upstream_blocks:
-                if up in names and up not in chosen:
-                    chosen.add(up)
-                    todo.append(up)
+        upstream = {b.uuid: [u for u in b.upstream_blocks if u in names] for b in spec.blocks}
+        chosen.update(reachable(upstream, chosen))
     return chosen & names if chosen & names else chosen
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 

@@ -46,6 +46,15 @@ def project_store(project_root: str | os.PathLike[str], metadata: Mapping[str, A
     return VariableStore(variables_root(project_root, metadata))
 
 
+def store_at(root: str | os.PathLike[str]) -> VariableStore:
+    """The variables store at ``root`` (a folder or an object-store URL).
+
+    The layers above the engine (orchestration's retention) open stores through here, so
+    they depend on the engine alone and never on ``dagsmith.data`` directly.
+    """
+    return VariableStore(root)
+
+
 def _absolute(value: str, project_root: str | os.PathLike[str]) -> str:
     if "://" in value:
         return value

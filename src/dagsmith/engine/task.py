@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -39,6 +39,7 @@ from dagsmith.engine.capture import BlockSink, block_logger, capturing
 from dagsmith.engine.dynamic import FanOut, reduce_outputs, split_dynamic_output
 from dagsmith.errors import BlockError, BlockTestFailure, BlockTimeout, DagsmithError, RunCancelled, TerminalError
 from dagsmith.project.specs import BlockSpec, PipelineSpec
+from dagsmith.util.clock import utcnow
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,7 @@ def execute_block(task: BlockTask, ctx: ExecContext) -> BlockOutcome:
     """Run one attempt of ``task`` (or its callbacks); never raises for the block's own failures."""
     if task.action == "callbacks":
         return _run_callbacks(task, ctx)
-    out = BlockOutcome(task.node, task.attempt, started_at=_now())
+    out = BlockOutcome(task.node, task.attempt, started_at=utcnow())
     sink = _sink(task, ctx, out)
     block = task.block
     try:
@@ -403,7 +404,7 @@ def _run_tests(task: BlockTask, tests: list[Any], outputs: list[Any], kwargs: di
 
 
 def _run_callbacks(task: BlockTask, ctx: ExecContext) -> BlockOutcome:
-    out = BlockOutcome(task.node, task.attempt, status=task.callback_status or P.COMPLETED, started_at=_now())
+    out = BlockOutcome(task.node, task.attempt, status=task.callback_status or P.COMPLETED, started_at=utcnow())
     sink = _sink(task, ctx, out)
     try:
         inputs = resolve_inputs(task, ctx)
@@ -444,12 +445,12 @@ def _failed(out: BlockOutcome, sink: BlockSink, error: BaseException, *, cause: 
 def _done(out: BlockOutcome, sink: BlockSink) -> BlockOutcome:
     sink.flush()
     out.stdout = sink.text
-    out.ended_at = _now()
+    out.ended_at = utcnow()
     return out
 
 
 def _record(node: str, message: str, level: str) -> dict:
-    return {"timestamp": _now().isoformat(), "level": level, "message": message, "block_uuid": node}
+    return {"timestamp": utcnow().isoformat(), "level": level, "message": message, "block_uuid": node}
 
 
 def _missing(uid: str) -> Any:
@@ -465,7 +466,3 @@ def _portable(exc: BaseException) -> BaseException:
         return exc
     except Exception:  # noqa: BLE001 - any user exception type may refuse pickling
         return RuntimeError(f"{type(exc).__name__}: {exc}")
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)

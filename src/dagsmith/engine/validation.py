@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterable
 
 from dagsmith.blocks.checks import check_python_block
-from dagsmith.dag.validate import graph_problems
+from dagsmith.project.checks import graph_problems
 from dagsmith.errors import NothingToRun, ValidationError
 from dagsmith.project.layout import EXECUTABLE_TYPES
 from dagsmith.project.specs import BlockSpec, PipelineSpec

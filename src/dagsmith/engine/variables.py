@@ -11,14 +11,15 @@ import os
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
 
+from dagsmith.util.clock import parse_iso
+
 
 def as_aware(value: datetime | str | None) -> datetime:
     """A tz-aware datetime (UTC assumed for naive values and ISO strings without offset)."""
     if value is None:
         return datetime.now(timezone.utc)
     if isinstance(value, str):
-        text = value.strip().replace("Z", "+00:00")
-        value = datetime.fromisoformat(text)
+        value = parse_iso(value)
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value

@@ -141,6 +141,36 @@ class Connector:
         return f"{type(self).__name__}({inner})"
 
 
+def release(owner: Any, attr: str, *steps: str) -> None:
+    """Close what ``owner.<attr>`` holds (a client or connection) and forget it; safe to call twice.
+
+    ``steps`` are the handle's methods to call in order (default ``close``); each is best
+    effort, since closing happens on the way out, often while another error is raised.
+    """
+    handle = getattr(owner, attr, None)
+    setattr(owner, attr, None)
+    if handle is None:
+        return
+    for step in steps or ("close",):
+        try:
+            getattr(handle, step)()
+        except Exception:  # noqa: BLE001 - a failed close must not hide the caller's error
+            pass
+
+
+# --------------------------------------------------------------------------- SQL text
+
+
+def quote_ident(name: Any) -> str:
+    """A SQL identifier, always double-quoted (embedded quotes doubled): PostgreSQL and DuckDB."""
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def quote_literal(value: Any) -> str:
+    """A SQL string literal (embedded quotes doubled), for catalog queries that take no parameters."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 # --------------------------------------------------------------------------- frames
 
 

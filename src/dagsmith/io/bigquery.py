@@ -33,6 +33,7 @@ from dagsmith.io.base import (
     arrow_to_pandas,
     config_source,
     config_value,
+    release,
     rename_columns,
     to_arrow,
     write_policy,
@@ -108,12 +109,7 @@ class BigQuery(Connector):
         _ = self.client
 
     def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                client.close()
-            except Exception:
-                pass
+        release(self, "_client")
 
     def _error(self, exc: Exception, what: str) -> Exception:
         from dagsmith.io.gcs import _google_error

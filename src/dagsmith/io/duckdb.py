@@ -29,6 +29,8 @@ from dagsmith.io.base import (
     arrow_to_pandas,
     config_source,
     config_value,
+    quote_ident,
+    release,
     rename_columns,
     to_arrow,
     write_policy,
@@ -41,14 +43,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["DuckDB", "default_database", "duckdb_column"]
 
 WAREHOUSE_FILENAME = "warehouse.duckdb"
-
-
-def _q(name: str) -> str:
-    return '"' + str(name).replace('"', '""') + '"'
-
-
-def _lit(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 _DUCK_ARROW = {
@@ -186,12 +180,7 @@ class DuckDB(Connector):
         return self._conn
 
     def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:
-                pass
+        release(self, "_conn")
 
     def _error(self, exc: Exception, what: str) -> Exception:
         return TerminalConnectorError(f"{what} failed on {self._where()}: {exc}")
@@ -253,7 +242,7 @@ class DuckDB(Connector):
         return bool(rows)
 
     def sample(self, schema: str, table: str, size: int = 10_000, **kwargs: Any) -> "pd.DataFrame":
-        return self.load(f"SELECT * FROM {_q(schema)}.{_q(table)}", limit=size)
+        return self.load(f"SELECT * FROM {quote_ident(schema)}.{quote_ident(table)}", limit=size)
 
     # ------------------------------------------------------------------ writing
 
@@ -290,7 +279,7 @@ class DuckDB(Connector):
         policy = write_policy(if_exists)
         schema_change = on_schema_change_setting(on_schema_change)
         conn = self._connection()
-        target = f"{_q(schema)}.{_q(table_name)}"
+        target = f"{quote_ident(schema)}.{quote_ident(table_name)}"
         where = f"export to {schema}.{table_name}"
         view = f"_dagsmith_src_{uuid.uuid4().hex[:12]}"
         keys = list(unique_constraints or [])
@@ -323,12 +312,12 @@ class DuckDB(Connector):
             if table is not None:
                 conn.register(view, table)
                 registered = True
-                source_sql = _q(view)
+                source_sql = quote_ident(view)
             elif part_column is not None:  # the result is checked, then written: run the query once
                 conn.execute(
-                    f"CREATE OR REPLACE TEMPORARY TABLE {_q(view)} AS {query_string.strip().rstrip(';')}"
+                    f"CREATE OR REPLACE TEMPORARY TABLE {quote_ident(view)} AS {query_string.strip().rstrip(';')}"
                 )
-                source_sql = f"temp.main.{_q(view)}"
+                source_sql = f"temp.main.{quote_ident(view)}"
             else:
                 source_sql = f"({query_string.strip().rstrip(';')})"
             exists = self.table_exists(schema, table_name)
@@ -339,14 +328,14 @@ class DuckDB(Connector):
                 )
             if table is None and part_column is not None:
                 partition = self.query_partition(source_sql, part_column, part_value, where, f"{schema}.{table_name}")
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(schema)}")
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
             if not exists or policy is ExportWritePolicy.REPLACE:
                 conn.execute("BEGIN TRANSACTION")
                 conn.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM {source_sql}")
                 if keys:
                     conn.execute(
-                        f"CREATE UNIQUE INDEX {_q(table_name + '_' + '_'.join(keys) + '_uniq')}"
-                        f" ON {target} ({', '.join(_q(k) for k in keys)})"
+                        f"CREATE UNIQUE INDEX {quote_ident(table_name + '_' + '_'.join(keys) + '_uniq')}"
+                        f" ON {target} ({', '.join(quote_ident(k) for k in keys)})"
                     )
                 conn.execute("COMMIT")
             else:
@@ -354,18 +343,18 @@ class DuckDB(Connector):
                 described = self.describe(f"SELECT * FROM {source_sql}")
                 incoming, cast_sql = self.check_drift(described, table, schema, table_name, policy, schema_change)
                 if partition is not None:
-                    condition, params = partition.sql(_q(partition.column), lambda n: "?")
+                    condition, params = partition.sql(quote_ident(partition.column), lambda n: "?")
                     conn.execute(f"DELETE FROM {target} WHERE {condition}", params)
                 conflict = ""
                 if keys:
                     updates = [c for c in incoming if c not in keys]
                     method = (unique_conflict_method or "UPDATE").upper()
                     if method == "IGNORE" or not updates:
-                        conflict = f" ON CONFLICT ({', '.join(_q(k) for k in keys)}) DO NOTHING"
+                        conflict = f" ON CONFLICT ({', '.join(quote_ident(k) for k in keys)}) DO NOTHING"
                     else:
-                        sets = ", ".join(f"{_q(c)} = EXCLUDED.{_q(c)}" for c in updates)
-                        conflict = f" ON CONFLICT ({', '.join(_q(k) for k in keys)}) DO UPDATE SET {sets}"
-                cols = ", ".join(_q(c) for c in incoming)
+                        sets = ", ".join(f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in updates)
+                        conflict = f" ON CONFLICT ({', '.join(quote_ident(k) for k in keys)}) DO UPDATE SET {sets}"
+                cols = ", ".join(quote_ident(c) for c in incoming)
                 conn.execute(f"INSERT INTO {target} ({cols}) SELECT {cast_sql} FROM {source_sql}{conflict}")
                 conn.execute("COMMIT")
             counted = source_sql if part_column is not None else target
@@ -385,7 +374,7 @@ class DuckDB(Connector):
                 conn.unregister(view)
             elif table is None and part_column is not None:
                 try:
-                    conn.execute(f"DROP TABLE IF EXISTS temp.main.{_q(view)}")
+                    conn.execute(f"DROP TABLE IF EXISTS temp.main.{quote_ident(view)}")
                 except duckdb.Error:
                     pass
         return self._exported(count, f"{schema}.{table_name} ({self.database})")
@@ -429,13 +418,13 @@ class DuckDB(Connector):
         diff = compare(target_cols, incoming, values=table, label="frame" if table is not None else "query")
         action = "replace a partition of" if policy is ExportWritePolicy.REPLACE_PARTITION else "append to"
         enforce(diff, on_schema_change=schema_change, target=f"{schema}.{name}", action=action)
-        qualified = ".".join(_q(p) for p in ([catalog] if catalog else []) + [schema, name])
+        qualified = ".".join(quote_ident(p) for p in ([catalog] if catalog else []) + [schema, name])
         for change in diff.added:
-            self._connection().execute(f"ALTER TABLE {qualified} ADD COLUMN {_q(change.column)} {change.frame_type}")
+            self._connection().execute(f"ALTER TABLE {qualified} ADD COLUMN {quote_ident(change.column)} {change.frame_type}")
         # the values were checked to survive the cast: cast explicitly, so DuckDB never rounds silently
         types = {c.name: c.type for c in target_cols}
         select = ", ".join(
-            f"CAST({_q(c.name)} AS {types[c.name]})" if c.name in diff.casts else _q(c.name) for c in incoming
+            f"CAST({quote_ident(c.name)} AS {types[c.name]})" if c.name in diff.casts else quote_ident(c.name) for c in incoming
         )
         return [c.name for c in incoming], select
 
@@ -454,9 +443,9 @@ class DuckDB(Connector):
         if arrow is None:
             raise ConfigError(f"{where}: cannot partition by {column!r} of type {described[column]}")
         partition = resolve_partition(column, value, arrow, variables=variables, where=where)
-        condition, params = partition.sql(_q(column), lambda n: "?")
+        condition, params = partition.sql(quote_ident(column), lambda n: "?")
         outside, example = conn.execute(
-            f"SELECT count(*), min(CAST({_q(column)} AS VARCHAR)) FROM {source_sql} WHERE NOT coalesce({condition}, false)",
+            f"SELECT count(*), min(CAST({quote_ident(column)} AS VARCHAR)) FROM {source_sql} WHERE NOT coalesce({condition}, false)",
             params,
         ).fetchone()
         if outside:

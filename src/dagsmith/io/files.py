@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import os
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
@@ -29,6 +28,7 @@ from dagsmith.io.base import (
     arrow_to_pandas,
     to_arrow,
 )
+from dagsmith.util.fs import atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -100,6 +100,16 @@ def _arrow_type_for(dtype: Any) -> tuple[Any, Any]:
     if np_type.kind == "M":
         return pa.timestamp("us"), None
     return pa.from_numpy_dtype(np_type), None
+
+
+def frame_from_arrow(table: "pa.Table", dtype: Mapping[str, Any] | None) -> "pd.DataFrame":
+    """Arrow → pandas (``arrow_to_pandas``), then the pandas ``dtype=`` columns Arrow cannot hold restored."""
+    frame = arrow_to_pandas(table)
+    _, restore = arrow_schema_for_dtypes(dtype, None)
+    for column, pandas_dtype in restore.items():
+        if column in frame.columns and frame[column].dtype != pandas_dtype:
+            frame[column] = frame[column].astype(pandas_dtype)
+    return frame
 
 
 def arrow_schema_for_dtypes(
@@ -320,12 +330,7 @@ def read_frame(
             source, fmt, name=name, filesystem=filesystem, dtype=dtype,
             parse_dates=parse_dates, limit=limit, **kwargs,
         )
-        frame = arrow_to_pandas(table)
-        _, restore = arrow_schema_for_dtypes(dtype, None)
-        for column, pandas_dtype in restore.items():
-            if column in frame.columns and frame[column].dtype != pandas_dtype:
-                frame[column] = frame[column].astype(pandas_dtype)
-        return frame
+        return frame_from_arrow(table, dtype)
     if filesystem is not None and isinstance(source, str):
         with filesystem.open_input_stream(source) as fh:
             source = fh.read()
@@ -417,15 +422,8 @@ def _as_pandas(data: Any) -> "pd.DataFrame":
 def write_table(data: Any, path: str | os.PathLike[str], fmt: str, *, index: bool = False) -> Path:
     """Write ``data`` to a local ``path`` atomically (temporary file beside it, then rename)."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            _write(data, fmt, fh, index=index)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_write(target, "wb") as fh:
+        _write(data, fmt, fh, index=index)
     return target
 
 
@@ -709,14 +707,8 @@ class FileIO(Connector):
             write_frame(df, str(path), fmt, **kwargs)
             self._exported(_row_count(df), str(path))
             return path
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-        try:
-            with open(tmp, "wb") as fh:
-                write_frame(df, fh, fmt, **kwargs)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        with atomic_write(path, "wb") as fh:
+            write_frame(df, fh, fmt, **kwargs)
         self._exported(_row_count(df), str(path))
         return path
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from dagsmith.errors import ConfigError, TerminalConnectorError, TransientConnectorError
-from dagsmith.io.base import config_source, config_value
+from dagsmith.io.base import config_source, config_value, release
 from dagsmith.io.objectstore import ObjectStore
 
 __all__ = ["GoogleCloudStorage", "google_credentials", "is_placeholder_key", "is_placeholder_path"]
@@ -207,12 +207,7 @@ class GoogleCloudStorage(ObjectStore):
         _ = self.client
 
     def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                client.close()
-            except Exception:
-                pass
+        release(self, "_client")
 
     def _call(self, what: str, fn, *args, **kwargs):
         try:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from dagsmith.errors import ConfigError, TerminalConnectorError, TransientConnectorError
-from dagsmith.io.base import QUERY_ROW_LIMIT, Capabilities, Connector, arrow_to_pandas, detect_format
+from dagsmith.io.base import QUERY_ROW_LIMIT, Capabilities, Connector, detect_format
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -102,17 +102,12 @@ def _consume(response: Any, dest: str | os.PathLike[str] | None, chunk_size: int
     if dest is None:
         parts = [chunk for chunk in response.iter_bytes(chunk_size)]
         return b"".join(parts)
+    from dagsmith.util.fs import atomic_write
+
     target = Path(dest)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.part-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            for chunk in response.iter_bytes(chunk_size):
-                fh.write(chunk)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_write(target, "wb") as fh:
+        for chunk in response.iter_bytes(chunk_size):
+            fh.write(chunk)
     return target
 
 
@@ -161,7 +156,7 @@ def read_csv(
     ``Int64``); ``backend='arrow'`` gives Arrow-backed columns, which skip a copy on
     the way in and on the way out to Parquet/PostgreSQL/DuckDB.
     """
-    from dagsmith.io.files import arrow_schema_for_dtypes
+    from dagsmith.io.files import frame_from_arrow
 
     table = read_csv_arrow(
         url, dtype=dtype, parse_dates=parse_dates, sep=sep, compression=compression,
@@ -173,12 +168,7 @@ def read_csv(
         return table.to_pandas(types_mapper=pd.ArrowDtype)
     if backend != "numpy":
         raise ConfigError(f"backend={backend!r}", hint="use 'numpy' (pandas defaults) or 'arrow'")
-    frame = arrow_to_pandas(table)
-    _, restore = arrow_schema_for_dtypes(dtype, None)
-    for column, pandas_dtype in restore.items():
-        if column in frame.columns and frame[column].dtype != pandas_dtype:
-            frame[column] = frame[column].astype(pandas_dtype)
-    return frame
+    return frame_from_arrow(table, dtype)
 
 
 def read_parquet(url: str, **download_kwargs: Any) -> "pd.DataFrame":

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from dagsmith.errors import ConfigError, TerminalConnectorError
+from dagsmith.util.clock import parse_iso
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -185,7 +186,7 @@ def _plain(t: "pa.DataType") -> "pa.DataType":
 
 def _as_datetime(value: Any) -> dt.datetime:
     if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        value = parse_iso(value)
     if isinstance(value, dt.datetime):
         return value
     if isinstance(value, dt.date):

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from dagsmith.errors import (
     ConfigError,
@@ -45,6 +46,9 @@ from dagsmith.io.base import (
     arrow_to_pandas,
     config_source,
     config_value,
+    quote_ident,
+    quote_literal,
+    release,
     rename_columns,
     to_arrow,
     write_policy,
@@ -59,15 +63,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Postgres", "quote_ident", "postgres_type", "postgres_column"]
 
 DEFAULT_CONNECT_TIMEOUT = 10
-
-
-def quote_ident(name: str) -> str:
-    """A PostgreSQL identifier, always double-quoted (embedded quotes doubled)."""
-    return '"' + str(name).replace('"', '""') + '"'
-
-
-def _quote_literal(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def postgres_type(arrow_type: "pa.DataType") -> str:
@@ -355,16 +350,7 @@ class Postgres(Connector):
         return cls(f"cannot connect to {self._where()}: {text}", hint=hint)
 
     def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.rollback()
-            except Exception:
-                pass
-            try:
-                conn.close()
-            except Exception:
-                pass
+        release(self, "_conn", "rollback", "close")
 
     def _query_error(self, exc: Exception, what: str) -> Exception:
         text = self._scrub(str(exc)).strip()
@@ -438,7 +424,7 @@ class Postgres(Connector):
         """True when ``schema_name.table_name`` exists (tables, views and materialized views)."""
         rows = self._fetch(
             "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-            f" WHERE n.nspname = {_quote_literal(schema_name)} AND c.relname = {_quote_literal(table_name)}"
+            f" WHERE n.nspname = {quote_literal(schema_name)} AND c.relname = {quote_literal(table_name)}"
             " AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
         )
         return bool(rows)
@@ -562,10 +548,8 @@ class Postgres(Connector):
         schema_change: str = "fail",
         partition: Any = None,
     ) -> int:
-        conn = self._connection()
-        cur = conn.cursor()
-        target = f"{quote_ident(schema)}.{quote_ident(name)}"
-        try:
+        with self._export_transaction(schema, name) as (conn, cur):
+            target = f"{quote_ident(schema)}.{quote_ident(name)}"
             existing = self._columns(cur, schema, name)
             if existing is None:  # concurrent runs (a backfill) may all find no table: one creates it
                 claim_new_table(cur, schema, name)
@@ -601,14 +585,6 @@ class Postgres(Connector):
                     cols = ", ".join(quote_ident(c) for c in table.column_names)
                     cur.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {quote_ident(staging)}")
             conn.commit()
-        except (TerminalConnectorError, ConfigError):
-            self._rollback()
-            raise
-        except Exception as exc:
-            self._rollback()
-            raise self._query_error(exc, f"export to {schema}.{name}") from None
-        finally:
-            cur.close()
         return table.num_rows
 
     def _columns(self, cur: Any, schema: str, name: str) -> dict[str, str] | None:
@@ -617,7 +593,7 @@ class Postgres(Connector):
             "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), c.relkind"
             " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
             " LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
-            f" WHERE n.nspname = {_quote_literal(schema)} AND c.relname = {_quote_literal(name)}"
+            f" WHERE n.nspname = {quote_literal(schema)} AND c.relname = {quote_literal(name)}"
             " AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY a.attnum"
         )
         rows = cur.fetchall()
@@ -677,6 +653,23 @@ class Postgres(Connector):
             f" ON CONFLICT ({conflict}) {action}"
         )
 
+    @contextmanager
+    def _export_transaction(self, schema: str, name: str) -> Iterator[tuple[Any, Any]]:
+        """The connection and cursor of one export; the caller commits. On an error the
+        transaction is rolled back and a driver's error becomes ours, naming the table."""
+        conn = self._connection()
+        cur = conn.cursor()
+        try:
+            yield conn, cur
+        except (TerminalConnectorError, ConfigError):
+            self._rollback()
+            raise
+        except Exception as exc:
+            self._rollback()
+            raise self._query_error(exc, f"export to {schema}.{name}") from None
+        finally:
+            cur.close()
+
     def _export_query(
         self,
         query: str,
@@ -688,10 +681,7 @@ class Postgres(Connector):
         part_column: str | None = None,
         part_value: Any = None,
     ) -> int:
-        conn = self._connection()
-        cur = conn.cursor()
-        target = f"{quote_ident(schema)}.{quote_ident(name)}"
-        try:
+        with self._export_transaction(schema, name) as (conn, cur):
             existing = self._columns(cur, schema, name)
             if existing is None:
                 claim_new_table(cur, schema, name)
@@ -699,35 +689,16 @@ class Postgres(Connector):
             if existing is not None and policy is ExportWritePolicy.FAIL:
                 raise TerminalConnectorError(f"table {schema}.{name} already exists on {self._where()} and if_exists='fail'")
             body = query.strip().rstrip(";")
-            if policy is ExportWritePolicy.REPLACE_PARTITION:
-                cur.execute(f"CREATE TEMPORARY TABLE {RESULT_TABLE} ON COMMIT DROP AS {body}")
-                count = replace_partition_from_result(
-                    cur, schema, name, exists=existing is not None, schema_change=schema_change,
-                    column=part_column, value=part_value, placeholder=lambda n: f"${n}",
-                )
+            partitioned = materialize_result(
+                cur, lambda prefix, suffix: cur.execute(f"{prefix} {body} {suffix}".rstrip()), schema, name,
+                policy=policy, exists=existing is not None, schema_change=schema_change,
+                column=part_column, value=part_value, placeholder=lambda n: f"${n}", cascade=cascade,
+            )
+            if partitioned is not None:
                 conn.commit()
-                return count
-            if existing is None:
-                cur.execute(f"CREATE TABLE {target} AS {body}")
-            elif policy is ExportWritePolicy.REPLACE:
-                fresh = f"{name[:40]}__dagsmith_{uuid.uuid4().hex[:8]}"
-                cur.execute(f"CREATE TABLE {quote_ident(schema)}.{quote_ident(fresh)} AS {body}")
-                cur.execute(f"DROP TABLE {target}{' CASCADE' if cascade else ''}")
-                cur.execute(f"ALTER TABLE {quote_ident(schema)}.{quote_ident(fresh)} RENAME TO {quote_ident(name)}")
-            else:
-                cur.execute(f"CREATE TEMPORARY TABLE {RESULT_TABLE} ON COMMIT DROP AS {body} WITH NO DATA")
-                cols = check_result_drift(cur, schema, name, ExportWritePolicy.APPEND, schema_change)
-                cur.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM ({body}) AS _dagsmith_src")
+                return partitioned
             count = cur.rowcount
             conn.commit()
-        except (TerminalConnectorError, ConfigError):
-            self._rollback()
-            raise
-        except Exception as exc:
-            self._rollback()
-            raise self._query_error(exc, f"export to {schema}.{name}") from None
-        finally:
-            cur.close()
         return int(count or 0) if count and count > 0 else 0
 
     def default_schema(self) -> str:
@@ -757,10 +728,10 @@ def claim_new_table(cur: Any, schema: str, name: str) -> None:
     """Before creating ``schema.name``: wait for any other transaction creating it (a transaction-scoped
     advisory lock on the name), and create the schema if missing — ``CREATE SCHEMA IF NOT EXISTS`` and
     ``CREATE TABLE`` race between concurrent transactions (duplicate key errors). Re-read the table after."""
-    cur.execute(f"SELECT pg_advisory_xact_lock({_LOCK_CLASS}, hashtext({_quote_literal(schema + '.' + name)}))")
-    cur.execute(f"SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = {_quote_literal(schema)}")
+    cur.execute(f"SELECT pg_advisory_xact_lock({_LOCK_CLASS}, hashtext({quote_literal(schema + '.' + name)}))")
+    cur.execute(f"SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = {quote_literal(schema)}")
     if not cur.fetchall():
-        cur.execute(f"SELECT pg_advisory_xact_lock({_LOCK_CLASS}, hashtext({_quote_literal('schema:' + schema)}))")
+        cur.execute(f"SELECT pg_advisory_xact_lock({_LOCK_CLASS}, hashtext({quote_literal('schema:' + schema)}))")
         cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
 
 
@@ -775,7 +746,7 @@ def table_columns(cur: Any, schema: str, name: str) -> list["Column"]:
         " (a.atthasdef OR a.attidentity IN ('a', 'd') OR a.attgenerated = 's')"
         " FROM pg_catalog.pg_attribute a"
         " JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-        f" WHERE n.nspname = {_quote_literal(schema)} AND c.relname = {_quote_literal(name)}"
+        f" WHERE n.nspname = {quote_literal(schema)} AND c.relname = {quote_literal(name)}"
         " AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
     )
     return [postgres_column(r[0], r[1], bool(r[2])) for r in cur.fetchall()]
@@ -804,6 +775,53 @@ def check_result_drift(cur: Any, schema: str, name: str, policy: ExportWritePoli
             f"ALTER TABLE {quote_ident(schema)}.{quote_ident(name)} ADD COLUMN {quote_ident(change.column)} {change.frame_type}"
         )
     return ", ".join(quote_ident(c.name) for c in incoming)
+
+
+def materialize_result(
+    cur: Any,
+    run: Any,
+    schema: str,
+    name: str,
+    *,
+    policy: str,
+    exists: bool,
+    schema_change: str,
+    column: str | None = None,
+    value: Any = None,
+    placeholder: Any,
+    variables: Any = None,
+    cascade: bool = False,
+) -> int | None:
+    """Write a query's result into ``schema.name`` by ``policy``, inside the caller's transaction.
+
+    The one policy walk of the connector's ``export`` of a query and of SQL blocks: a new
+    table is created from the query; ``replace`` builds a fresh table and swaps it in;
+    ``append`` checks the result's columns first (``check_result_drift``), then inserts;
+    ``replace_partition`` goes through ``replace_partition_from_result`` (its row count is
+    returned; None otherwise). ``run(prefix, suffix)`` executes ``prefix`` + the query +
+    ``suffix``, so each caller keeps its own way of binding the query's parameters. The
+    caller has refused ``fail`` on an existing table and claimed a new one.
+    """
+    target = f"{quote_ident(schema)}.{quote_ident(name)}"
+    aside = f"CREATE TEMPORARY TABLE {RESULT_TABLE} ON COMMIT DROP AS"
+    if policy == ExportWritePolicy.REPLACE_PARTITION:  # result aside; check; delete + insert
+        run(aside, "")
+        return replace_partition_from_result(
+            cur, schema, name, exists=exists, schema_change=schema_change,
+            column=column, value=value, placeholder=placeholder, variables=variables,
+        )
+    if not exists:
+        run(f"CREATE TABLE {target} AS", "")
+    elif policy == ExportWritePolicy.APPEND:  # the result's columns (not its rows) first, for the drift check
+        run(aside, "WITH NO DATA")
+        cols = check_result_drift(cur, schema, name, ExportWritePolicy.APPEND, schema_change)
+        run(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM (", ") AS _dagsmith_src")
+    else:  # replace: build aside, swap in the same transaction
+        fresh = f"{name[:40]}__dagsmith_{uuid.uuid4().hex[:8]}"
+        run(f"CREATE TABLE {quote_ident(schema)}.{quote_ident(fresh)} AS", "")
+        cur.execute(f"DROP TABLE {target}{' CASCADE' if cascade else ''}")
+        cur.execute(f"ALTER TABLE {quote_ident(schema)}.{quote_ident(fresh)} RENAME TO {quote_ident(name)}")
+    return None
 
 
 def replace_partition_from_result(

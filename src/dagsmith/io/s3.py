@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from dagsmith.errors import ConfigError, TerminalConnectorError, TransientConnectorError
-from dagsmith.io.base import config_source, config_value
+from dagsmith.io.base import config_source, config_value, release
 from dagsmith.io.objectstore import ObjectNotFound, ObjectStore
 
 __all__ = ["S3"]
@@ -129,12 +129,7 @@ class S3(ObjectStore):
         _ = self.client
 
     def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                client.close()
-            except Exception:
-                pass
+        release(self, "_client")
 
     def _error(self, exc: Exception, what: str) -> Exception:
         from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError

@@ -5,16 +5,17 @@ Owner: orchestration. Key contracts:
 * Every run (CLI, schedule, API, backfill, UI) is a ``pipeline_runs`` row; a schedule's
   (trigger, execution date) pair is unique in the database, so a period runs once even
   with several schedulers on one PostgreSQL database.
-* Only ``store/repo.py`` writes SQL. Everything else calls it with a ``Session``.
+* Only ``store/repo/`` writes SQL. Everything else calls it with a ``Session``.
 * Time is injected (``now`` arguments, ``Clock``) so schedules are tested without sleeping.
-* ``engine`` never imports this package; ``DbObserver`` records what the engine reports.
+* ``engine`` never imports this package; ``history.RunHistory`` records what the engine
+  reports, for server runs and (replayed from the inbox) CLI runs alike.
 
 Imports stay lazy: the CLI imports this package at start-up.
 """
 
 from __future__ import annotations
 
-__all__ = ["OrchestrationSettings", "Database", "record_cli_run"]
+__all__ = ["OrchestrationSettings", "Database"]
 
 
 def __getattr__(name: str):
@@ -26,8 +27,4 @@ def __getattr__(name: str):
         from dagsmith.orchestration.db import Database
 
         return Database
-    if name == "record_cli_run":
-        from dagsmith.orchestration.service import record_cli_run
-
-        return record_cli_run
     raise AttributeError(name)

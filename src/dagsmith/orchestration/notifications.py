@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from dagsmith.engine.observer import NullObserver
+from dagsmith.util.values import truthy
 
 log = logging.getLogger("dagsmith.notifications")
 
@@ -297,7 +298,7 @@ class NotificationObserver(NullObserver):
             to = [t.strip() for t in to.split(",") if t.strip()]
         if not host or not to:
             raise ValueError("email_config needs smtp_host and to_emails")
-        use_ssl = _truthy(cfg.get("smtp_ssl", False))
+        use_ssl = truthy(cfg.get("smtp_ssl", False))
         port = int(cfg.get("smtp_port") or (465 if use_ssl else 587))
         context = ssl.create_default_context(cafile=cfg.get("smtp_ca_file") or None)
         msg = EmailMessage()
@@ -312,7 +313,7 @@ class NotificationObserver(NullObserver):
             server = smtplib.SMTP(host, port, timeout=timeout)
         with server:
             server.ehlo()
-            if not use_ssl and _truthy(cfg.get("smtp_starttls", True)):
+            if not use_ssl and truthy(cfg.get("smtp_starttls", True), default=True):
                 server.starttls(context=context)
                 server.ehlo()
             if cfg.get("smtp_user") and cfg.get("smtp_password"):
@@ -333,12 +334,6 @@ def _has_destination(key: str, cfg: Mapping[str, Any]) -> bool:
 class _SafeFields(dict):
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() not in ("", "0", "false", "no", "off")
-    return bool(value)
 
 
 def _is_group_error(error: str) -> bool:

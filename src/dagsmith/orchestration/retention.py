@@ -83,12 +83,12 @@ def _latest_partitions(store, pipeline: str) -> set[str] | None:
 
 def purge(db, settings, *, now: datetime) -> PurgeReport:
     """Delete runs older than the run retention and outputs older than the outputs retention."""
-    from dagsmith.data.store import VariableStore
+    from dagsmith.engine.storage import store_at
     from dagsmith.orchestration.logs import run_log_dir
     from dagsmith.orchestration.store import repo
 
     report = PurgeReport()
-    store = VariableStore(settings.data_dir)
+    store = store_at(settings.data_dir)
     days = getattr(settings, "run_retention_days", None)
     outputs_period = outputs_retention(settings.project_root)
     if not (days and days > 0) and outputs_period is None:

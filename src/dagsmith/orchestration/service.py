@@ -1,28 +1,30 @@
 """Run operations shared by the REST API and the CLI: create, trigger, retry, cancel, backfill.
 
+Operations on runs return the ``PipelineRun`` rows (every column loaded, usable after the
+session); the API turns them into its JSON with ``server.schemas.PipelineRunOut``.
+
 Each function opens its own short transaction, checks what a person could get wrong
 (unknown pipeline or block, wrong token, retrying a running run) and raises a
-``DagsmithError`` that says how to fix it. ``record_cli_run`` runs a pipeline in this
-process and records it like any other run.
+``DagsmithError`` that says how to fix it. (CLI runs are recorded by
+``orchestration.history``, through the inbox.)
 """
 
 from __future__ import annotations
 
 import hmac
-import os
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagsmith.errors import ConfigError, DagsmithError, ProjectError
+from dagsmith.util.clock import parse_iso, utcnow
+
+if TYPE_CHECKING:
+    from dagsmith.orchestration.store.models import PipelineRun
 
 
 class Unauthorized(DagsmithError):
     """A token is missing or wrong."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def parse_datetime(value: Any, *, field: str = "date", tz: str = "UTC") -> datetime:
@@ -34,7 +36,7 @@ def parse_datetime(value: Any, *, field: str = "date", tz: str = "UTC") -> datet
     else:
         text = str(value).strip()
         try:
-            dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            dt = parse_iso(text)
         except ValueError:
             raise ConfigError(
                 f"{field} {text!r} is not an ISO 8601 date-time",
@@ -81,42 +83,16 @@ def descendants(project_root: Path, pipeline_uuid: str, block_uuid: str) -> set[
             f"block '{block_uuid}' is not in pipeline '{pipeline_uuid}'",
             hint="blocks of this pipeline: " + ", ".join(sorted(graph)),
         )
-    seen: set[str] = set()
-    todo = [block_uuid]
-    while todo:
-        for d in graph.get(todo.pop(), []):
-            if d not in seen:
-                seen.add(d)
-                todo.append(d)
-    return seen
+    from dagsmith.dag.graph import reachable
+
+    return set(reachable(graph, block_uuid))
 
 
-def run_to_dict(run) -> dict[str, Any]:
-    """A run row → the JSON shape of the API (Mage's field names plus dagsmith's)."""
-    return {
-        "id": run.id,
-        "pipeline_uuid": run.pipeline_uuid,
-        "pipeline_schedule_id": run.trigger_id,
-        "backfill_id": run.backfill_id,
-        "source": run.source,
-        "status": run.status,
-        "execution_date": run.execution_date,
-        "timezone": run.timezone,
-        "interval_start_datetime": run.interval_start,
-        "interval_end_datetime": run.interval_end,
-        "variables": run.variables or {},
-        "event_variables": run.event or {},
-        "partition": run.partition or str(run.id),
-        "worker_id": run.worker_id,
-        "claims": run.claims,
-        "cancel_requested": run.cancel_requested,
-        "passed_sla": run.passed_sla,
-        "error": run.error,
-        "started_at": run.started_at,
-        "completed_at": run.completed_at,
-        "created_at": run.created_at,
-        "updated_at": run.updated_at,
-    }
+def _loaded(row):
+    """``row`` with every column read while its session is open, so callers may use it after commit."""
+    for attr in row.__mapper__.column_attrs:
+        getattr(row, attr.key)
+    return row
 
 
 class TriggerDisabled(DagsmithError):
@@ -183,31 +159,19 @@ def _idempotency_key(payload: Any, header_key: str | None) -> str | None:
 
 def _keyed_run(session, trigger, key: str | None, variables: dict, event: dict, create):
     """``create()`` a run, or return the run this trigger already made for ``key`` (same call repeated)."""
-    from sqlalchemy.exc import IntegrityError
-
     from dagsmith.orchestration.store import repo
 
-    if key is None:
-        return create()
-    existing = repo.find_keyed_run(session, trigger.id, key)
-    if existing is None:
-        try:
-            with session.begin_nested():  # two calls with one key at the same instant: the second finds the first
-                return create()
-        except IntegrityError:
-            existing = repo.find_keyed_run(session, trigger.id, key)
-            if existing is None:
-                raise
-    if (existing.variables or {}) != variables or (existing.event or {}) != event:
+    run, created = repo.create_keyed_run(session, trigger.id, key, create)
+    if not created and ((run.variables or {}) != variables or (run.event or {}) != event):
         raise repo.Conflict(
-            f"Idempotency-Key {key!r} was already used for run {existing.id} of trigger {trigger.id} with a different body",
+            f"Idempotency-Key {key!r} was already used for run {run.id} of trigger {trigger.id} with a different body",
             hint="use a new key for a different call; repeat a call only with the body it was first sent with",
         )
-    return existing
+    return run
 
 
 def api_trigger_run(db, trigger_id: int, token: str | None, payload: Any, *, now: datetime | None = None,
-                    allow_inactive: bool = False, idempotency_key: str | None = None) -> dict[str, Any]:
+                    allow_inactive: bool = False, idempotency_key: str | None = None) -> PipelineRun:
     """Create the run an API call asks for (Mage-compatible); returns the run as a dict.
 
     A disabled trigger refuses (``TriggerDisabled``) unless ``allow_inactive`` — the UI's
@@ -246,7 +210,7 @@ def api_trigger_run(db, trigger_id: int, token: str | None, payload: Any, *, now
             idempotency_key=key,
             now=now,
         ))
-        return run_to_dict(run)
+        return _loaded(run)
 
 
 def event_matches(pattern: Any, event: Any) -> bool:
@@ -262,7 +226,7 @@ def event_matches(pattern: Any, event: Any) -> bool:
     return pattern == event
 
 
-def fire_event(db, event: Any, *, now: datetime | None = None, idempotency_key: str | None = None) -> list[dict[str, Any]]:
+def fire_event(db, event: Any, *, now: datetime | None = None, idempotency_key: str | None = None) -> list[PipelineRun]:
     """Create a run for every active event trigger whose ``settings.event_matchers`` match ``event``.
 
     With an idempotency key, an event sent again makes no new runs: each matching trigger
@@ -291,7 +255,7 @@ def fire_event(db, event: Any, *, now: datetime | None = None, idempotency_key: 
                 allow_blocks_to_fail=bool(settings.get("allow_blocks_to_fail", False)), timeout=_float(settings.get("timeout")),
                 idempotency_key=key, now=now,
             ))
-            created.append(run_to_dict(run))
+            created.append(_loaded(run))
     return created
 
 
@@ -306,7 +270,7 @@ def create_run_now(
     source: str = "ui",
     actor: str = "api",
     now: datetime | None = None,
-) -> dict[str, Any]:
+) -> PipelineRun:
     """Queue an ad-hoc run of a pipeline (the UI's "Run now", ``POST /api/pipelines/<p>/pipeline_runs``)."""
     from dagsmith.orchestration.payloads import check_json
     from dagsmith.orchestration.store import repo
@@ -326,10 +290,10 @@ def create_run_now(
             now=now,
         )
         repo.audit(session, "run.create", "pipeline_run", run.id, {"source": source}, actor=actor, now=now)
-        return run_to_dict(run)
+        return _loaded(run)
 
 
-def retry(db, project_root: Path, run_id: int, *, from_block: str | None = None, actor: str = "api") -> dict[str, Any]:
+def retry(db, project_root: Path, run_id: int, *, from_block: str | None = None, actor: str = "api") -> PipelineRun:
     """Queue a finished run again from its failed blocks, or from ``from_block`` and its descendants."""
     from dagsmith.orchestration.store import repo
 
@@ -338,10 +302,10 @@ def retry(db, project_root: Path, run_id: int, *, from_block: str | None = None,
         below = descendants(project_root, run.pipeline_uuid, from_block) if from_block else set()
         repo.retry_run(session, run, from_block=from_block, descendants=below)
         repo.audit(session, "run.retry", "pipeline_run", run.id, {"from_block": from_block}, actor=actor)
-        return run_to_dict(run)
+        return _loaded(run)
 
 
-def cancel(db, run_id: int, *, actor: str = "api", local_cancel=None) -> dict[str, Any]:
+def cancel(db, run_id: int, *, actor: str = "api", local_cancel=None) -> PipelineRun:
     """Cancel a waiting run, or ask its worker to stop a running one."""
     from dagsmith.orchestration.store import repo
 
@@ -349,7 +313,7 @@ def cancel(db, run_id: int, *, actor: str = "api", local_cancel=None) -> dict[st
         run = repo.get_run(session, run_id)
         repo.request_cancel(session, run)
         repo.audit(session, "run.cancel", "pipeline_run", run.id, {}, actor=actor)
-        out = run_to_dict(run)
+        out = _loaded(run)
     if local_cancel is not None:
         local_cancel(run_id)
     return out
@@ -415,124 +379,6 @@ def _float(value) -> float | None:
         return None
 
 
-# ---------------------------------------------------------------- CLI runs
-
-
-class CliHistoryObserver:
-    """Records a ``dagsmith run`` in the metadata DB as it happens (run row, block runs, logs)."""
-
-    def __init__(self, db, settings, pipeline_uuid: str, *, variables: dict | None = None, execution_date: datetime | None = None) -> None:
-        self.db = db
-        self.settings = settings
-        self.pipeline_uuid = pipeline_uuid
-        self.variables = variables or {}
-        self.execution_date = execution_date
-        import socket
-
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:cli"
-        self.db_run_id: int | None = None
-        self._inner = None
-        self._writer = None
-
-    def _start(self, partition: str | None) -> None:
-        from dagsmith.orchestration.logs import RunLogWriter, run_log_dir
-        from dagsmith.orchestration.observer import DbObserver
-        from dagsmith.orchestration.store import repo
-
-        now = utcnow()
-        with self.db.session() as session:
-            run = repo.create_run(
-                session, self.pipeline_uuid, source="cli", execution_date=self.execution_date or now,
-                variables=self.variables, status="running", worker_id=self.worker_id, now=now,
-            )
-            self.db_run_id = run.id
-            log_dir = run_log_dir(self.settings.logs_dir, self.pipeline_uuid, run.id)
-            run.log_dir = str(log_dir)
-            if partition:
-                run.partition = partition
-        self._writer = RunLogWriter(log_dir, self.db_run_id)
-        self._inner = DbObserver(self.db, self.db_run_id, self.pipeline_uuid, log_writer=self._writer, partition=partition)
-
-    def on_run_start(self, *, run_id=None, blocks=(), **kw: Any) -> None:
-        if self._inner is None:
-            self._start(kw.get("partition") or (str(run_id) if run_id else None))
-        self._inner.on_run_start(run_id=run_id, blocks=blocks, **kw)
-
-    def on_block_start(self, **kw: Any) -> None:
-        if self._inner:
-            self._inner.on_block_start(**kw)
-
-    def on_block_log(self, **kw: Any) -> None:
-        if self._inner:
-            self._inner.on_block_log(**kw)
-
-    def on_block_end(self, **kw: Any) -> None:
-        if self._inner:
-            self._inner.on_block_end(**kw)
-
-    def on_blocks_added(self, **kw: Any) -> None:
-        if self._inner:
-            self._inner.on_blocks_added(**kw)
-
-    def on_run_end(self, *, status: str = "failed", result: Any = None, **kw: Any) -> None:
-        from dagsmith.orchestration.store import repo
-
-        if self._inner is None:
-            return
-        self._inner.on_run_end(status=status, result=result, **kw)
-        error = None
-        if status == "failed" and result is not None:
-            failed = [u for u, b in (getattr(result, "blocks", {}) or {}).items() if getattr(b, "status", "") == "failed"]
-            error = f"block(s) failed: {', '.join(failed)}" if failed else "the run failed"
-        with self.db.session() as session:
-            if result is not None and getattr(result, "execution_date", None):
-                from sqlalchemy import update
-
-                from dagsmith.orchestration.store.models import PipelineRun
-
-                session.execute(update(PipelineRun).where(PipelineRun.id == self.db_run_id).values(execution_date=result.execution_date))
-            repo.finish_run(session, self.db_run_id, self.worker_id, status, error=error)
-        if self._writer:
-            self._writer.close()
-
-
-def history_observer(project_root, pipeline_uuid: str, **kw: Any) -> CliHistoryObserver:
-    """An observer that records a CLI run in the project's metadata DB (used by ``dagsmith run``)."""
-    from dagsmith.orchestration.db import get_database
-    from dagsmith.orchestration.settings import OrchestrationSettings
-
-    settings = OrchestrationSettings.from_env(project_root)
-    db = get_database(settings)
-    try:  # secrets stored with the UI/API resolve in `dagsmith run` too
-        from dagsmith.orchestration.secrets import SecretStore
-        from dagsmith.project.io_config import set_secret_resolver
-
-        set_secret_resolver(SecretStore(db, settings.data_dir).get)
-    except Exception:  # noqa: BLE001 - history and secrets are conveniences for CLI runs
-        pass
-    return CliHistoryObserver(db, settings, pipeline_uuid, **kw)
-
-
-def record_cli_run(project_root, pipeline_uuid: str, *, observer: Any = None, run_fn=None, **run_kwargs: Any):
-    """Run a pipeline in this process and record it (run row, block runs, logs); returns the ``RunResult``."""
-    history = history_observer(project_root, pipeline_uuid, variables=run_kwargs.get("variables"), execution_date=run_kwargs.get("execution_date"))
-    if run_fn is None:
-        from dagsmith.engine import run_pipeline as run_fn
-    observers = [history] + ([observer] if observer is not None else [])
-
-    class _Both:
-        def __getattr__(self, name):
-            def call(**kw):
-                for obs in observers:
-                    hook = getattr(obs, name, None)
-                    if hook is not None:  # optional hooks (on_blocks_added) may be missing
-                        hook(**kw)
-
-            return call
-
-    return run_fn(project_root, pipeline_uuid, observer=_Both(), **run_kwargs)
-
-
 def validate_trigger_fields(fields: dict, existing=None) -> None:
     """Check a trigger's schedule, time zone, catch-up, variables and settings before it is stored (API and CLI alike)."""
     from dagsmith.orchestration.payloads import check_json
@@ -557,13 +403,15 @@ def validate_trigger_fields(fields: dict, existing=None) -> None:
         raise ConfigError(f"catchup {catchup!r} is unknown", hint="use none, latest or all")
 
 
-def create_trigger(db, project_root: Path, pipeline_uuid: str, fields: dict, *, actor: str = "api") -> int:
+def create_trigger(db, project_root: Path, pipeline_uuid: str, fields: dict, *, actor: str = "api", conflict_hint: str | None = None) -> int:
     """Create a trigger (schedule, API or event) after the checks every client gets; returns its id.
+
+    ``conflict_hint`` replaces the API's advice when the name is taken (the UI has no PUT).
 
     An in-code trigger (``in_code``, or the pipeline's ``save_in_code_automatically``) is
     written to ``pipelines/<p>/triggers.yaml`` too.
     """
-    from dagsmith.orchestration.scheduler.code_triggers import save_in_code_automatically, write_triggers_yaml
+    from dagsmith.orchestration.scheduler.code_triggers import save_in_code_automatically
     from dagsmith.orchestration.store import repo
 
     check_pipeline(project_root, pipeline_uuid)
@@ -585,12 +433,13 @@ def create_trigger(db, project_root: Path, pipeline_uuid: str, fields: dict, *, 
         if repo.find_trigger(session, pipeline_uuid, name) is not None:
             raise repo.Conflict(
                 f"pipeline '{pipeline_uuid}' already has a trigger named {name!r}",
-                hint="choose another name, or change the existing one (PUT /api/pipeline_schedules/<id>)",
+                hint=conflict_hint or "choose another name, or change the existing one (PUT /api/pipeline_schedules/<id>)",
             )
         trigger = repo.create_trigger(session, pipeline_uuid, name, **fields)
         repo.audit(session, "trigger.create", "trigger", trigger.id, {"pipeline_uuid": pipeline_uuid, "name": name}, actor=actor)
         trigger_id, in_code = trigger.id, trigger.in_code
     if in_code:
-        with db.read() as session:
-            write_triggers_yaml(project_root, pipeline_uuid, [t for t in repo.list_triggers(session, pipeline_uuid) if t.in_code])
+        from dagsmith.orchestration.triggers import write_back
+
+        write_back(project_root, db, pipeline_uuid)
     return trigger_id

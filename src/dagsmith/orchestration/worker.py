@@ -1,7 +1,8 @@
 """Workers: claim waiting runs, run them through the engine, heartbeat, stop cleanly.
 
 A ``Worker`` polls the queue (``repo.claim_runs``: ``FOR UPDATE SKIP LOCKED`` on
-PostgreSQL), runs each claimed run in its own thread with a ``DbObserver``, and
+PostgreSQL), runs each claimed run in its own thread with a ``RunHistory`` (the one run-history
+writer, ``orchestration.history``), and
 heart-beats its runs. Claims honour the trigger's, the backfill's and the
 pipeline's ``concurrency_config`` limits (``orchestration.concurrency``). A run
 whose heartbeat goes stale (its worker was SIGKILLed, the machine died) is put
@@ -15,6 +16,9 @@ outages while the runs stay claimed, and fences every write with the run's claim
 a worker never claims a run it is still executing, takes back a run that was handed
 back to the queue while it ran (when nobody claimed it since), and stops its copy of a
 run another worker claimed.
+
+On PostgreSQL a ``wakeup.QueueListener`` (``LISTEN``) wakes the poll loop the moment
+another process queues a run; the poll interval is then only the safety net.
 
 Cancellation: a cancel request (API/UI) reaches the run's ``cancel_event`` at the next
 heartbeat, or at once in the same process; the engine stops the running block and
@@ -32,14 +36,12 @@ import os
 import socket
 import threading
 import uuid as uuidlib
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable
 
+from dagsmith.util.clock import utcnow
+
 log = logging.getLogger("dagsmith.worker")
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class _Active:
@@ -94,6 +96,7 @@ class Worker:
         self._recorder_lock = threading.Lock()
         self._pending_beat: cf.Future | None = None
         self._spec_cache: dict[str, tuple[list, tuple[Any, Any]]] = {}
+        self.listener = None  # a wakeup.QueueListener once started on PostgreSQL
         from dagsmith.orchestration.concurrency import PipelineLimitsCache
         from dagsmith.orchestration.contact import DbContact
 
@@ -248,6 +251,11 @@ class Worker:
             thread = threading.Thread(target=target, args=(stop,), name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+        if getattr(self.db, "is_postgres", False):  # runs queued by other processes wake this one at once
+            from dagsmith.orchestration.wakeup import QueueListener
+
+            self.listener = QueueListener(self.db.url, self.notify)
+            self._threads.append(self.listener.start(stop))
 
     def shutdown(self, grace: float | None = None) -> None:
         """Stop claiming, wait up to ``grace`` s, then hand unfinished runs back to the queue."""
@@ -328,14 +336,18 @@ class Worker:
             self._secret_values = []
 
     def _specs(self, pipeline_uuid: str) -> tuple[Any, Any]:
-        """The project and pipeline specs, parsed again only when either metadata.yaml changed.
+        """The project and pipeline specs, parsed again only when either metadata.yaml changed,
+        or a block folder did (a block file added, removed or renamed changes which file a block uses).
 
-        Reading both YAML files for every run cost a twentieth of a busy worker's time.
+        Reading both YAML files for every run cost a twentieth of a busy worker's time; the
+        pipeline spec is handed to the engine too (specs are frozen, so runs share them).
         """
+        from dagsmith.project.layout import BLOCK_TYPE_DIRS
         from dagsmith.project.pipelines import METADATA_FILE, load_pipeline, load_project, metadata_path
 
+        root = self.settings.project_root
         stamps = []
-        for path in (self.settings.project_root / METADATA_FILE, metadata_path(self.settings.project_root, pipeline_uuid)):
+        for path in (root / METADATA_FILE, metadata_path(root, pipeline_uuid), *(root / d for d in sorted(set(BLOCK_TYPE_DIRS.values())))):
             try:
                 stat = path.stat()
                 stamps.append((stat.st_mtime_ns, stat.st_size))
@@ -365,7 +377,7 @@ class Worker:
         from pathlib import Path
 
         from dagsmith.orchestration.logs import RunLogWriter, run_log_dir
-        from dagsmith.orchestration.observer import DbObserver
+        from dagsmith.orchestration.history import RunHistory, run_error
         from dagsmith.orchestration.scheduler.triggers import get_zone
         from dagsmith.orchestration.store import repo
 
@@ -379,11 +391,7 @@ class Worker:
             completed: dict[str, str] = {}
             if snap["claims"] > 1:  # resumed or retried: its finished blocks are not run again
                 with self.db.read() as session:
-                    completed = {
-                        br.block_uuid: br.partition or snap["partition"]
-                        for br in repo.list_block_runs(session, run_id)
-                        if br.status == "completed"
-                    }
+                    completed = repo.completed_blocks(session, run_id, default_partition=snap["partition"])
                 writer.info(f"resuming run on worker {self.worker_id}; {len(completed)} block(s) already completed")
             if snap["timeout"]:
                 def _time_out() -> None:
@@ -397,12 +405,16 @@ class Worker:
             interval = None
             if snap["interval_start"] and snap["interval_end"]:
                 interval = (snap["interval_start"].astimezone(zone), snap["interval_end"].astimezone(zone))
-            observer = DbObserver(self.db, run_id, snap["pipeline_uuid"], log_writer=writer, partition=snap["partition"], recorder=self.recorder)
+            observer = RunHistory(self.db, run_id, snap["pipeline_uuid"], log_writer=writer, partition=snap["partition"], recorder=self.recorder)
             notifier = self._notifier(snap["pipeline_uuid"], run_id, snap["sla"], writer)
             if notifier is not None:
                 from dagsmith.engine.observer import Fanout
 
                 observer = Fanout([observer, notifier])
+            try:
+                spec = self._specs(snap["pipeline_uuid"])[1]
+            except Exception:  # noqa: BLE001 - the engine loads it again and reports the problem as it always did
+                spec = None
             log.info("run %s of %s started (%s, execution date %s)", run_id, snap["pipeline_uuid"],
                      f"trigger {snap['trigger_name']}" if snap["trigger_name"] else "no trigger", snap["execution_date"].isoformat())
             result = self.run_fn(
@@ -421,11 +433,10 @@ class Worker:
                 cancel_event=active.cancel,
                 max_workers=self.settings.block_run_limit,
                 allow_blocks_to_fail=snap["allow_blocks_to_fail"],
+                spec=spec,
             )
             status = getattr(result, "status", "failed")
-            if status == "failed":
-                failed = [u for u, b in (getattr(result, "blocks", {}) or {}).items() if getattr(b, "status", "") == "failed"]
-                error = f"block(s) failed: {', '.join(failed)}" if failed else "the run failed"
+            error = run_error(status, getattr(result, "blocks", {}))
         except Exception as exc:  # noqa: BLE001 - a broken pipeline fails its run, not the worker
             status, error = "failed", str(exc)
             if writer is not None:

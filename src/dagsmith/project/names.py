@@ -13,7 +13,8 @@ passes through here before it becomes part of a path or is stored:
 * ``confined(base, *parts)`` joins checked names under ``base`` and proves the resolved
   path is still inside ``base`` (a symlink that points out is refused).
 * ``project_file(root, relpath, forbidden=...)`` does the same for a relative file path of
-  the file browser and refuses dagsmith's data folder wherever it lives.
+  the file browser and refuses dagsmith's data folder wherever it lives; ``safe_path`` is that
+  check with dagsmith's own paths (``private_paths``) as the forbidden list.
 
 A refused name raises :class:`UnsafeName` (a ``ProjectError``): the API answers 422, the UI
 shows the message, the CLI exits 2 — and nothing has been read or written.
@@ -171,3 +172,28 @@ def project_file(root: str | os.PathLike[str], relpath: str, *, forbidden: Itera
                 hint="use the Runs and Settings pages, or the CLI, for what lives there",
             )
     return target
+
+
+def private_paths(root: str | os.PathLike[str], settings=None) -> list[Path]:
+    """dagsmith's own data wherever it lives: the data folder, ``.dagsmith``, and with ``settings``
+    (``OrchestrationSettings``) its data and logs folders and SQLite file, plus the secret key
+    file of ``DAGSMITH_SECRET_KEY_FILE``. The file browser never lists, reads or writes them."""
+    from dagsmith.project.layout import data_dir
+
+    paths = [data_dir(root), Path(root) / ".dagsmith"]
+    if settings is not None:
+        paths += [settings.data_dir, settings.logs_dir]
+        url = str(getattr(settings, "url", "") or "")
+        if url.startswith("sqlite:///"):
+            paths.append(Path(url[len("sqlite:///"):]))
+    if os.environ.get("DAGSMITH_SECRET_KEY_FILE"):
+        paths.append(Path(os.environ["DAGSMITH_SECRET_KEY_FILE"]))
+    return paths
+
+
+def safe_path(root: str | os.PathLike[str], relpath: str, private: Iterable[str | os.PathLike[str]] | None = None) -> Path:
+    """A file path of the project through the name gate (``project_file``), refusing ``private``
+    (default: the data folder and ``.dagsmith``): no absolute paths, ``..``, symlinks or dagsmith's data."""
+    from dagsmith.project.layout import data_dir
+
+    return project_file(root, relpath, forbidden=private if private is not None else [data_dir(root), Path(root) / ".dagsmith"])

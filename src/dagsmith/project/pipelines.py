@@ -301,12 +301,11 @@ def _check_edges(uuid: str, data: Mapping[str, Any]) -> None:
 
 def _sync_downstream(data: dict[str, Any]) -> None:
     """Recompute every block's ``downstream_blocks`` from the upstream lists (Mage stores both)."""
+    from dagsmith.dag.graph import downstream_of, known_upstream
+
     blocks = data.get("blocks") or []
-    order = {str(b["uuid"]): [] for b in blocks}
-    for b in blocks:
-        for up in b.get("upstream_blocks") or []:
-            if up in order and b["uuid"] not in order[up]:
-                order[up].append(str(b["uuid"]))
+    edges = {str(b["uuid"]): [str(u) for u in (b.get("upstream_blocks") or [])] for b in blocks}
+    order = {n: list(dict.fromkeys(down)) for n, down in downstream_of(known_upstream(edges)).items()}
     for b in blocks:
         existing = [d for d in (b.get("downstream_blocks") or []) if d in order.get(str(b["uuid"]), [])]
         extra = [d for d in order.get(str(b["uuid"]), []) if d not in existing]

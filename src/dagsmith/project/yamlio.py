@@ -12,13 +12,14 @@ bad value never leaves a half-written ``metadata.yaml``.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from dagsmith.errors import ProjectError
+from dagsmith.util import fs
+from dagsmith.util.fs import write_bytes_atomic
 
 try:  # the C loader is several times faster on big pipelines
     _Loader: type = yaml.CSafeLoader
@@ -181,10 +182,7 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
     if not sys.dont_write_bytecode:
         try:
             data = marshal.dumps((digest, value))  # ValueError for values marshal cannot hold (dates)
-            cache.parent.mkdir(exist_ok=True)
-            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, cache)
+            write_bytes_atomic(cache, data)
         except (OSError, ValueError):
             pass
     return value
@@ -198,20 +196,11 @@ def dump_yaml(data: Any) -> str:
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Replace ``path`` with ``text`` in one step: readers see the old or the new file."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Replace ``path`` with ``text`` in one step: readers see the old or the new file.
+
+    Project files keep the mode 0600 they have always been written with.
+    """
+    fs.write_text_atomic(path, text, perms=0o600)
 
 
 def write_yaml(path: str | os.PathLike[str], data: Any) -> None:

@@ -22,20 +22,18 @@ per-route code:
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import json
 import os
-import secrets as _secrets
-from typing import Any, Iterable
+from typing import Iterable
 
 from starlette.requests import Request
 
+# CSRF tokens are made and checked with sign-in (server.ui.auth); this module requires them on every route
+from dagsmith.server.ui.auth import CSRF_FIELD, CSRF_HEADER, csrf_valid, session_id
+
 ALLOWED_HOSTS_ENV = "DAGSMITH_ALLOWED_HOSTS"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-CSRF_COOKIE = "dagsmith_csrf"
-CSRF_HEADER = "x-csrf-token"
-CSRF_FIELD = "csrf_token"
 
 
 def token_authenticated(endpoint):
@@ -167,39 +165,6 @@ async def _answer(scope, send, status: int, message: str, *, hint: str | None = 
 
 
 # ---------------------------------------------------------------- CSRF
-
-
-def _sessions(request) -> Any:
-    return getattr(request.app.state, "ui_sessions", None)
-
-
-def session_id(request) -> str | None:
-    state = request.scope.get("state")
-    return state.get("session_id") if isinstance(state, dict) else None
-
-
-def csrf_token(request) -> str:
-    """The CSRF token pages embed: bound to the session with sign-in, the double-submit cookie without."""
-    sid = session_id(request)
-    sessions = _sessions(request)
-    if sid and sessions is not None:
-        return sessions.csrf_for(sid)
-    token = getattr(request.state, "csrf_new", None) or request.cookies.get(CSRF_COOKIE)
-    if not token or len(token) < 16:
-        token = _secrets.token_urlsafe(24)
-        request.state.csrf_new = token
-    return token
-
-
-def csrf_valid(request, sent: str | None) -> bool:
-    if not sent:
-        return False
-    sid = session_id(request)
-    sessions = _sessions(request)
-    if sid and sessions is not None:
-        return hmac.compare_digest(sent, sessions.csrf_for(sid))
-    cookie = request.cookies.get(CSRF_COOKIE, "")
-    return bool(cookie) and len(cookie) >= 16 and hmac.compare_digest(sent, cookie)
 
 
 def is_json(content_type: str | None) -> bool:

@@ -253,3 +253,24 @@ def test_events_start_matching_event_triggers_only(client, db):
     miss = client.post("/api/events", json={"event": {"source": "aws.s3", "detail": {"bucket": {"name": "other"}}}}).json()
     assert miss["pipeline_runs"] == []
     assert run_count(db) == 1
+
+
+def test_response_shapes_are_documented_and_keep_their_json(client):
+    """Runs and triggers answer with every field (nulls included) and +00:00 date-times, as their response models say."""
+    run = client.post("/api/pipelines/one/pipeline_runs", json={"pipeline_run": {"variables": {"a": 1}}}).json()["pipeline_run"]
+    assert run["pipeline_schedule_id"] is None and run["variables"] == {"a": 1} and run["partition"] == str(run["id"])
+    assert run["created_at"].endswith("+00:00") and run["started_at"] is None
+    trigger = make_trigger(client, schedule_interval=None)
+    assert trigger["api_url"] == f"/api/pipeline_schedules/{trigger['id']}/pipeline_runs/{trigger['token']}"
+    assert trigger["next_execution_date"] is None and trigger["envs"] == [] and trigger["created_at"].endswith("+00:00")
+    detail = client.get(f"/api/pipeline_runs/{run['id']}").json()["pipeline_run"]
+    assert detail["block_runs"] == [] and {k: v for k, v in detail.items() if k != "block_runs"} == run | {"updated_at": detail["updated_at"]}
+
+    spec = client.get("/api/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    assert set(schemas["PipelineRunOut"]["properties"]) == set(run)
+    assert set(schemas["TriggerOut"]["properties"]) == set(trigger)
+    created = spec["paths"]["/api/pipelines/{pipeline_uuid}/pipeline_schedules"]["post"]["responses"]["201"]
+    assert created["content"]["application/json"]["schema"]["$ref"].endswith("/TriggerEnvelope")
+    listed = spec["paths"]["/api/pipeline_runs"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert listed["$ref"].endswith("/PipelineRunList")

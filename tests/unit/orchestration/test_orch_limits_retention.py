@@ -276,7 +276,7 @@ def test_dynamic_children_are_initial_block_runs_as_soon_as_the_parent_fans_out(
     from dagsmith.engine.observer import Fanout, NullObserver
     from dagsmith.orchestration.db import Database
     from dagsmith.orchestration.logs import RunLogWriter
-    from dagsmith.orchestration.observer import DbObserver
+    from dagsmith.orchestration.history import RunHistory
     from dagsmith.orchestration.settings import OrchestrationSettings
 
     root = make_project(tmp_path)
@@ -301,7 +301,7 @@ def test_dynamic_children_are_initial_block_runs_as_soon_as_the_parent_fans_out(
                 seen[parent] = {b: rows.get(b) for b in blocks}
 
         writer = RunLogWriter(settings.logs_dir / "fan" / str(run_id), run_id)
-        observer = Fanout([DbObserver(db, run_id, "fan", log_writer=writer, partition=str(run_id)), Probe()])
+        observer = Fanout([RunHistory(db, run_id, "fan", log_writer=writer, partition=str(run_id)), Probe()])
         result = run_pipeline(root, "fan", run_id=str(run_id), partition=str(run_id), observer=observer)
         writer.close()
         assert result.status == "completed"

@@ -160,3 +160,31 @@ def test_engine_errors_fail_the_run_not_the_worker(db, settings):
     worker.wait_idle(10)
     status, _, row = run_state(db, run.id)
     assert status == "failed" and "cycle" in row.error
+
+
+def test_the_engine_gets_the_parsed_pipeline_until_its_files_change(db, settings, fake_engine, project):
+    """The worker parses a pipeline once and hands the spec to every run, until metadata.yaml or a block folder changes."""
+    import os
+
+    def one_run():
+        with db.session() as s:
+            run_id = repo.create_run(s, "one", source="api").id
+        worker = Worker(settings, db, run_fn=fake_engine)
+        worker._spec_cache = shared
+        assert worker.step() == [run_id]
+        worker.wait_idle(10)
+        assert run_state(db, run_id)[0] == "completed"
+        return fake_engine.calls[-1]["spec"]
+
+    shared: dict = {}
+    first = one_run()
+    assert first is not None and first.uuid == "one" and [b.uuid for b in first.blocks] == ["one_loader"]
+    assert one_run() is first
+    (project / "transformers" / "new_block.py").write_text("x = 1\n")
+    future = time.time() + 5  # a folder's mtime resolution must not hide the change
+    os.utime(project / "transformers", (future, future))
+    changed = one_run()
+    assert changed is not first and changed.uuid == "one"
+    meta = project / "pipelines" / "one" / "metadata.yaml"
+    meta.write_text(meta.read_text().replace("name: one", "name: one renamed"))
+    assert one_run().name == "one renamed"

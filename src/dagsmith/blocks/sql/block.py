@@ -23,7 +23,9 @@ from dagsmith.blocks.sql.render import (
     render_template,
     split_and_bind,
 )
+from dagsmith.data.serde import is_frame
 from dagsmith.errors import BlockError, ConfigError, ConnectorError, DagsmithError
+from dagsmith.util.values import truthy
 
 POLICIES = ("append", "replace", "fail", "replace_partition")
 PREVIEW_ROWS = 10
@@ -44,12 +46,6 @@ class SqlSettings:
     on_schema_change: str = "fail"
     partition_column: str | None = None
     partition_value: str | None = None
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
 
 
 def _where(call: BlockCall) -> str:
@@ -107,8 +103,8 @@ def settings_for(call: BlockCall, config: Mapping[str, Any], context: Mapping[st
         schema=text("data_provider_schema"),
         table=text("data_provider_table"),
         policy=policy,
-        raw=_truthy(config.get("use_raw_sql")),
-        verbatim=_truthy(config.get("disable_query_preprocessing")),
+        raw=truthy(config.get("use_raw_sql")),
+        verbatim=truthy(config.get("disable_query_preprocessing")),
         limit=min(limit, QUERY_ROW_LIMIT) if limit > 0 else QUERY_ROW_LIMIT,
         on_schema_change=schema_change,
         partition_column=text("partition_column"),
@@ -215,25 +211,15 @@ class _LazyTable:
 def _as_frame(value: Any, up: str, call: BlockCall) -> Any:
     import pandas as pd
 
-    if isinstance(value, list) and value and all(_is_frame(v) for v in value):
+    if isinstance(value, list) and value and all(is_frame(v) for v in value):
         value = value[0]  # a block with several outputs: its first frame
-    if _is_frame(value):
+    if is_frame(value):
         return value
     if isinstance(value, Mapping) or (isinstance(value, list) and all(isinstance(v, Mapping) for v in value)):
         return pd.DataFrame(value if isinstance(value, list) else dict(value))
     raise ConfigError(
         f"{_where(call)}: upstream '{up}' returned a {type(value).__name__}, which cannot be loaded as a table",
         hint="return a DataFrame (pandas, polars or Arrow) from that block",
-    )
-
-
-def _is_frame(value: Any) -> bool:
-    mod = type(value).__module__
-    return (
-        (mod.startswith("pandas") and type(value).__name__ == "DataFrame")
-        or mod.startswith("polars")
-        or mod.startswith("pyarrow")
-        or hasattr(value, "__arrow_c_stream__")
     )
 
 

@@ -25,13 +25,13 @@ a load job on BigQuery). What the connectors do not offer is done here:
 from __future__ import annotations
 
 import re
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from dagsmith.blocks.sql.render import SqlText, Statement
 from dagsmith.errors import ConfigError, TerminalConnectorError
+from dagsmith.io.base import quote_ident, release
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -81,7 +81,7 @@ class Dialect:
 
     # identifiers -------------------------------------------------------
     def quote(self, name: str) -> str:
-        return '"' + str(name).replace('"', '""') + '"'
+        return quote_ident(name)
 
     def qualify(self, schema: str, table: str) -> SqlText:
         parts = [self.database] if self.database else []
@@ -215,12 +215,9 @@ class PostgresDialect(Dialect):
     def materialize(
         self, stmt: Statement, schema: str, table: str, policy: str, options: WriteOptions = WriteOptions()
     ) -> None:
-        from dagsmith.io.base import ExportWritePolicy
-        from dagsmith.io.postgres import RESULT_TABLE, check_result_drift, claim_new_table, replace_partition_from_result
+        from dagsmith.io.postgres import claim_new_table, materialize_result
 
         conn = self._conn()
-        target = f"{self.quote(schema)}.{self.quote(table)}"
-        result = f"CREATE TEMPORARY TABLE {RESULT_TABLE} ON COMMIT DROP AS{_WRAP}"
         try:
             with conn.cursor() as cur:
                 exists = self._exists(cur, schema, table)
@@ -231,24 +228,13 @@ class PostgresDialect(Dialect):
                     raise DatabaseFailure(
                         f"table {schema}.{table} already exists and export_write_policy is 'fail'"
                     )
-                if policy == "replace_partition":  # result aside; check; delete + insert, one transaction
-                    self._exec(cur, result, stmt)
-                    replace_partition_from_result(
-                        cur, schema, table, exists=exists, schema_change=options.on_schema_change,
-                        column=options.partition_column, value=options.partition_value,
-                        placeholder=lambda n: "%s", variables=options.variables,
-                    )
-                elif not exists:
-                    self._exec(cur, f"CREATE TABLE {target} AS{_WRAP}", stmt)
-                elif policy == "append":  # the result's columns (not its rows) first, for the drift check
-                    self._exec(cur, result, stmt, f"{_WRAP}WITH NO DATA")
-                    cols = check_result_drift(cur, schema, table, ExportWritePolicy.APPEND, options.on_schema_change)
-                    self._exec(cur, f"INSERT INTO {target} ({cols}) SELECT {cols} FROM ({_WRAP}", stmt, f"{_WRAP}) AS _dagsmith_src")
-                else:  # replace: build aside, swap in the same transaction
-                    fresh = f"{table[:40]}__dagsmith_{uuid.uuid4().hex[:8]}"
-                    self._exec(cur, f"CREATE TABLE {self.quote(schema)}.{self.quote(fresh)} AS{_WRAP}", stmt)
-                    cur.execute(f"DROP TABLE {target}")
-                    cur.execute(f"ALTER TABLE {self.quote(schema)}.{self.quote(fresh)} RENAME TO {self.quote(table)}")
+                materialize_result(  # one transaction, whatever the policy
+                    cur,
+                    lambda prefix, suffix: self._exec(cur, prefix + _WRAP, stmt, _WRAP + suffix if suffix else ""),
+                    schema, table, policy=policy, exists=exists, schema_change=options.on_schema_change,
+                    column=options.partition_column, value=options.partition_value,
+                    placeholder=lambda n: "%s", variables=options.variables,
+                )
             conn.commit()
         except BaseException:
             conn.rollback()
@@ -300,12 +286,7 @@ class PostgresDialect(Dialect):
             raise
 
     def close(self) -> None:
-        pg, self._pg = self._pg, None
-        if pg is not None:
-            try:
-                pg.close()
-            except Exception:
-                pass
+        release(self, "_pg")
         super().close()
 
 

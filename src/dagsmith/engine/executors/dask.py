@@ -147,7 +147,7 @@ def prepare_worker(project_root: str, hooks: tuple[str, ...] = ()) -> None:
     import importlib
 
     from dagsmith.blocks.loader import ensure_importable
-    from dagsmith.compat.importer import activate_for_process
+    from dagsmith.blocks.mage_imports import activate_for_process
     from dagsmith.project.env import load_project_env
     from dagsmith.project.layout import REPO_PATH_ENV
 

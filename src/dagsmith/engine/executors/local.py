@@ -64,7 +64,7 @@ class LocalExecutor(Executor):
 
         self.session = session
         self.ctx = LocalContext(session)
-        from dagsmith.compat.importer import aliasing
+        from dagsmith.blocks.mage_imports import aliasing
 
         ensure_importable(session.project_root)
         os.environ[REPO_PATH_ENV] = str(session.project_root)

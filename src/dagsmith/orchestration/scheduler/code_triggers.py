@@ -19,6 +19,7 @@ from typing import Any
 
 from dagsmith.errors import ConfigError, ProjectError
 from dagsmith.orchestration.scheduler.triggers import get_zone, validate_schedule
+from dagsmith.util.clock import parse_iso
 
 TRIGGERS_FILE = "triggers.yaml"
 SCHEDULE_TYPES = ("time", "api", "event")
@@ -37,7 +38,7 @@ def _parse_dt(value: Any, tz: str, where: str) -> datetime | None:
         dt = datetime(value.year, value.month, value.day)
     else:
         try:
-            dt = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+            dt = parse_iso(str(value))
         except ValueError:
             raise ConfigError(f"{where}: start_time {value!r} is not a date-time", hint="write it as 2024-01-31 05:00:00 (ISO 8601)") from None
     if dt.tzinfo is None:

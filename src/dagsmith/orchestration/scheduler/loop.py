@@ -26,17 +26,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Callable
 
 from dagsmith.orchestration.scheduler.code_triggers import CodeTriggerSync
 from dagsmith.orchestration.scheduler.triggers import ScheduleState, due_dates, next_tick
+from dagsmith.util.clock import utcnow
 
 log = logging.getLogger("dagsmith.scheduler")
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass
@@ -234,29 +231,15 @@ class Scheduler:
             self.on_created()
 
     def _housekeeping(self, now: datetime, report: TickReport) -> None:
-        from sqlalchemy import update
-
         from dagsmith.orchestration.scheduler.backfills import refresh_status
         from dagsmith.orchestration.store import repo
-        from dagsmith.orchestration.store.models import PipelineRun, Trigger
 
         with self.db.session() as session:
             for backfill in repo.list_backfills(session):
                 if backfill.status == "running":
                     refresh_status(session, backfill, now=now)
             # SLA: runs of triggers with an sla (seconds) still unfinished that long after their execution date
-            for trig in session.query(Trigger).filter(Trigger.sla.is_not(None), Trigger.sla > 0):
-                cutoff = now - timedelta(seconds=int(trig.sla))
-                session.execute(
-                    update(PipelineRun)
-                    .where(
-                        PipelineRun.trigger_id == trig.id,
-                        PipelineRun.status.in_(("initial", "running")),
-                        PipelineRun.passed_sla.is_(False),
-                        PipelineRun.execution_date < cutoff,
-                    )
-                    .values(passed_sla=True)
-                )
+            repo.mark_passed_sla(session, now=now)
 
     def _purge(self, now: datetime, report: TickReport) -> None:
         from dagsmith.orchestration.logs import purge_expired_logs

@@ -35,6 +35,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from dagsmith.util.clock import utcnow
+
 
 class UTCDateTime(TypeDecorator):
     """A datetime stored as UTC (naive on SQLite, timestamptz on PostgreSQL), read back tz-aware."""
@@ -58,10 +60,6 @@ class UTCDateTime(TypeDecorator):
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 NAMING = MetaData(

@@ -6,20 +6,20 @@ from datetime import datetime, timezone
 
 from fastapi import APIRouter
 
-from dagsmith.server.api.common import backfill_to_dict, listing
+from dagsmith.server.api.common import listing
 from dagsmith.server.deps import DbDep, RuntimeDep, SettingsDep, notify
-from dagsmith.server.schemas import BackfillBody
+from dagsmith.server.schemas import BackfillBody, BackfillEnvelope, BackfillList, BackfillOut
 
 router = APIRouter(tags=["backfills"])
 
 
-def _dict(session, backfill) -> dict:
+def _dict(session, backfill) -> BackfillOut:
     from dagsmith.orchestration.store import repo
 
-    return backfill_to_dict(backfill, repo.backfill_progress(session, backfill.id))
+    return BackfillOut.of(backfill, repo.backfill_progress(session, backfill.id))
 
 
-@router.get("/pipelines/{pipeline_uuid}/backfills", summary="List a pipeline's backfills")
+@router.get("/pipelines/{pipeline_uuid}/backfills", response_model=BackfillList, summary="List a pipeline's backfills")
 def list_for_pipeline(pipeline_uuid: str, db: DbDep) -> dict:
     from dagsmith.orchestration.store import repo
 
@@ -27,7 +27,7 @@ def list_for_pipeline(pipeline_uuid: str, db: DbDep) -> dict:
         return listing("backfills", [_dict(session, b) for b in repo.list_backfills(session, pipeline_uuid)])
 
 
-@router.get("/backfills", summary="List all backfills")
+@router.get("/backfills", response_model=BackfillList, summary="List all backfills")
 def list_all(db: DbDep) -> dict:
     from dagsmith.orchestration.store import repo
 
@@ -35,7 +35,7 @@ def list_all(db: DbDep) -> dict:
         return listing("backfills", [_dict(session, b) for b in repo.list_backfills(session)])
 
 
-@router.post("/pipelines/{pipeline_uuid}/backfills", status_code=201, summary="Create a backfill (status 'initial' also starts it)")
+@router.post("/pipelines/{pipeline_uuid}/backfills", status_code=201, response_model=BackfillEnvelope, summary="Create a backfill (status 'initial' also starts it)")
 def create(pipeline_uuid: str, body: BackfillBody, db: DbDep, settings: SettingsDep, runtime: RuntimeDep) -> dict:
     from dagsmith.errors import ConfigError
     from dagsmith.orchestration.service import create_backfill
@@ -55,7 +55,7 @@ def create(pipeline_uuid: str, body: BackfillBody, db: DbDep, settings: Settings
         return {"backfill": _dict(session, repo.get_backfill(session, backfill_id))}
 
 
-@router.get("/backfills/{backfill_id}", summary="Read a backfill with its progress")
+@router.get("/backfills/{backfill_id}", response_model=BackfillEnvelope, summary="Read a backfill with its progress")
 def get(backfill_id: int, db: DbDep) -> dict:
     from dagsmith.orchestration.store import repo
 
@@ -63,7 +63,7 @@ def get(backfill_id: int, db: DbDep) -> dict:
         return {"backfill": _dict(session, repo.get_backfill(session, backfill_id))}
 
 
-@router.put("/backfills/{backfill_id}", summary="Start (status initial), cancel (status cancelled) or rerun failed dates (action rerun_failed)")
+@router.put("/backfills/{backfill_id}", response_model=BackfillEnvelope, summary="Start (status initial), cancel (status cancelled) or rerun failed dates (action rerun_failed)")
 def update(backfill_id: int, body: BackfillBody, db: DbDep, runtime: RuntimeDep) -> dict:
     from dagsmith.errors import ConfigError
     from dagsmith.orchestration.scheduler import backfills as bf

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from dagsmith.server.deps import DbDep, RuntimeDep, SettingsDep, notify
-from dagsmith.server.schemas import RunBody, VariablesBody
+from dagsmith.server.schemas import PipelineRunEnvelope, PipelineRunOut, RunBody, VariablesBody
 from dagsmith.server.api.common import listing
 
 router = APIRouter(tags=["pipelines"])
@@ -111,7 +111,7 @@ def put_variables(pipeline_uuid: str, body: VariablesBody, settings: SettingsDep
     return {"variables": body.variables}
 
 
-@router.post("/pipelines/{pipeline_uuid}/pipeline_runs", status_code=201, summary="Queue a run of a pipeline now")
+@router.post("/pipelines/{pipeline_uuid}/pipeline_runs", status_code=201, response_model=PipelineRunEnvelope, summary="Queue a run of a pipeline now")
 def create_run(pipeline_uuid: str, settings: SettingsDep, db: DbDep, runtime: RuntimeDep, body: RunBody | None = None) -> dict:
     from dagsmith.orchestration.service import create_run_now
 
@@ -126,7 +126,7 @@ def create_run(pipeline_uuid: str, settings: SettingsDep, db: DbDep, runtime: Ru
         source="ui",
     )
     notify(runtime)
-    return {"pipeline_run": run}
+    return {"pipeline_run": PipelineRunOut.of(run)}
 
 
 @router.get("/pipelines/{pipeline_uuid}/logs", summary="Logs of a pipeline's recent runs")

@@ -17,57 +17,34 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from dagsmith.server.api.common import listing, run_in_threadpool, trigger_to_dict
+from dagsmith.orchestration.triggers import next_run, validate_trigger_fields, write_back
+from dagsmith.server.api.common import listing, run_in_threadpool
 from dagsmith.server.deps import DbDep, RuntimeDep, SettingsDep, notify
 from dagsmith.server.guard import token_authenticated
-from dagsmith.server.schemas import TriggerBody
+from dagsmith.server.schemas import (
+    EventRuns,
+    PipelineRunList,
+    PipelineRunOut,
+    TriggerBody,
+    TriggerEnvelope,
+    TriggeredRunEnvelope,
+    TriggerList,
+    TriggerOut,
+)
 
 router = APIRouter(tags=["triggers"])
 
 
-def _next_run(trigger) -> Any:
-    from datetime import datetime, timezone
-
-    from dagsmith.orchestration.scheduler.triggers import next_tick
-
-    if trigger.schedule_type != "time" or trigger.status != "active" or not trigger.schedule_interval:
-        return None
-    if trigger.schedule_interval.strip() == "@once":
-        return None
-    try:
-        after = max(filter(None, (trigger.last_execution_date, datetime.now(timezone.utc))))
-        if trigger.start_time and trigger.start_time > after:
-            after = trigger.start_time
-        return next_tick(trigger.schedule_interval, trigger.timezone, after)
-    except Exception:  # noqa: BLE001 - an invalid schedule has no next run
-        return None
-
-
-def _validate(fields: dict, existing=None) -> None:
-    from dagsmith.orchestration.service import validate_trigger_fields
-
-    validate_trigger_fields(fields, existing)
-
-
-def _write_back(settings, db, pipeline_uuid: str) -> None:
-    from dagsmith.orchestration.scheduler.code_triggers import write_triggers_yaml
-    from dagsmith.orchestration.store import repo
-
-    with db.read() as session:
-        in_code = [t for t in repo.list_triggers(session, pipeline_uuid) if t.in_code]
-    write_triggers_yaml(settings.project_root, pipeline_uuid, in_code)
-
-
-@router.get("/pipeline_schedules", summary="List all triggers")
+@router.get("/pipeline_schedules", response_model=TriggerList, summary="List all triggers")
 def list_all(db: DbDep, pipeline_uuid: str | None = None) -> dict:
     from dagsmith.orchestration.store import repo
 
     with db.read() as session:
-        items = [trigger_to_dict(t, next_run=_next_run(t)) for t in repo.list_triggers(session, pipeline_uuid)]
+        items = [TriggerOut.of(t, next_run=next_run(t)) for t in repo.list_triggers(session, pipeline_uuid)]
     return listing("pipeline_schedules", items)
 
 
-@router.get("/pipelines/{pipeline_uuid}/pipeline_schedules", summary="List a pipeline's triggers")
+@router.get("/pipelines/{pipeline_uuid}/pipeline_schedules", response_model=TriggerList, summary="List a pipeline's triggers")
 def list_for_pipeline(pipeline_uuid: str, db: DbDep, settings: SettingsDep) -> dict:
     from dagsmith.orchestration.service import check_pipeline
 
@@ -75,7 +52,7 @@ def list_for_pipeline(pipeline_uuid: str, db: DbDep, settings: SettingsDep) -> d
     return list_all(db, pipeline_uuid)
 
 
-@router.post("/pipelines/{pipeline_uuid}/pipeline_schedules", status_code=201, summary="Create a trigger")
+@router.post("/pipelines/{pipeline_uuid}/pipeline_schedules", status_code=201, response_model=TriggerEnvelope, summary="Create a trigger")
 def create(pipeline_uuid: str, body: TriggerBody, db: DbDep, settings: SettingsDep, runtime: RuntimeDep) -> dict:
     from dagsmith.orchestration.service import create_trigger
     from dagsmith.orchestration.store import repo
@@ -84,21 +61,21 @@ def create(pipeline_uuid: str, body: TriggerBody, db: DbDep, settings: SettingsD
     trigger_id = create_trigger(db, settings.project_root, pipeline_uuid, fields, actor="api")
     with db.read() as session:
         trigger = repo.get_trigger(session, trigger_id)
-        out = trigger_to_dict(trigger, next_run=_next_run(trigger))
+        out = TriggerOut.of(trigger, next_run=next_run(trigger))
     notify(runtime)
     return {"pipeline_schedule": out}
 
 
-@router.get("/pipeline_schedules/{trigger_id}", summary="Read a trigger")
+@router.get("/pipeline_schedules/{trigger_id}", response_model=TriggerEnvelope, summary="Read a trigger")
 def get(trigger_id: int, db: DbDep) -> dict:
     from dagsmith.orchestration.store import repo
 
     with db.read() as session:
         trigger = repo.get_trigger(session, trigger_id)
-        return {"pipeline_schedule": trigger_to_dict(trigger, next_run=_next_run(trigger))}
+        return {"pipeline_schedule": TriggerOut.of(trigger, next_run=next_run(trigger))}
 
 
-@router.put("/pipeline_schedules/{trigger_id}", summary="Change a trigger (status active/inactive, schedule, settings…)")
+@router.put("/pipeline_schedules/{trigger_id}", response_model=TriggerEnvelope, summary="Change a trigger (status active/inactive, schedule, settings…)")
 def put(trigger_id: int, body: TriggerBody, db: DbDep, settings: SettingsDep) -> dict:
     from dagsmith.orchestration.store import repo
 
@@ -109,41 +86,40 @@ def put(trigger_id: int, body: TriggerBody, db: DbDep, settings: SettingsDep) ->
         check_name(fields["name"], "trigger")
     with db.session() as session:
         trigger = repo.get_trigger(session, trigger_id)
-        _validate(fields, trigger)
+        validate_trigger_fields(fields, trigger)
         if "name" in fields and fields["name"] != trigger.name and repo.find_trigger(session, trigger.pipeline_uuid, fields["name"]):
             raise repo.Conflict(f"pipeline '{trigger.pipeline_uuid}' already has a trigger named {fields['name']!r}")
         repo.update_trigger(session, trigger, **fields)
         repo.audit(session, "trigger.update", "trigger", trigger.id, {"fields": sorted(fields)}, actor="api")
-        out = trigger_to_dict(trigger, next_run=_next_run(trigger))
+        out = TriggerOut.of(trigger, next_run=next_run(trigger))
         pipeline_uuid, in_code = trigger.pipeline_uuid, trigger.in_code
     if in_code:
-        _write_back(settings, db, pipeline_uuid)
+        write_back(settings.project_root, db, pipeline_uuid)
     return {"pipeline_schedule": out}
 
 
-@router.delete("/pipeline_schedules/{trigger_id}", summary="Delete a trigger (its runs stay)")
+@router.delete("/pipeline_schedules/{trigger_id}", response_model=TriggerEnvelope, summary="Delete a trigger (its runs stay)")
 def remove(trigger_id: int, db: DbDep, settings: SettingsDep) -> dict:
     from dagsmith.orchestration.store import repo
 
     with db.session() as session:
         trigger = repo.get_trigger(session, trigger_id)
-        out = trigger_to_dict(trigger)
+        out = TriggerOut.of(trigger)
         repo.delete_trigger(session, trigger)
-        repo.audit(session, "trigger.delete", "trigger", trigger_id, {"name": out["name"]}, actor="api")
-    if out["in_code"]:
-        _write_back(settings, db, out["pipeline_uuid"])
+        repo.audit(session, "trigger.delete", "trigger", trigger_id, {"name": out.name}, actor="api")
+    if out.in_code:
+        write_back(settings.project_root, db, out.pipeline_uuid)
     return {"pipeline_schedule": out}
 
 
-@router.get("/pipeline_schedules/{trigger_id}/pipeline_runs", summary="Runs of a trigger")
+@router.get("/pipeline_schedules/{trigger_id}/pipeline_runs", response_model=PipelineRunList, summary="Runs of a trigger")
 def trigger_runs(trigger_id: int, db: DbDep, limit: int = 50, offset: int = 0) -> dict:
-    from dagsmith.orchestration.service import run_to_dict
     from dagsmith.orchestration.store import repo
 
     with db.read() as session:
         repo.get_trigger(session, trigger_id)
         runs, total = repo.list_runs(session, trigger_id=trigger_id, limit=limit, offset=offset)
-        return listing("pipeline_runs", [run_to_dict(r) for r in runs], total, limit=limit, offset=offset)
+        return listing("pipeline_runs", [PipelineRunOut.of(r) for r in runs], total, limit=limit, offset=offset)
 
 
 async def _trigger(request: Request, trigger_id: int, token: str | None) -> dict:
@@ -164,16 +140,16 @@ async def _trigger(request: Request, trigger_id: int, token: str | None) -> dict
     run = await run_in_threadpool(lambda: api_trigger_run(db, trigger_id, token, payload, idempotency_key=key))
     notify(getattr(request.app.state, "runtime", None))
     # only what the caller needs: the run's variables may hold the trigger's stored secrets
-    return {"pipeline_run": {"id": run["id"], "status": run["status"]}}
+    return {"pipeline_run": {"id": run.id, "status": run.status}}
 
 
-@router.post("/pipeline_schedules/{trigger_id}/pipeline_runs/{token}", status_code=200, summary="Trigger a run (Mage's API trigger URL)")
+@router.post("/pipeline_schedules/{trigger_id}/pipeline_runs/{token}", status_code=200, response_model=TriggeredRunEnvelope, summary="Trigger a run (Mage's API trigger URL)")
 @token_authenticated
 async def api_trigger(trigger_id: int, token: str, request: Request) -> dict:
     return await _trigger(request, trigger_id, token)
 
 
-@router.post("/pipeline_schedules/{trigger_id}/api_trigger", status_code=200, summary="Trigger a run with Authorization: Bearer <token>")
+@router.post("/pipeline_schedules/{trigger_id}/api_trigger", status_code=200, response_model=TriggeredRunEnvelope, summary="Trigger a run with Authorization: Bearer <token>")
 @token_authenticated
 async def api_trigger_bearer(trigger_id: int, request: Request) -> dict:
     header = request.headers.get("authorization", "")
@@ -181,7 +157,7 @@ async def api_trigger_bearer(trigger_id: int, request: Request) -> dict:
     return await _trigger(request, trigger_id, token)
 
 
-@router.post("/events", summary="Send an event; every active event trigger whose event_matchers match gets a run")
+@router.post("/events", response_model=EventRuns, summary="Send an event; every active event trigger whose event_matchers match gets a run")
 async def post_event(request: Request) -> dict:
     from dagsmith.orchestration.payloads import parse_json_body
     from dagsmith.orchestration.service import fire_event
@@ -194,4 +170,4 @@ async def post_event(request: Request) -> dict:
     event = payload.get("event", payload) if isinstance(payload, dict) else payload
     runs = await run_in_threadpool(lambda: fire_event(request.app.state.db, event, idempotency_key=key))
     notify(getattr(request.app.state, "runtime", None))
-    return {"event": event, "pipeline_runs": runs}
+    return {"event": event, "pipeline_runs": [PipelineRunOut.of(r) for r in runs]}

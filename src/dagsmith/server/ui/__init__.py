@@ -1,8 +1,9 @@
 """The browser UI of dagsmith: Jinja2 pages + HTMX, vendored static assets, no build step.
 
 Owner: server/ui. ``mount_ui(app, project_root)`` adds to a FastAPI app (``create_app``
-calls it): the page routes of ``views`` (Mage's URLs: ``/pipelines``, ``/pipelines/<p>/edit``,
-``…/triggers``, ``…/runs``, ``…/backfills``, ``/pipeline-runs``, ``/files``, ``/settings``),
+calls it): the page routes of ``pages`` (one module per page family, Mage's URLs: ``/pipelines``,
+``/pipelines/<p>/edit``, ``…/triggers``, ``…/runs``, ``…/backfills``, ``/pipeline-runs``, ``/files``,
+``/settings``) and the editor's extra routes of ``actions`` and ``live``,
 ``/static`` (``static/``; vendored files under ``static/vendor/<name>/`` with their
 LICENSE and VERSION), the sign-in/CSRF middleware of ``auth`` and the editor's
 background block runs (``jobs``). Block runs started in the editor run through the
@@ -50,8 +51,8 @@ def mount_ui(app: Any, project_root: str | Path) -> None:
     from dagsmith.project.layout import data_dir
     from dagsmith.server.ui import auth
     from dagsmith.server.ui.jobs import BlockJobs
-    from dagsmith.server.ui import actions, live  # noqa: F401 - they register their routes on views.router
-    from dagsmith.server.ui.views import router
+    from dagsmith.server.ui import actions, live
+    from dagsmith.server.ui.pages import routers
 
     root = Path(project_root).resolve()
     state = app.state
@@ -63,7 +64,8 @@ def mount_ui(app: Any, project_root: str | Path) -> None:
     state.ui_sessions = auth.Sessions(folder) if state.ui_auth else None
     state.ui_login_throttle = auth.LoginThrottle()
     app.mount("/static", _Static(), name="static")
-    app.include_router(router)
+    for router in [*routers(), actions.router, live.router]:
+        app.include_router(router)
     app.add_middleware(auth.AuthMiddleware, data_dir=folder)
     _html_errors(app)
 
@@ -82,7 +84,7 @@ def _html_errors(app: Any) -> None:
             from fastapi.responses import JSONResponse
 
             return JSONResponse({"error": {"code": exc.status_code, "message": str(exc.detail)}}, status_code=exc.status_code)
-        from dagsmith.server.ui.views import error_page
+        from dagsmith.server.ui.pages.common import error_page
 
         title = {404: "Not found", 403: "Forbidden", 405: "Not allowed"}.get(exc.status_code, "Error")
         message = str(exc.detail) if exc.detail and exc.detail != "Not Found" else f"There is no page at {request.url.path}."

@@ -1,4 +1,4 @@
-"""Editor routes for Mage's comforts (registered on ``views.router``): per-block actions and the file tree.
+"""Editor routes for Mage's comforts (its own ``router``, mounted beside the pages): per-block actions and the file tree.
 
 Per block: ``…/blocks/<b>/duplicate`` (a copy of the file under a new uuid, same type, language,
 settings and upstream), ``…/rename`` (the file and the uuid, in EVERY pipeline that lists the
@@ -12,34 +12,23 @@ above the cells, saved through ``/files/save``), ``POST /files/rename`` (refused
 which are renamed with their block).
 
 Names typed by the user become uuids with ``project.layout.clean_name`` (no folders); paths go
-through ``views.safe_path`` (confined to the project, no ``..``, no symlinks).
+through ``project.names.safe_path`` (confined to the project, no ``..``, no symlinks).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
 from dagsmith.errors import DagsmithError, ProjectError
-from dagsmith.server.ui.views import (
-    _error_text,
-    _private_paths,
-    _flash_url,
-    _get,
-    _hash,
-    _load_spec,
-    _mode_for,
-    _post,
-    _redirect,
-    _root,
-    _tree,
-    render,
-    safe_path,
-)
+from dagsmith.project.names import safe_path
+from dagsmith.server.ui.pages.common import cached_raw, content_hash, error_text, flash_url, load_spec, page_router, project_root, redirect, render
+from dagsmith.server.ui.pages.files import MAX_EDIT_BYTES, file_tree, mode_for, private_paths
+
+router, get, post = page_router()
 
 
 
@@ -63,18 +52,18 @@ def _users(root: Path, block_type: str, uuid: str) -> list[str]:
 def _back(pipeline_uuid: str, block: str | None = None, message: str | None = None, kind: str = "ok") -> str:
     url = f"/pipelines/{quote(pipeline_uuid)}/edit"
     if message:
-        url = _flash_url(url, message, kind)
+        url = flash_url(url, message, kind)
     return url + (f"#block-{quote(block)}" if block else "")
 
 
-@_post("/pipelines/{pipeline_uuid}/edit/blocks/{block_uuid}/duplicate")
+@post("/pipelines/{pipeline_uuid}/edit/blocks/{block_uuid}/duplicate")
 def block_duplicate(request: Request, pipeline_uuid: str, block_uuid: str) -> Response:
     from dagsmith.project.layout import block_relpath
     from dagsmith.project.pipelines import add_block
 
-    root = _root(request)
+    root = project_root(request)
     try:
-        spec = _load_spec(request, pipeline_uuid)
+        spec = load_spec(request, pipeline_uuid)
         block = spec.block(block_uuid)
         taken = {b.uuid for b in spec.blocks}
         n, new = 1, f"{block_uuid}_copy"
@@ -86,20 +75,20 @@ def block_duplicate(request: Request, pipeline_uuid: str, block_uuid: str) -> Re
         add_block(root, pipeline_uuid, new, block.type, language=block.language, upstream=list(block.upstream_blocks),
                   content=content, configuration=config, name=new)
     except DagsmithError as exc:
-        return _redirect(request, _back(pipeline_uuid, block_uuid, _error_text(exc), "error"))
-    return _redirect(request, _back(pipeline_uuid, new, f"Duplicated {block_uuid} as {new}."))
+        return redirect(request, _back(pipeline_uuid, block_uuid, error_text(exc), "error"))
+    return redirect(request, _back(pipeline_uuid, new, f"Duplicated {block_uuid} as {new}."))
 
 
-@_post("/pipelines/{pipeline_uuid}/edit/blocks/{block_uuid}/rename")
+@post("/pipelines/{pipeline_uuid}/edit/blocks/{block_uuid}/rename")
 async def block_rename(request: Request, pipeline_uuid: str, block_uuid: str) -> Response:
     form = await request.form()
     try:
-        new, users = rename_block(_root(request), pipeline_uuid, block_uuid, str(form.get("name") or ""))
+        new, users = rename_block(project_root(request), pipeline_uuid, block_uuid, str(form.get("name") or ""))
     except DagsmithError as exc:
-        return _redirect(request, _back(pipeline_uuid, block_uuid, _error_text(exc), "error"))
+        return redirect(request, _back(pipeline_uuid, block_uuid, error_text(exc), "error"))
     others = [u for u in users if u != pipeline_uuid]
     note = f" (also in {', '.join(others)})" if others else ""
-    return _redirect(request, _back(pipeline_uuid, new, f"Renamed {block_uuid} to {new}{note}."))
+    return redirect(request, _back(pipeline_uuid, new, f"Renamed {block_uuid} to {new}{note}."))
 
 
 def rename_block(root: Path, pipeline_uuid: str, block_uuid: str, name: str) -> tuple[str, list[str]]:
@@ -149,24 +138,24 @@ def rename_block(root: Path, pipeline_uuid: str, block_uuid: str, name: str) -> 
     return new, users
 
 
-@_post("/pipelines/{pipeline_uuid}/edit/blocks/{block_uuid}/disable")
+@post("/pipelines/{pipeline_uuid}/edit/blocks/{block_uuid}/disable")
 async def block_disable(request: Request, pipeline_uuid: str, block_uuid: str) -> Response:
     from dagsmith.project.pipelines import update_block_entry
 
     form = await request.form()
     off = form.get("disabled") == "1"
     try:
-        block = _load_spec(request, pipeline_uuid).block(block_uuid)
+        block = load_spec(request, pipeline_uuid).block(block_uuid)
         config = dict(block.configuration or {})
         if off:
             config["disabled"] = True
         else:
             config.pop("disabled", None)
-        update_block_entry(_root(request), pipeline_uuid, block_uuid, {"configuration": config})
+        update_block_entry(project_root(request), pipeline_uuid, block_uuid, {"configuration": config})
     except DagsmithError as exc:
-        return _redirect(request, _back(pipeline_uuid, block_uuid, _error_text(exc), "error"))
+        return redirect(request, _back(pipeline_uuid, block_uuid, error_text(exc), "error"))
     word = "disabled: pipeline runs skip it" if off else "enabled again"
-    return _redirect(request, _back(pipeline_uuid, block_uuid, f"Block {block_uuid} {word}."))
+    return redirect(request, _back(pipeline_uuid, block_uuid, f"Block {block_uuid} {word}."))
 
 
 # ---------------------------------------------------------------- files beside the cells
@@ -176,12 +165,11 @@ def _block_files_used(root: Path) -> dict[str, list[str]]:
     """relpath of each block file → pipelines that list it."""
     from dagsmith.project.layout import block_relpath
     from dagsmith.project.pipelines import list_pipelines
-    from dagsmith.server.ui.views import _cached_raw
 
     used: dict[str, list[str]] = {}
     for p in list_pipelines(root):
         try:
-            raw = _cached_raw(root, p)
+            raw = cached_raw(root, p)
         except DagsmithError:
             continue
         for b in raw.get("blocks") or []:
@@ -191,35 +179,33 @@ def _block_files_used(root: Path) -> dict[str, list[str]]:
     return used
 
 
-@_get("/pipelines/{pipeline_uuid}/edit/files")
+@get("/pipelines/{pipeline_uuid}/edit/files")
 def editor_files(request: Request, pipeline_uuid: str) -> HTMLResponse:
-    from dagsmith.server.ui.views import _block_files
+    from dagsmith.server.ui.pages.editor import block_files
 
-    root = _root(request)
-    reusable = {f["relpath"]: f for f in _block_files(root)}
-    private = frozenset(p.resolve() for p in _private_paths(request))
-    return render(request, "_editor_files.html", pipeline_uuid=pipeline_uuid, tree=_tree(root, root, private=private), path="",
+    root = project_root(request)
+    reusable = {f["relpath"]: f for f in block_files(root)}
+    private = frozenset(p.resolve() for p in private_paths(request))
+    return render(request, "_editor_files.html", pipeline_uuid=pipeline_uuid, tree=file_tree(root, root, private=private), path="",
                   reusable=reusable, used=_block_files_used(root))
 
 
-@_get("/pipelines/{pipeline_uuid}/edit/file")
+@get("/pipelines/{pipeline_uuid}/edit/file")
 def editor_file(request: Request, pipeline_uuid: str, path: str = "") -> HTMLResponse:
-    from dagsmith.server.ui.views import MAX_EDIT_BYTES
-
     try:
-        target = safe_path(_root(request), path, _private_paths(request))
+        target = safe_path(project_root(request), path, private_paths(request))
         if not target.is_file():
             raise ProjectError(f"{path} is not a file")
         data = target.read_bytes()
         if len(data) > MAX_EDIT_BYTES or b"\0" in data[:8192]:
             raise ProjectError(f"{path} is binary or larger than {MAX_EDIT_BYTES // 1_000_000} MB; open it in another editor")
     except DagsmithError as exc:
-        return render(request, "_error.html", message=_error_text(exc))
-    file = {"path": path, "content": data.decode("utf-8", errors="replace"), "hash": _hash(data), "mode": _mode_for(path)}
+        return render(request, "_error.html", message=error_text(exc))
+    file = {"path": path, "content": data.decode("utf-8", errors="replace"), "hash": content_hash(data), "mode": mode_for(path)}
     return render(request, "_editor_file.html", pipeline_uuid=pipeline_uuid, file=file)
 
 
-@_post("/files/rename")
+@post("/files/rename")
 async def files_rename(request: Request) -> Response:
     import os
 
@@ -228,9 +214,9 @@ async def files_rename(request: Request) -> Response:
     back = str(form.get("back") or "/files")
     if not back.startswith("/") or back.startswith("//"):
         back = "/files"
-    root = _root(request)
+    root = project_root(request)
     try:
-        private = _private_paths(request)
+        private = private_paths(request)
         src, dst = safe_path(root, old, private), safe_path(root, new, private)
         if not src.is_file():
             raise ProjectError(f"{old} is not a file")
@@ -243,7 +229,7 @@ async def files_rename(request: Request) -> Response:
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(src, dst)
     except DagsmithError as exc:
-        return _redirect(request, _flash_url(back, _error_text(exc), "error"))
-    return _redirect(request, _flash_url(back, f"Renamed {old} to {new}."))
+        return redirect(request, flash_url(back, error_text(exc), "error"))
+    return redirect(request, flash_url(back, f"Renamed {old} to {new}."))
 
 

@@ -13,8 +13,8 @@ Owner: server/ui. Key contracts:
   key kept in ``<data dir>/secrets/ui_session_key`` (mode 0600): absolute and idle expiry,
   revoked for good by logout (``Sessions``). Failed sign-ins slow down and then lock a
   client out for a while (``LoginThrottle``).
-* CSRF is checked for every route by ``dagsmith.server.guard``: with sign-in the token is
-  bound to the session; API calls authenticated by the session cookie need the
+* CSRF tokens are made and checked here (``csrf_token``, ``csrf_valid``) and required for
+  every route by ``dagsmith.server.guard``: with sign-in the token is bound to the session; API calls authenticated by the session cookie need the
   ``X-CSRF-Token`` header even with JSON; API-trigger URLs carry their own token.
 """
 
@@ -96,13 +96,11 @@ def load_auth(data_dir: Path) -> AuthConfig | None:
 
 def write_auth(data_dir: Path, user: str, password: str) -> Path:
     """Store a user and the hash of its password in ``<data dir>/auth.json`` (mode 0600)."""
+    from dagsmith.util.fs import atomic_write
+
     path = auth_file(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+    with atomic_write(path, perms=0o600) as handle:
         json.dump({"user": user, "password_hash": hash_password(password)}, handle)
-    os.replace(tmp, path)
     return path
 
 
@@ -217,13 +215,10 @@ class Sessions:
         now_f = now if now is not None else time.time()
         revoked = {k: v for k, v in self._load_revoked().items() if v > now_f}
         revoked[info["sid"]] = info["issued"] + SESSION_SECONDS
-        path = self.revoked_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        from dagsmith.util.fs import atomic_write
+
+        with atomic_write(self.revoked_path, perms=0o600) as handle:
             json.dump(revoked, handle)
-        os.replace(tmp, path)
         self._revoked, self._revoked_stamp = revoked, None
         return True
 
@@ -289,6 +284,73 @@ class LoginThrottle:
     def succeeded(self, client: str) -> None:
         with self._lock:
             self._failures.pop(client, None)
+
+
+# ---------------------------------------------------------------- CSRF and cookies
+
+
+def session_id(request) -> str | None:
+    """The sid of the request's signed-in session (set by ``AuthMiddleware``), or None."""
+    state = request.scope.get("state")
+    return state.get("session_id") if isinstance(state, dict) else None
+
+
+def _sessions_of(request) -> "Sessions | None":
+    return getattr(request.app.state, "ui_sessions", None)
+
+
+def csrf_token(request) -> str:
+    """The CSRF token pages embed: bound to the session with sign-in, the double-submit cookie without.
+
+    Without sign-in and without a usable cookie a new token is made and kept on
+    ``request.state.csrf_new``; ``set_new_csrf_cookie`` sends it with the response.
+    """
+    sid = session_id(request)
+    sessions = _sessions_of(request)
+    if sid and sessions is not None:
+        return sessions.csrf_for(sid)
+    token = getattr(request.state, "csrf_new", None) or request.cookies.get(CSRF_COOKIE)
+    if not token or len(token) < 16:
+        token = secrets.token_urlsafe(24)
+        request.state.csrf_new = token
+    return token
+
+
+def csrf_valid(request, sent: str | None) -> bool:
+    """True when ``sent`` is this request's CSRF token (compared in constant time)."""
+    if not sent:
+        return False
+    sid = session_id(request)
+    sessions = _sessions_of(request)
+    if sid and sessions is not None:
+        return hmac.compare_digest(sent, sessions.csrf_for(sid))
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    return bool(cookie) and len(cookie) >= 16 and hmac.compare_digest(sent, cookie)
+
+
+def set_new_csrf_cookie(request, response) -> None:
+    """Send the double-submit cookie when ``csrf_token`` made a new token for this request."""
+    new = getattr(request.state, "csrf_new", None)
+    if new:
+        response.set_cookie(CSRF_COOKIE, new, httponly=False, samesite="strict", path="/")
+
+
+def set_session_cookies(request, response, sessions: "Sessions", user: str) -> None:
+    """Sign ``user`` in on ``response``: the session cookie and the session's CSRF token."""
+    cookie = sessions.issue(user)
+    secure = request.url.scheme == "https"
+    response.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="lax", secure=secure, max_age=SESSION_SECONDS, path="/")
+    # the session's CSRF token, readable by scripts that signed in (send it as X-CSRF-Token)
+    response.set_cookie(CSRF_COOKIE, sessions.csrf_for(sessions.parse(cookie)["sid"]), httponly=False, samesite="strict", secure=secure, path="/")
+
+
+def clear_session_cookies(request, response) -> None:
+    """Sign out: the session is revoked for good (even a kept copy of the cookie is dead) and both cookies dropped."""
+    sessions = _sessions_of(request)
+    if sessions is not None:
+        sessions.revoke(request.cookies.get(SESSION_COOKIE))
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(CSRF_COOKIE, path="/")
 
 
 def _open_path(path: str) -> bool:

@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from dagsmith.dag.graph import downstream_of
+from dagsmith.dag.graph import layers as layers_of
+
 NODE_W = 170
 NODE_H = 34
 GAP_X = 28
@@ -44,23 +47,7 @@ def layout(blocks: Sequence[tuple[str, str, Iterable[str]]]) -> Layout:
         ups[u] = [p for p in ups[u] if p in known]
     types = {u: t for u, t, _ in blocks}
     order = [u for u, _t, _ in blocks]
-    layer: dict[str, int] = {}
-    # iterative longest-path layering (a cycle, which pipelines refuse anyway, is cut)
-    for start in order:
-        if start in layer:
-            continue
-        stack = [(start, iter(ups[start]))]
-        visiting = {start}
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                stack.pop()
-                visiting.discard(node)
-                layer[node] = 1 + max((layer.get(p, -1) for p in ups[node] if p in layer), default=-1)
-            elif nxt not in layer and nxt not in visiting:
-                visiting.add(nxt)
-                stack.append((nxt, iter(ups[nxt])))
+    layer = layers_of(ups)  # longest path from the roots; a cycle is cut, not refused
     layers: dict[int, list[str]] = {}
     for u in order:
         layers.setdefault(layer[u], []).append(u)
@@ -71,10 +58,7 @@ def layout(blocks: Sequence[tuple[str, str, Iterable[str]]]) -> Layout:
             row.sort(key=lambda u: (sum(pos.get(p, 0) for p in ups[u]) / len(ups[u])) if ups[u] else 1e9)
         for i, u in enumerate(row):
             pos[u] = i
-    downs: dict[str, list[str]] = {u: [] for u in order}
-    for u in order:
-        for p in ups[u]:
-            downs[p].append(u)
+    downs = downstream_of(ups)
     for depth in sorted(layers, reverse=True)[1:]:  # upward sweep: parents follow their children
         row = layers[depth]
         row.sort(key=lambda u: (sum(pos[c] for c in downs[u]) / len(downs[u])) if downs[u] else pos[u])

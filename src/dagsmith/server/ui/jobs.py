@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -30,6 +29,8 @@ import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from dagsmith.util.fs import write_text_atomic
 
 MAX_JOBS = 200
 INTERRUPTED = "The server stopped while this block was running, so the run was cut off and its output is lost. Run the block again."
@@ -109,19 +110,12 @@ def _selection(root: Path, pipeline_uuid: str, block_uuid: str, mode: str) -> li
     """The blocks an editor run selects: the block, or the block and everything downstream of it."""
     if mode != "downstream":
         return [block_uuid]
+    from dagsmith.dag.graph import downstream_of, known_upstream, reachable
     from dagsmith.project.pipelines import load_pipeline
 
     spec = load_pipeline(root, pipeline_uuid)
-    down: dict[str, list[str]] = {}
-    for b in spec.blocks:
-        for up in b.upstream_blocks:
-            down.setdefault(up, []).append(b.uuid)
-    seen, stack = {block_uuid}, [block_uuid]
-    while stack:
-        for child in down.get(stack.pop(), []):
-            if child not in seen:
-                seen.add(child)
-                stack.append(child)
+    down = downstream_of(known_upstream({b.uuid: b.upstream_blocks for b in spec.blocks}))
+    seen = {block_uuid, *reachable(down, block_uuid)}
     return [b.uuid for b in spec.blocks if b.uuid in seen]
 
 
@@ -227,10 +221,7 @@ class BlockJobs:
         if path is None:
             return
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(job.record()), encoding="utf-8")
-            os.replace(tmp, path)
+            write_text_atomic(path, json.dumps(job.record()))
         except OSError as exc:  # the run matters more than its record
             log.warning("could not write the editor job record %s: %s", path, exc)
 
@@ -371,10 +362,7 @@ class BlockJobs:
         if path is None:
             return
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"partition": partition, "preview": preview}, default=str), encoding="utf-8")
-            os.replace(tmp, path)
+            write_text_atomic(path, json.dumps({"partition": partition, "preview": preview}, default=str))
         except OSError as exc:
             log.warning("could not cache the preview of %s/%s: %s", pipeline_uuid, block_uuid, exc)
 

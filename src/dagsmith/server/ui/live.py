@@ -1,4 +1,4 @@
-"""Editor routes added for live output and pictures of block outputs (registered on ``views.router``).
+"""Editor routes added for live output and pictures of block outputs (its own ``router``, mounted beside the pages).
 
 - ``GET /pipelines/<p>/edit/jobs/<id>/poll?since=N&wait=S``: JSON long poll of an editor
   block run: the lines printed since line N, status, elapsed seconds, the status of every
@@ -22,27 +22,29 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from dagsmith.errors import ConfigError, DagsmithError, ProjectError
-from dagsmith.server.ui.views import _error_text, _get, _load_spec, _post, _root, render
+from dagsmith.server.ui.pages.common import error_text, load_spec, page_router, project_root, render
+
+router, get, post = page_router()
 
 #: longest a poll waits for news (the page polls again at once)
 POLL_MAX_WAIT = 10.0
 POLL_STEP = 0.02
 
 
-@_get("/ui/ping")
+@get("/ui/ping")
 def ping() -> Response:
     return Response(status_code=204, headers={"Cache-Control": "no-store"})
 
 
 def _job_html(request: Request, job, pipeline_uuid: str) -> str | None:
     try:
-        block = _load_spec(request, pipeline_uuid).block(job.block_uuid)
+        block = load_spec(request, pipeline_uuid).block(job.block_uuid)
     except DagsmithError:
         return None
     return render(request, "_output.html", job=job, block=block, pipeline_uuid=pipeline_uuid).body.decode("utf-8")
 
 
-@_get("/pipelines/{pipeline_uuid}/edit/jobs/{job_id}/poll")
+@get("/pipelines/{pipeline_uuid}/edit/jobs/{job_id}/poll")
 async def job_poll(request: Request, pipeline_uuid: str, job_id: str, since: int = 0, wait: float = 0) -> Response:
     from dagsmith.server.ui.jobs import state
 
@@ -89,14 +91,14 @@ def _chart_spec(source) -> dict[str, Any]:
     return spec
 
 
-@_get("/pipelines/{pipeline_uuid}/edit/blocks/{block_uuid}/chart")
+@get("/pipelines/{pipeline_uuid}/edit/blocks/{block_uuid}/chart")
 def chart_points(request: Request, pipeline_uuid: str, block_uuid: str) -> Response:
     try:
-        _load_spec(request, pipeline_uuid).block(block_uuid)
+        load_spec(request, pipeline_uuid).block(block_uuid)
         spec = _chart_spec(request.query_params)
         data = request.app.state.ui_jobs.chart(pipeline_uuid, block_uuid, spec)
     except (DagsmithError, ValueError, TimeoutError) as exc:
-        return JSONResponse({"error": _error_text(exc) if isinstance(exc, DagsmithError) else str(exc)})
+        return JSONResponse({"error": error_text(exc) if isinstance(exc, DagsmithError) else str(exc)})
     data["spec"] = spec
     return JSONResponse(data, headers={"Cache-Control": "no-store"})
 
@@ -107,13 +109,13 @@ def _saved_charts(spec, block_uuid: str) -> list[dict[str, Any]]:
     return [c for c in charts if isinstance(c, dict)] if isinstance(charts, list) else []
 
 
-@_post("/pipelines/{pipeline_uuid}/edit/blocks/{block_uuid}/charts")
+@post("/pipelines/{pipeline_uuid}/edit/blocks/{block_uuid}/charts")
 async def chart_save(request: Request, pipeline_uuid: str, block_uuid: str) -> HTMLResponse:
     from dagsmith.project.pipelines import update_block_entry
 
     form = await request.form()
     try:
-        spec = _load_spec(request, pipeline_uuid)
+        spec = load_spec(request, pipeline_uuid)
         config = dict(spec.block(block_uuid).configuration or {})
         chart = _chart_spec(form)
         charts = _saved_charts(spec, block_uuid)
@@ -121,18 +123,18 @@ async def chart_save(request: Request, pipeline_uuid: str, block_uuid: str) -> H
             return HTMLResponse("<span class='ok'>This chart is already saved.</span>")
         charts.append(chart)
         config["charts"] = charts
-        update_block_entry(_root(request), pipeline_uuid, block_uuid, {"configuration": config})
+        update_block_entry(project_root(request), pipeline_uuid, block_uuid, {"configuration": config})
     except (DagsmithError, ValueError) as exc:
-        return render(request, "_error.html", message=_error_text(exc) if isinstance(exc, DagsmithError) else str(exc))
+        return render(request, "_error.html", message=error_text(exc) if isinstance(exc, DagsmithError) else str(exc))
     return HTMLResponse(f"<span class='ok'>Chart saved with the pipeline ({len(charts)} saved for this block).</span>")
 
 
-@_post("/pipelines/{pipeline_uuid}/edit/blocks/{block_uuid}/charts/{index}/delete")
+@post("/pipelines/{pipeline_uuid}/edit/blocks/{block_uuid}/charts/{index}/delete")
 def chart_delete(request: Request, pipeline_uuid: str, block_uuid: str, index: int) -> HTMLResponse:
     from dagsmith.project.pipelines import update_block_entry
 
     try:
-        spec = _load_spec(request, pipeline_uuid)
+        spec = load_spec(request, pipeline_uuid)
         config = dict(spec.block(block_uuid).configuration or {})
         charts = _saved_charts(spec, block_uuid)
         if not 0 <= index < len(charts):
@@ -141,7 +143,7 @@ def chart_delete(request: Request, pipeline_uuid: str, block_uuid: str, index: i
         config["charts"] = charts
         if not charts:
             config.pop("charts")
-        update_block_entry(_root(request), pipeline_uuid, block_uuid, {"configuration": config})
+        update_block_entry(project_root(request), pipeline_uuid, block_uuid, {"configuration": config})
     except DagsmithError as exc:
-        return render(request, "_error.html", message=_error_text(exc))
+        return render(request, "_error.html", message=error_text(exc))
     return HTMLResponse("<span class='ok'>Chart removed.</span>")

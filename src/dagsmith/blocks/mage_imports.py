@@ -16,10 +16,15 @@ each name dagsmith supports; this finder maps ``mage_ai.X`` onto
    time and put back afterwards.
 
 Names Mage ships that dagsmith does not support resolve too, so nothing fails with a bare
-``ModuleNotFoundError`` (``compat.unavailable``): a ``mage_ai.io`` connector module (MySQL,
+``ModuleNotFoundError`` (``blocks.mage_stubs``): a ``mage_ai.io`` connector module (MySQL,
 Snowflake, …) imports and its class raises ``NotAvailableInDagsmith`` when used; taking
 any other name from a module dagsmith lacks raises ``MageNameUnavailable`` (an
 ``ImportError``) naming it.
+
+It lives in ``blocks`` because loading and calling block code needs it (``blocks.loader``,
+the executors); it reaches ``dagsmith.compat.mage_ai`` by module name only, when block code
+imports ``mage_ai``, so ``blocks`` never imports ``compat`` (the layers of
+docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ class _StubLoader(importlib.abc.Loader):
         return None  # default module creation
 
     def exec_module(self, module: types.ModuleType) -> None:
-        from dagsmith.compat.unavailable import fill_stub_module
+        from dagsmith.blocks.mage_stubs import fill_stub_module
 
         fill_stub_module(module, self.fullname)
 

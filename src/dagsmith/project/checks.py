@@ -1,8 +1,9 @@
-"""Structural checks of a pipeline's graph, all problems reported at once.
+"""Structural checks of a pipeline on disk, all problems reported at once.
 
 Checks what needs no user code: unknown upstreams, cycles (with their loop),
-block files that do not exist. Code-level checks (syntax, decorators,
-parameters) live in ``dagsmith.blocks.checks``.
+block files that do not exist. The graph itself (the cycle's loop) is
+``dagsmith.dag``'s; code-level checks (syntax, decorators, parameters) live in
+``dagsmith.blocks.checks``.
 """
 
 from __future__ import annotations
