@@ -44,7 +44,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PY = sys.executable
 sys.path.insert(0, str(REPO))
-from benchmarks.harness import Measure, dagsmith_cmd, report, run_process  # noqa: E402
+from benchmarks.harness import Measure, dagsmith_cmd, report, run_process_usage  # noqa: E402
 
 DAGSMITH = dagsmith_cmd()[0]
 
@@ -238,13 +238,14 @@ def run_cases(cases: list[dict], repeat: int) -> dict[str, Measure]:
         for case in cases:
             if round_no < repeat + 1 - case.get("rounds", repeat + 1):
                 continue
-            wall, rss, _ = run_process(case["cmd"], cwd=case.get("cwd"), env=case.get("env"))
+            wall, rss, cpu, _ = run_process_usage(case["cmd"], cwd=case.get("cwd"), env=case.get("env"))
             case["check"]()
             if round_no > 0 or case.get("rounds", repeat + 1) <= 1:
                 measures[case["label"]].walls.append(wall)
                 measures[case["label"]].rss_mb.append(rss)
+                measures[case["label"]].cpus.append(cpu)
     for label, m in measures.items():
-        print(f"  {label:<22} {m.wall:7.2f} s  {m.rss:7.0f} MB peak RSS   (runs: "
+        print(f"  {label:<22} {m.wall:7.2f} s  {m.cpu:7.2f} s CPU  {m.rss:7.0f} MB peak RSS   (runs: "
               + ", ".join(f"{t:.2f}" for t in m.walls) + ")", flush=True)
     return measures
 
@@ -393,21 +394,23 @@ def main() -> None:
         print(f"course pipeline, median of {args.repeat} interleaved rounds after a warm-up (rows kept: {expected:,}):", flush=True)
         m = run_cases(cases, args.repeat)
         print("\nratios from this run (each figure measured above, same machine, same load):")
-        print(f"  {'':14} {'plain s':>9} {'dagsmith s':>11} {'dagsmith/plain':>15} {'peak MB':>9}   goal <= 1.20")
+        print(f"  {'':14} {'plain s':>9} {'dagsmith s':>11} {'dagsmith/plain':>15} {'peak MB':>9} {'CPU ratio':>10}   goal <= 1.20"
+              f"   (load average {os.getloadavg()[0]:.1f}; on a busy machine the CPU ratio is the steadier figure)")
         for pandas in ("pandas 2", "pandas 3"):
             p, d = m.get(f"plain · {pandas}"), m.get(f"dagsmith · {pandas}")
             if p is None or d is None:
                 print(f"  {pandas:14} (no {args.pandas3_venv}: run scripts/test.sh once to build it)")
                 continue
-            print(f"  {pandas:14} {p.wall:9.2f} {d.wall:11.2f} {d.wall / p.wall:15.2f} {d.rss:9.0f}")
+            print(f"  {pandas:14} {p.wall:9.2f} {d.wall:11.2f} {d.wall / p.wall:15.2f} {d.rss:9.0f} {d.cpu / p.cpu if p.cpu else float('nan'):10.2f}")
         d2, d3 = m.get("dagsmith · pandas 2"), m.get("dagsmith · pandas 3")
         if d2 and d3:
             print(f"  opting into pandas 3 makes this pipeline {d2.wall / d3.wall:.2f}x faster under dagsmith"
                   f" (peak RSS {d3.rss:.0f} MB vs {d2.rss:.0f} MB)")
         mg = m.get("mage 0.9.80 · pandas 2")
         if mg:
-            print(f"  Mage 0.9.80 {mg.wall:.2f} s, {mg.rss:.0f} MB peak RSS: dagsmith on pandas 2 is"
-                  f" {mg.wall / d2.wall:.2f}x faster (goal >= 3) with {d2.rss / mg.rss:.2f} of Mage's peak memory"
+            print(f"  Mage 0.9.80 {mg.wall:.2f} s ({mg.cpu:.2f} s CPU), {mg.rss:.0f} MB peak RSS: dagsmith on pandas 2 is"
+                  f" {mg.wall / d2.wall:.2f}x faster (goal >= 3; {mg.cpu / d2.cpu if d2.cpu else float('nan'):.2f}x less CPU)"
+                  f" with {d2.rss / mg.rss:.2f} of Mage's peak memory"
                   + (f"; on pandas 3 {mg.wall / d3.wall:.2f}x" if d3 else ""))
         else:
             print(f"  Mage: no venv at {args.mage_venv} (give --mage-venv with mage-ai 0.9.80 installed)")

@@ -58,7 +58,8 @@ def main() -> None:
         faults = ", ".join(f"{n} {k}" for k, n in sorted(s["faults"].items())) or "none"
         print(f"{'SQLite' if args.sqlite else 'PostgreSQL'}: {args.calls} API calls ({s['retries']} retried), "
               f"{s['schedule_runs']} schedule runs, {args.backfill_days} backfill dates; {s['runs']} runs, {s['completed']} completed "
-              f"in {elapsed:.0f} s; {s['kills']} SIGKILLs (workers and scheduler); DB faults: {faults}")
+              f"in {elapsed:.0f} s; {s['kills']} SIGKILLs (workers and scheduler, each once it was up; "
+              f"{len(s['never_up'])} never came up); DB faults: {faults}")
         print(f"runs lost: {len(s['lost'])}   runs completed twice: {len(s['completed_twice'])}   "
               f"finished blocks re-run: {len(s['finished_rerun'])}   (goal 0 / 0 / 0)")
         print(f"blocks re-run after their process was killed: {s['interrupted_rerun']}   schedule periods doubled: {s['schedule_duplicates']}"

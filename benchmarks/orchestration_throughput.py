@@ -14,6 +14,11 @@ processes (shared with anyone else using that server). The machine is shared, so
 average before and after each step is printed too: compare figures from one invocation,
 and repeat.
 
+Baseline, measured in the same invocation before the loads: the engine alone running
+``pair`` back to back in one fresh process (``run_pipeline``, no server, no database) —
+the ceiling one process could reach if orchestration cost nothing. Each load's runs/min is
+also printed as a share of it (``÷ engine``).
+
 Goal (issue 12): 3,000 runs/min sustained at p95 < 250 ms on 2 cores, 0 lost.
 
     .venv/bin/python benchmarks/orchestration_throughput.py [--loads 600,1200,1800,2400,3000,4200,6000]
@@ -118,6 +123,26 @@ def _pg_cpu() -> float:
     return total
 
 
+ENGINE_BASELINE = r"""
+import sys, time
+from dagsmith.engine import run_pipeline
+project, n = sys.argv[1], int(sys.argv[2])
+for i in range(20):  # warm up: imports, parsed block files
+    run_pipeline(project, "pair", run_id=f"warm{i}", partition=f"warm{i}")
+cpu, wall = time.process_time(), time.perf_counter()
+for i in range(n):
+    assert run_pipeline(project, "pair", run_id=f"base{i}", partition=f"base{i}").ok
+print(n / (time.perf_counter() - wall) * 60, (time.process_time() - cpu) / n * 1000)
+"""
+
+
+def _engine_baseline(project: Path, runs: int) -> tuple[float, float]:
+    """Runs/min and CPU ms/run of the engine alone running ``pair`` back to back in a fresh process."""
+    out = subprocess.run([sys.executable, "-c", ENGINE_BASELINE, str(project), str(runs)], capture_output=True, text=True, check=True)
+    per_min, cpu_ms = (float(x) for x in out.stdout.split())
+    return per_min, cpu_ms
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--loads", default="600,1200,1800,2400,3000,4200,6000", help="offered loads, runs per minute")
@@ -126,6 +151,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=None, help="runs each worker process executes at once")
     parser.add_argument("--drain", type=float, default=60.0, help="seconds to wait for the queue to drain after a load")
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--baseline-runs", type=int, default=300, help="runs of the engine-alone baseline")
     parser.add_argument("--profile", default=None, help="py-spy: record each dagsmith process's stacks into <PROFILE>.<n>.txt (collapsed stacks; summarise with benchmarks/stacks.py)")
     args = parser.parse_args()
     loads = [float(x) for x in args.loads.split(",") if x.strip()]
@@ -134,6 +160,10 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="dagsmith-throughput-"))
     project = make_project(tmp / "proj")
+    load_before = os.getloadavg()[0]
+    base_per_min, base_cpu = _engine_baseline(make_project(tmp / "baseline"), args.baseline_runs)
+    print(f"baseline: the engine alone runs 'pair' at {base_per_min:.0f} runs/min in one process, back to back "
+          f"({base_cpu:.1f} CPU ms/run; load avg {load_before:.1f}/{os.getloadavg()[0]:.1f})")
     url, drop = create_pg_database(args.pg)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["DAGSMITH_DATABASE_URL"] = url
@@ -146,7 +176,7 @@ def main() -> None:
     procs = [subprocess.Popen(base + roles, env=env, stdout=open(tmp / "server.log", "wb"), stderr=subprocess.STDOUT)]
     profilers: list[subprocess.Popen] = []
     try:
-        wait_until(lambda: _ok(f"{api}/health"), 60, 0.1, "server up")
+        wait_until(lambda: _ok(f"{api}/health"), 300, 0.1, "server up")  # a loaded machine starts slowly
         for i in range(args.workers):
             procs.append(subprocess.Popen(base + ["--role", "worker"], env=env, stdout=open(tmp / f"worker{i}.log", "wb"), stderr=subprocess.STDOUT))
         trig = httpx.post(f"{api}/pipelines/pair/pipeline_schedules", json={"pipeline_schedule": {"name": "load", "schedule_type": "api"}}).json()["pipeline_schedule"]
@@ -170,7 +200,7 @@ def main() -> None:
         print(f"dagsmith start: {where}; PostgreSQL metadata; pipeline 'pair' (2 trivial blocks); {os.cpu_count()} CPUs; {args.seconds:g} s per load")
         print(f"goal: {GOAL}")
         print(f"{'offered/min':>11} {'accepted':>8} {'completed':>9} {'lost':>4} {'failed':>6} {'runs/min':>8} {'p50 ms':>7} {'p95 ms':>7} "
-              f"{'max ms':>7} {'http err':>8} {'cpu ms/run':>10} {'pg ms/run':>9} {'load avg':>9}")
+              f"{'max ms':>7} {'http err':>8} {'cpu ms/run':>10} {'pg ms/run':>9} {'÷ engine':>8} {'load avg':>9}")
         for rate in loads:
             load_before = os.getloadavg()[0]
             cpu0, pg0 = [_cpu([p.pid]) for p in procs], _pg_cpu()
@@ -192,7 +222,7 @@ def main() -> None:
             n = max(1, len(done))
             print(f"{rate:11.0f} {len(sent):8d} {len(done):9d} {lost:4d} {failed:6d} {per_min:8.0f} {_percentile(latencies, 0.5):7.0f} "
                   f"{_percentile(latencies, 0.95):7.0f} {max(latencies, default=float('nan')):7.0f} {errors:8d} "
-                  f"{'+'.join(f'{(b - a) / n * 1000:.1f}' for a, b in zip(cpu0, cpu1)):>10} {(pg1 - pg0) / n * 1000:9.1f} {load_before:4.1f}/{os.getloadavg()[0]:<4.1f}")
+                  f"{'+'.join(f'{(b - a) / n * 1000:.1f}' for a, b in zip(cpu0, cpu1)):>10} {(pg1 - pg0) / n * 1000:9.1f} {per_min / base_per_min:8.2f} {load_before:4.1f}/{os.getloadavg()[0]:<4.1f}")
             for sample in samples:
                 print(f"    http error sample: {sample}")
             if lost:

@@ -76,6 +76,10 @@ def main() -> int:
         "    config = ConfigFileLoader(os.path.join(get_repo_path(), 'io_config.yaml'), 'default')\n"
         "    print('config:', dict(config.items()))\n"
         "    print('item:', config['POSTGRES_PASSWORD'])\n"
+        "    import logging, threading\n"
+        "    logging.getLogger('probe.block').warning('logged: %s', get_secret_value('late_pw'))\n"
+        "    t = threading.Thread(target=lambda: 1 / 0 if get_secret_value('late_pw') else 0, name='probe-' + str(get_secret_value('late_pw')))\n"
+        "    t.start(); t.join()\n"
         "    return 1\n"
     )
     for name in ("victim", "victim2"):
@@ -91,7 +95,8 @@ def main() -> int:
     server = subprocess.Popen([dagsmith, "start", str(project), "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         client = httpx.Client(base_url=base, timeout=30)
-        for _ in range(200):
+        deadline = time.monotonic() + 180  # a loaded machine starts the server slowly
+        while time.monotonic() < deadline:
             try:
                 if client.get("/api/health").status_code == 200:
                     break
@@ -116,7 +121,7 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             server.kill()
     server_log = (work / "server.log").read_text(errors="replace")
-    for secret in ("late-secret-77c1", "envpass-9f3a1"):
+    for secret in ("late-secret-77c1", "envpass-9f3a1", "changed-secret-3e8b"):
         report(f"server log free of {secret}", "absent" if secret not in server_log else "PRESENT", secret not in server_log)
     broken = [r for r in RESULTS if not r[2]]
     print(f"\n{len(RESULTS) - len(broken)} held, {len(broken)} broken (work folder {work})")
@@ -130,7 +135,8 @@ def csrf_of(client: httpx.Client, path: str = "/pipelines", headers: dict | None
 
 
 def probe(client, base, port, project: Path, outside: Path, work: Path, dagsmith: str, env: dict) -> None:
-    for group in (probe_names, probe_data_folder, probe_hosts, probe_secrets, probe_triggers, probe_bind, probe_delete):
+    for group in (probe_names, probe_data_folder, probe_hosts, probe_secrets, probe_editor, probe_triggers, probe_sessions,
+                  probe_bind, probe_delete):
         try:
             group(client, base, port, project, outside, work, dagsmith, env)
         except Exception as exc:  # noqa: BLE001 - one crashed group does not hide the others
@@ -212,6 +218,95 @@ def probe_secrets(client, base, port, project: Path, outside: Path, work: Path, 
     proc = subprocess.run([dagsmith, "run", str(project), "leaky"], env=env, capture_output=True, text=True)
     shown = proc.stdout + proc.stderr
     report("dagsmith run output", f"exit {proc.returncode}, {'masked' if '******' in shown else 'no mask seen'}", proc.returncode == 0 and "late-secret-77c1" not in shown and "envpass-9f3a1" not in shown)
+
+
+def _editor_run(client, token: str) -> tuple[str, str]:
+    """Run the leaky block from the editor (in the editor kernel); its output lines and final cell."""
+    r = client.post("/pipelines/leaky/edit/blocks/leak/run", data={"csrf_token": token}, headers={"HX-Request": "true"})
+    job = re.search(r'data-job="([0-9a-f]+)"', r.text)
+    if not job:
+        return "", f"no job: {r.status_code}"
+    since, lines = 0, []
+    for _ in range(60):
+        state = client.get(f"/pipelines/leaky/edit/jobs/{job.group(1)}/poll", params={"since": since, "wait": 5}).json()
+        lines += state["lines"]
+        since = state["next"]
+        if state["done"]:
+            break
+    return "\n".join(lines), client.get(f"/pipelines/leaky/edit/jobs/{job.group(1)}").text
+
+
+def probe_editor(client, base, port, project: Path, outside: Path, work: Path, dagsmith: str, env: dict) -> None:
+    token = csrf_of(client, "/pipelines/leaky/edit")
+    lines, cell = _editor_run(client, token)  # the kernel is up from here on
+    shown = lines + cell
+    report("editor output: secret set after start", "clear" if "late-secret-77c1" in shown else ("masked" if "secret: ******" in shown else "not printed"),
+           "late-secret-77c1" not in shown and "secret: ******" in shown)
+    report("editor output: .env password via io_config", "clear" if "envpass-9f3a1" in shown else "masked",
+           "envpass-9f3a1" not in shown and "item: ******" in shown)
+    # a new value, set by another process after the kernel started
+    code = ("from dagsmith.orchestration.settings import OrchestrationSettings as S;"
+            "from dagsmith.orchestration.db import get_database;from dagsmith.orchestration.secrets import SecretStore;"
+            f"s=S.from_env({str(project)!r}); SecretStore(get_database(s), s.data_dir).set('late_pw', 'changed-secret-3e8b')")
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    lines, cell = _editor_run(client, token)
+    shown = lines + cell
+    report("editor output: secret changed in another process after the kernel started", "clear" if "changed-secret-3e8b" in shown else "masked",
+           "changed-secret-3e8b" not in shown and "secret: ******" in shown)
+    stored = [p for p in (project / ".dagsmith").rglob("*") if p.is_file() and p.suffix != ".db" and p.name != "key"
+              and any(v in p.read_bytes() for v in (b"changed-secret-3e8b", b"late-secret-77c1", b"envpass-9f3a1"))]
+    report("files the editor wrote free of secrets", f"{len(stored)} file(s) with one", not stored)
+
+
+def probe_sessions(client, base, port, project: Path, outside: Path, work: Path, dagsmith: str, env: dict) -> None:
+    """A second server with sign-in: logout revokes the cookie, CSRF is bound to the session, failures slow down."""
+    port2 = free_port()
+    env2 = dict(env, DAGSMITH_AUTH_USER="admin", DAGSMITH_AUTH_PASSWORD="probe-login-pw-1")
+    project = work / "proj_signin"  # its own project: one server per SQLite metadata DB
+    subprocess.run([dagsmith, "init", str(project)], check=True, env=env, capture_output=True)
+    server = subprocess.Popen([dagsmith, "start", str(project), "--port", str(port2)], env=env2,
+                              stdout=open(work / "server2.log", "w"), stderr=subprocess.STDOUT)
+    try:
+        a = httpx.Client(base_url=f"http://127.0.0.1:{port2}", timeout=60)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if a.get("/api/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        r = a.get("/pipelines")
+        report("signed-out page", f"{r.status_code} {r.headers.get('location', '')}", r.status_code in (302, 303, 401))
+        token = csrf_of(a, "/login")
+        r = a.post("/login", data={"user": "admin", "password": "probe-login-pw-1", "csrf_token": token, "next": "/pipelines"})
+        cookie = a.cookies.get("dagsmith_session")
+        signed_in = a.get("/pipelines").status_code == 200
+        b = httpx.Client(base_url=f"http://127.0.0.1:{port2}", timeout=60)
+        token_b = csrf_of(b, "/login")
+        b.post("/login", data={"user": "admin", "password": "probe-login-pw-1", "csrf_token": token_b, "next": "/pipelines"})
+        session_a_csrf = a.cookies.get("dagsmith_csrf")
+        r = b.post("/pipelines", data={"name": "csrf_from_other_session", "csrf_token": session_a_csrf},
+                   headers={"X-CSRF-Token": session_a_csrf})
+        report("CSRF token of another session", f"{r.status_code}", r.status_code == 403 and not (project / "pipelines" / "csrf_from_other_session").exists())
+        a.post("/logout", data={"csrf_token": session_a_csrf}, headers={"X-CSRF-Token": session_a_csrf})
+        replay = httpx.Client(base_url=f"http://127.0.0.1:{port2}", timeout=60, cookies={"dagsmith_session": cookie or ""})
+        r = replay.get("/pipelines")
+        report("session cookie replayed after logout", f"{r.status_code} {r.headers.get('location', '')}", signed_in and r.status_code != 200)
+        c = httpx.Client(base_url=f"http://127.0.0.1:{port2}", timeout=60)
+        token_c = csrf_of(c, "/login")
+        took = []
+        for _ in range(3):
+            t0 = time.monotonic()
+            r = c.post("/login", data={"user": "admin", "password": "wrong", "csrf_token": token_c})
+            took.append(time.monotonic() - t0)
+        report("wrong passwords, answer delays", f"{r.status_code}, {', '.join(f'{t:.1f}' for t in took)} s",
+               r.status_code in (401, 429) and took[-1] > took[0])
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
 
 
 def probe_triggers(client, base, port, project: Path, outside: Path, work: Path, dagsmith: str, env: dict) -> None:

@@ -226,3 +226,68 @@ def test_worker_runs_send_failure_alerts_with_the_db_run_link(tmp_path, webhook_
     assert body["event"] == "failure" and body["failed_blocks"][0]["block_uuid"] == "export_bq"
     assert body["pipeline_run_url"].endswith(f"/pipelines/green_etl/runs/{run.id}")
     db.dispose()
+
+
+LEAKING_EXPORT = """
+    import os
+    from mage_ai.data_preparation.shared.secrets import get_secret_value
+    from mage_ai.io.config import ConfigFileLoader
+    from mage_ai.settings.repo import get_repo_path
+
+    @data_exporter
+    def e(x, **kwargs):
+        config = ConfigFileLoader(os.path.join(get_repo_path(), 'io_config.yaml'), 'default')
+        raise ConnectionError('login refused for ' + config['POSTGRES_PASSWORD'] + ' and ' + get_secret_value('api_pw'))
+"""
+
+
+def test_alerts_never_carry_a_password_or_secret(tmp_path, webhook_server, smtp_server, monkeypatch):
+    """A block error holding an ``.env``→``io_config`` password and a stored secret reaches the
+    webhook, the Slack-style hook and the email masked (the worker's run, as the server runs it)."""
+    from dagsmith.orchestration.db import get_database
+    from dagsmith.orchestration.secrets import SecretStore
+    from dagsmith.orchestration.settings import OrchestrationSettings
+    from dagsmith.orchestration.store import repo
+    from dagsmith.orchestration.worker import Worker
+
+    url, received = webhook_server
+    monkeypatch.delenv("DAGSMITH_DATABASE_URL", raising=False)
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "s3cret-pw")
+    root = make_project(tmp_path)
+    (root / ".env").write_text("POSTGRES_PASSWORD=pg-alert-pw-93e1\n")
+    add_pipeline(root, "leaky", [
+        {"uuid": "load", "type": "data_loader", "code": "@data_loader\ndef l(*a, **k):\n    return 1\n"},
+        {"uuid": "export", "type": "data_exporter", "upstream": ["load"], "code": LEAKING_EXPORT},
+    ], extra={"notification_config": {
+        "alert_on": ["trigger_failure"],
+        "slack_config": {"webhook_url": f"{url}/slack"},
+        "webhook_config": {"url": f"{url}/hook"},
+        "email_config": {
+            "smtp_host": "127.0.0.1", "smtp_port": smtp_server["port"], "smtp_user": "alerts",
+            "smtp_password": "{{ env_var('TEST_SMTP_PASSWORD') }}", "to_emails": ["oncall@example.com"],
+            "smtp_ca_file": smtp_server["ca"],
+        },
+    }})
+    io = (root / "io_config.yaml").read_text()
+    if "POSTGRES_PASSWORD" not in io:
+        (root / "io_config.yaml").write_text(io + "  POSTGRES_PASSWORD: \"{{ env_var('POSTGRES_PASSWORD') }}\"\n")
+    settings = OrchestrationSettings.from_env(root)
+    db = get_database(settings)
+    SecretStore(db, settings.data_dir).set("api_pw", "stored-alert-secret-77")
+    with db.session() as s:
+        run = repo.create_run(s, "leaky", source="api")
+    worker = Worker(settings, db)
+    worker.register()  # as `dagsmith start` does: the worker's secrets resolver is in place
+    assert worker.step() == [run.id]
+    worker.wait_idle(60)
+    worker.shutdown(5)
+    with db.read() as s:
+        assert repo.get_run(s, run.id).status == "failed"
+    db.dispose()
+    texts = [json.dumps(r["json"]) for r in received]
+    texts += [m["message"]["Subject"] + "\n" + m["message"].get_payload(decode=True).decode() for m in smtp_server["messages"]]
+    assert all("stored-alert-secret-77" not in m["message"].as_string() for m in smtp_server["messages"])
+    assert len(texts) == 3, texts
+    for text in texts:
+        assert "pg-alert-pw-93e1" not in text and "stored-alert-secret-77" not in text
+        assert "login refused for ****** and ******" in text

@@ -72,11 +72,10 @@ def test_local_file_sensor_waits_for_a_file_written_later(tmp_path):
 def test_a_sensor_that_never_becomes_true_fails_at_its_timeout(tmp_path):
     root = _sensor_project(tmp_path, "local_file", {"'data/incoming/green_{ds}.parquet'": repr(str(tmp_path / "never.csv"))},
                            limit=0.6)
-    result, elapsed = _run_and_time(root)
+    result, _ = _run_and_time(root)  # how soon it gives up, against its timeout: benchmarks/timing_claims.py
     assert result.status == "failed"
     assert "did not become true within 0.6 s" in result.blocks["wait"].error
     assert result.blocks["after"].status == "upstream_failed"
-    assert elapsed < 5
 
 
 def test_duckdb_query_sensor_waits_for_rows(tmp_path):

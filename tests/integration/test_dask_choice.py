@@ -153,3 +153,38 @@ def test_executor_choice_order(tmp_path, monkeypatch):
         RunConfig(project_root=root, pipeline_uuid="p", executor="spark")
     with pytest.raises(TypeError, match="unknown run option"):
         run_pipeline(root, "p", paralel=False)
+
+
+PID = """
+import os
+@{kind}
+def f(*args, **kwargs):
+    return {{'pid': os.getpid(), 'got': [a['pid'] for a in args if isinstance(a, dict)]}}
+"""
+
+
+def test_block_executor_type_routes_each_block(tmp_path, dask_client):
+    """Mage's per-block ``executor_type``: the ``dask`` block runs on the cluster, its neighbours
+    (``local_python`` and ``local_python_force``) on this process's threads; values cross through the store."""
+    root = make_project(tmp_path)
+    meta = root / "metadata.yaml"
+    meta.write_text(meta.read_text() + f"\ndask:\n  scheduler: {_address(dask_client)}\n")
+    add_pipeline(root, "mixed", [
+        {"uuid": "load", "type": "data_loader", "code": PID.format(kind="data_loader"), "executor_type": "local_python"},
+        {"uuid": "crunch", "upstream": ["load"], "code": PID.format(kind="transformer"), "executor_type": "dask"},
+        {"uuid": "export", "type": "data_exporter", "upstream": ["crunch"], "code": PID.format(kind="data_exporter"),
+         "executor_type": "local_python_force"},
+    ], extra={"executor_type": "local_python"})
+    try:
+        result = run_pipeline(root, "mixed", persist=False)  # a routed run stores outputs anyway: they cross processes
+    finally:
+        from dagsmith.engine.executors.dask import close_shared_clients
+
+        close_shared_clients()
+    assert result.ok, {u: b.error for u, b in result.blocks.items()}
+    store = VariableStore(data_dir(root))
+    load, crunch, export = (store.read_block_value("mixed", result.partition, u) for u in ("load", "crunch", "export"))
+    workers = set(dask_client.run(os.getpid).values())
+    assert load["pid"] == os.getpid() and export["pid"] == os.getpid()
+    assert crunch["pid"] in workers
+    assert crunch["got"] == [os.getpid()] and export["got"] == [crunch["pid"]]

@@ -87,7 +87,7 @@ def test_connection_refused_is_transient_and_fast():
 
 def test_credentials_in_urls_are_not_printed():
     assert http.safe_url("https://bob:hunter2@example.com/f.csv?token=abc&x=1") == (
-        "https://bob:***@example.com/f.csv?token=***&x=1"
+        "https://bob:******@example.com/f.csv?token=******&x=1"
     )
 
 

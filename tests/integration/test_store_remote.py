@@ -92,3 +92,58 @@ def test_a_run_and_its_resume_use_the_project_variables_dir(remote_url, tmp_path
     assert completed == {"load": first.partition}
     second = run_pipeline(root, "p", completed=completed)
     assert second.ok and store.read_block_value("p", second.partition, "total") == 6
+
+
+def _finished(db, store, pipeline: str, *, status: str, ended, value: int) -> tuple[int, str]:
+    from datetime import timedelta
+
+    from dagsmith.orchestration.store import repo
+
+    with db.session() as s:
+        run = repo.create_run(s, pipeline, source="ui", now=ended - timedelta(minutes=1))
+        run.status = status
+        run.completed_at = ended if status in ("completed", "failed", "cancelled") else None
+        run_id, partition = run.id, run.partition or str(run.id)
+    store.write_outputs(pipeline, partition, "load", [{"n": value}], multi=False, update_latest=False)
+    return run_id, partition
+
+
+def test_retention_cleans_a_remote_variables_dir(remote_url, tmp_path, monkeypatch):
+    """Run retention and ``variables_retention_period`` delete old partitions in an s3:// or gs://
+    ``variables_dir`` — never the pinned (latest.json), running or recent ones."""
+    from datetime import datetime, timedelta, timezone
+
+    from dagsmith.orchestration.db import get_database
+    from dagsmith.orchestration.retention import purge
+    from dagsmith.orchestration.settings import OrchestrationSettings
+
+    monkeypatch.delenv("DAGSMITH_DATABASE_URL", raising=False)
+    root = make_project(tmp_path)
+    meta = root / "metadata.yaml"
+    meta.write_text(meta.read_text() + f"\nvariables_dir: {remote_url}\n")
+    settings = OrchestrationSettings.from_env(root)
+    db = get_database(settings)
+    store = VariableStore(remote_url)
+    now = datetime.now(timezone.utc)
+    _old, old_part = _finished(db, store, "p", status="completed", ended=now - timedelta(days=40), value=1)
+    _failed, failed_part = _finished(db, store, "p", status="failed", ended=now - timedelta(days=35), value=2)
+    _pinned, pinned_part = _finished(db, store, "p", status="completed", ended=now - timedelta(days=45), value=3)
+    _running, running_part = _finished(db, store, "p", status="running", ended=now - timedelta(days=50), value=4)
+    _recent, recent_part = _finished(db, store, "p", status="completed", ended=now - timedelta(days=2), value=5)
+    store.set_latest("p", {"load": pinned_part})
+
+    report = purge(db, settings.with_(run_retention_days=30), now=now)
+    assert report.runs == 3 and report.partitions == 2
+    assert set(store.partitions("p")) == {pinned_part, running_part, recent_part}
+    assert not (root / ".dagsmith" / "pipelines").exists()  # it cleaned the remote store, not a local folder
+    assert store.read_block_value("p", pinned_part, "load") == {"n": 3}
+
+    # outputs older than variables_retention_period (no DB row needed: a CLI run's partition)
+    store.write_outputs("q", "cli-run", "load", [1], multi=False, update_latest=False)
+    meta.write_text(meta.read_text() + "variables_retention_period: 30d\n")
+    later = now + timedelta(days=31)  # object stores keep their own write times: move the clock instead
+    report = purge(db, settings, now=later)
+    assert "cli-run" not in store.partitions("q") and running_part in store.partitions("p")
+    assert pinned_part in store.partitions("p")  # latest.json still points at it
+    assert report.partitions == 2  # recent_part (now 33 days old) and cli-run
+    db.dispose()

@@ -270,9 +270,9 @@ def test_secrets_never_in_repr_or_redacted_text(project):
     shown = repr(loader) + str(loader)
     assert "p@ss w0rd!" not in shown and "abcdEFGH1234" not in shown and "MIIEv" not in shown
     assert "alice" in shown and "/keys/key.json" in shown
-    assert redact(loader.config)["POSTGRES_PASSWORD"] == "***"
+    assert redact(loader.config)["POSTGRES_PASSWORD"] == "******"
     text = redact_text("failed: postgresql://alice:p%40ss%20w0rd%21@h/db and p@ss w0rd!", loader.config)
-    assert "p@ss" not in text and "p%40ss" not in text and "***" in text
+    assert "p@ss" not in text and "p%40ss" not in text and "******" in text
 
 
 def test_config_argument_and_enum_keys():

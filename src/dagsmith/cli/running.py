@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+if TYPE_CHECKING:  # Rich is imported only where a terminal (or an error) needs it: ~30% of a small run's start-up
+    from rich.console import Console
+    from rich.table import Table
 
 STYLE = {
     "completed": "green",
@@ -33,6 +34,52 @@ STYLE = {
 
 #: dynamic children listed per parent in the summary (failed ones always are)
 SUMMARY_CHILDREN = 20
+
+
+#: Rich markup tags in our own fixed messages (``[green]``, ``[bold red]``, ``[/]``); dynamic text is printed with markup off
+_TAG = re.compile(r"(?<!\\)\[(?:/[a-z#@ ]*|[a-z#@][^\[\]]*)\]")
+
+
+class PlainConsole:
+    """What ``dagsmith run`` prints through when stdout is not a terminal (pipes, logs, CI): plain lines.
+
+    Rich's ``Console`` would print the same text there (no colours, no live view), but importing
+    Rich costs more than a small pipeline's run, so a pipe never pays for it. Only ``print``
+    and ``is_terminal`` are offered: the run command's non-terminal paths use nothing else.
+    """
+
+    is_terminal = False
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+
+    def print(self, text: Any = "", *, style: Any = None, markup: bool | None = None, highlight: bool | None = None,
+              soft_wrap: bool | None = None) -> None:
+        text = str(text)
+        if markup is not False:
+            text = _TAG.sub("", text).replace("\\[", "[")
+        self.file.write(text + "\n")
+
+
+def is_terminal_stream(stream: Any) -> bool:
+    """True when Rich could treat ``stream`` as a terminal (a tty, or TTY_COMPATIBLE/FORCE_COLOR set); then Rich decides."""
+    if "TTY_COMPATIBLE" in os.environ or "FORCE_COLOR" in os.environ:
+        return True
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def run_console(stream: Any) -> Any:
+    """The console ``dagsmith run`` prints through: Rich on a terminal, ``PlainConsole`` elsewhere (masked either way)."""
+    from dagsmith.project.masking import MaskedStream
+
+    if is_terminal_stream(stream):
+        from rich.console import Console
+
+        return Console(highlight=False, file=MaskedStream(stream))
+    return PlainConsole(MaskedStream(stream))
 
 
 def _plain(line: str) -> None:
@@ -100,6 +147,8 @@ class LiveView:
         self.lock = threading.Lock()
 
     def table(self) -> Table:
+        from rich.table import Table
+
         t = Table(show_edge=False, pad_edge=False)
         t.add_column("block")
         t.add_column("status")
@@ -215,6 +264,8 @@ def summary_rows(result: Any) -> list[tuple[str, ...]]:
 
 def summary_table(result: Any) -> Table:
     """The summary as a Rich table (for terminals)."""
+    from rich.table import Table
+
     t = Table(title=f"run {result.run_id} — {result.pipeline_uuid}", title_justify="left")
     for name in SUMMARY_COLUMNS:
         t.add_column(name, justify="right" if name in ("rows", "time", "tests") else "left")
@@ -254,9 +305,10 @@ def run_command(
 ) -> int:
     from dagsmith.errors import DagsmithError, NothingToRun, ValidationError
 
-    from dagsmith.project.masking import MaskedStream
+    from dagsmith.project.masking import mask_process_streams
 
-    console = Console(highlight=False, file=MaskedStream(sys.stdout))  # secrets never reach the terminal
+    mask_process_streams()  # a thread a block started that dies with a secret in its traceback, too
+    console = run_console(sys.stdout)  # masked: secrets never reach the terminal
     try:
         if executor is not None and executor not in ("local", "dask"):
             raise DagsmithError(f"--executor {executor!r} is not an executor", hint="use --executor local or --executor dask")
@@ -332,48 +384,48 @@ def run_command(
 
 
 def _run(project: str, pipeline: str, console: Console, *, as_json: bool, **kw: Any) -> Any:
-    from dagsmith.engine.runner import run_pipeline
+    from dagsmith.engine.config import RunConfig
+    from dagsmith.engine.observer import Fanout
+    from dagsmith.engine.runner import Run
 
-    observers: list[Any] = []
     _lazy_secret_resolver(project)
     recorder = _history_observer(project, pipeline, kw.get("variables"))
-    if recorder is not None:
-        observers.append(recorder)
-    notifier = _notification_observer(project, pipeline, recorder)
-    if notifier is not None:
-        observers.append(notifier)
+    cancel_event = kw.pop("cancel_event", None)
+    fanout = Fanout([])
+
+    def start(view: Any) -> Any:
+        # the run loads the project (after its .env) and the pipeline once; the notifier reads the same specs
+        run = Run(RunConfig.from_keywords(project, pipeline, **kw), observer=fanout, cancel_event=cancel_event)
+        notifier = _notification_observer(run.project, run.spec, recorder)
+        fanout.observers = [o for o in (view, recorder, notifier) if o is not None]
+        return run.execute()
+
     if as_json:
-        view = None
-    elif console.is_terminal:
+        return start(None)
+    if console.is_terminal:
         from rich.live import Live
 
         with Live(console=console, refresh_per_second=8, transient=True, redirect_stdout=False, redirect_stderr=False) as live:
-            view = LiveView(console, live, echo_logs=True)
-            return run_pipeline(project, pipeline, observer=_combine([view, *observers]), **kw)
-    else:
-        view = LiveView(console, None, echo_logs=True)
-    return run_pipeline(project, pipeline, observer=_combine([view, *observers]), **kw)
+            return start(LiveView(console, live, echo_logs=True))
+    return start(LiveView(console, None, echo_logs=True))
 
 
-def _notification_observer(project: str, pipeline: str, recorder: Any) -> Any:
+def _notification_observer(project: Any, pipeline: Any, recorder: Any) -> Any:
     """Alerts from the pipeline's ``notification_config`` (None when it configures no channel)."""
     from dagsmith.errors import DagsmithError
 
     try:
-        from dagsmith.orchestration.notifications import notification_observer
+        from dagsmith.orchestration.notifications import NotificationObserver
 
-        return notification_observer(project, pipeline, run_ref=lambda: getattr(recorder, "db_run_id", None))
+        obs = NotificationObserver(project, pipeline, run_ref=lambda: getattr(recorder, "db_run_id", None))
+        return obs if obs.enabled else None
     except DagsmithError:  # a missing or broken pipeline is reported by the run itself
         return None
     except Exception as exc:  # alerts are a convenience; the run must not depend on them
+        from rich.console import Console
+
         Console(stderr=True).print(f"[yellow]warning:[/] notifications disabled: {exc}")
         return None
-
-
-def _combine(observers: list[Any]) -> Any:
-    from dagsmith.engine.observer import Fanout
-
-    return Fanout([o for o in observers if o is not None])
 
 
 def _lazy_secret_resolver(project: str) -> None:
@@ -401,7 +453,9 @@ def _lazy_secret_resolver(project: str) -> None:
 
 def _history_observer(project: str, pipeline: str, variables: dict | None = None) -> Any:
     """Record the run in the project's history inbox (ingested by the metadata DB later)."""
-    if os.environ.get("DAGSMITH_NO_HISTORY"):
+    from dagsmith.settings import get
+
+    if get("no_history"):
         return None
     from dagsmith.cli.history import InboxRecorder
 
@@ -451,6 +505,9 @@ def _report(console: Console, result: Any, project: str, pipeline: str, blocks: 
         secs = (result.ended_at - result.started_at).total_seconds()
         console.print(f"[green]✔ run {result.run_id} completed[/] in {secs:.2f}s")
         return
+    from rich.console import Console
+    from rich.markup import escape
+
     from dagsmith.project.masking import MaskedStream
 
     err = Console(stderr=True, highlight=False, file=MaskedStream(sys.stderr))
@@ -491,6 +548,7 @@ def test_command(
     from dagsmith.engine.runner import run_pipeline
     from dagsmith.errors import DagsmithError
     from dagsmith.project.pipelines import list_pipelines, load_pipeline
+    from rich.console import Console
 
     console = Console(highlight=False)
     try:
@@ -548,6 +606,7 @@ def validate_command(project: str, pipeline: Optional[str], *, as_json: bool, fa
     from dagsmith.engine.validation import pipeline_problems
     from dagsmith.errors import DagsmithError, ValidationError
     from dagsmith.project.pipelines import list_pipelines, load_pipeline, load_project
+    from rich.console import Console
 
     console = Console(highlight=False)
     try:
@@ -599,6 +658,9 @@ def list_command(project: str, *, as_json: bool, fail: Callable[..., None]) -> i
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return 0
+    from rich.console import Console
+    from rich.table import Table
+
     t = Table()
     t.add_column("pipeline")
     t.add_column("type")

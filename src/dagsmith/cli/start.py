@@ -166,15 +166,19 @@ def command(
         console.print(f"[yellow]hint:[/] create one with:  dagsmith init {project}")
         raise typer.Exit(2)
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from dagsmith.project.masking import install_logging_filter
+    from dagsmith.project.masking import install_logging_filter, mask_process_streams
 
     install_logging_filter()  # secrets never reach the server log
+    mask_process_streams()  # nor does what bypasses logging: a thread's uncaught traceback
     try:
         from dagsmith.orchestration.runtime import Runtime
         from dagsmith.orchestration.settings import OrchestrationSettings
         from dagsmith.project.env import load_project_env
 
         load_project_env(root)
+        from dagsmith.settings import load as check_settings
+
+        check_settings()  # every DAGSMITH_* variable, now: a bad one stops start-up, not a later request
         if "server" in roles:  # a network-facing server needs sign-in (dagsmith.server.ui.auth)
             from dagsmith.server.ui.auth import check_host_allowed
 

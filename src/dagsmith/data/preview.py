@@ -110,9 +110,10 @@ def as_table(value: Any) -> Any | None:
 def profile(value: Any) -> list[dict[str, Any]]:
     """A profile of every column of a frame-like value (see the module docstring); [] for other values.
 
-    Counts are exact except the distinct values of mostly-unique float and date columns,
-    which DuckDB estimates with HyperLogLog in one scan of all of them (``distinct_approx``):
-    an exact hash of a million unique floats costs seconds. Columns are profiled on two
+    Counts are exact except the distinct values of mostly-unique float columns (and of date or
+    integer columns whose range fits no bincount even in whole seconds or thousands), which
+    DuckDB estimates with HyperLogLog in one scan of all of them (``distinct_approx``): an
+    exact hash of a million unique floats costs seconds. Columns are profiled on two
     threads (the numpy and Arrow kernels release the GIL).
     """
     table = as_table(value)
@@ -210,12 +211,20 @@ def _profile_numeric(out: dict[str, Any], col: Any, t: Any) -> None:
         out["min"], out["max"] = label(lo), label(hi)
     else:
         out["min"], out["max"], out["mean"] = _num(lo), _num(hi), _num(float(total) / data.size)
-    if data.dtype.kind in "iu" and int(hi) - int(lo) < 4_000_000:
-        # a small integer range: one bincount gives the exact distinct count and the histogram
-        per_value = np.bincount(np.subtract(data, lo, dtype=np.intp))
-        out["distinct"] = int(np.count_nonzero(per_value))
-        out["histogram"] = _histogram_of_counts(np.arange(per_value.size, dtype=np.float64) + float(lo), per_value, float(lo), float(hi), label)
-        return
+    if data.dtype.kind in "iu":
+        steps = _in_steps(data, int(lo), int(hi))
+        if steps is not None:
+            # a small range (counted in steps: whole seconds of a nanosecond timestamp, thousands…):
+            # one bincount gives the exact distinct count; the histogram from whichever is shorter
+            offsets, step = steps
+            per_value = np.bincount(offsets)
+            out["distinct"] = int(np.count_nonzero(per_value))
+            if per_value.size <= data.size:
+                values = np.arange(per_value.size, dtype=np.float64) * step + float(lo)
+                out["histogram"] = _histogram_of_counts(values, per_value, float(lo), float(hi), label)
+            else:
+                out["histogram"] = _histogram(data, float(lo), float(hi), label)
+            return
     if data.dtype.kind == "f":
         cents = _as_small_ints(data, lo, hi)
         if cents is not None:  # whole numbers or cents (fares, counts stored as floats): exact, by bincount
@@ -235,6 +244,36 @@ def _profile_numeric(out: dict[str, Any], col: Any, t: Any) -> None:
         return
     out["_approx"] = True
     out["histogram"] = _histogram(data, float(lo), float(hi), label)
+
+
+#: distinct values counted by bincount at most (a 32 MB count array)
+BINCOUNT_RANGE = 4_000_000
+
+
+def _in_steps(data: Any, lo: int, hi: int) -> tuple[Any, int] | None:
+    """``((data - lo) // step, step)`` for a step every value is a multiple of away from ``lo`` such
+    that the range has fewer than ``BINCOUNT_RANGE`` steps (step 1 for a small range); else None.
+
+    Timestamps are integers of nanoseconds (or µs) that usually fall on whole seconds or
+    milliseconds: counted in those, a month of them fits one bincount, which is exact and
+    several times cheaper than hashing (or estimating) a million distinct values.
+    """
+    import numpy as np
+
+    span = hi - lo
+    offsets = np.subtract(data, lo, dtype=np.intp)
+    if span < BINCOUNT_RANGE:
+        return offsets, 1
+    probe = offsets[:: max(1, offsets.size // 4096)]
+    for step in (1_000_000_000, 1_000_000, 1_000):
+        if span // step >= BINCOUNT_RANGE:
+            return None  # smaller steps only make more of them
+        if np.any(probe % step):
+            continue
+        quotient = offsets // step
+        if np.array_equal(quotient * step, offsets):
+            return quotient, step
+    return None
 
 
 def _as_small_ints(data: Any, lo: float, hi: float) -> tuple[Any, int, int] | None:

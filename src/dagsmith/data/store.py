@@ -302,6 +302,55 @@ class VariableStore:
     def partitions(self, pipeline: str) -> list[str]:
         return sorted(n for n in self._list_dirs(self.variables_dir(pipeline)) if not n.startswith("."))
 
+    def pipelines(self) -> list[str]:
+        """Pipelines with a folder in the store (retention walks them)."""
+        names = self._list_dirs(self.root)
+        return sorted(n for n in names if _segments_ok(n, nested=False))
+
+    def partition_mtime(self, pipeline: str, partition: str) -> float | None:
+        """When ``partition`` was last written (epoch seconds); None when it is gone.
+
+        On disk: the folder's own mtime. Object stores have no folders: the newest object under it.
+        """
+        folder = self._partition_dir(pipeline, partition)
+        if not self.remote:
+            try:
+                return Path(folder).stat().st_mtime
+            except OSError:
+                return None
+        import pyarrow.fs as pafs
+
+        newest = None
+        for info in self.fs.get_file_info(pafs.FileSelector(str(folder), recursive=True, allow_not_found=True)):
+            if info.type == pafs.FileType.File and info.mtime is not None:
+                stamp = info.mtime.timestamp()
+                newest = stamp if newest is None else max(newest, stamp)
+        return newest
+
+    def latest_pins(self, pipeline: str) -> set[str] | None:
+        """Partitions ``latest.json`` points to; None when it exists but cannot be read (keep everything then)."""
+        path = self.variables_dir(pipeline) / "latest.json"
+        try:
+            if self.remote:
+                try:
+                    with self.fs.open_input_stream(str(path)) as fh:
+                        raw = fh.read().decode("utf-8")
+                except FileNotFoundError:
+                    return set()
+                except OSError as exc:
+                    text = str(exc).lower()
+                    if "nosuchkey" in text or "not found" in text or "does not exist" in text:
+                        return set()
+                    raise
+            else:
+                if not Path(path).is_file():
+                    return set()
+                raw = Path(path).read_text(encoding="utf-8")
+            latest = json.loads(raw) or {}
+            return {str(v) for v in latest.values() if v}
+        except (OSError, ValueError, AttributeError):
+            return None
+
     def delete_partitions(self, pipeline: str, partitions: Iterable[str]) -> int:
         removed = 0
         for part in partitions:

@@ -11,21 +11,28 @@ pipeline whose metadata says ``executor_type: dask``, ``DAGSMITH_EXECUTOR``,
 else ``local``. The Dask scheduler address: ``dask_scheduler``
 (``--dask-scheduler``), ``DAGSMITH_DASK_SCHEDULER``, the project's
 ``dask: {scheduler: …}``; none means a ``LocalCluster`` of processes.
+
+A block's own ``executor_type`` is honoured as Mage does (``block_executor``):
+``local_python`` (what Mage writes for every block) or none follows the run's choice,
+``local_python_force`` runs the block on this process's threads whatever the run uses,
+``dask`` runs it on Dask. A run whose blocks ask for different executors routes each
+block to its own (``engine.executors.routed``). Mage's remote executor types (``k8s``,
+``ecs``, ``gcp_cloud_run``, ``azure_container_instance``, ``pyspark``) and unknown values
+are refused before anything runs, naming pipeline, block and field (``executor_type_problems``).
+Like Mage, a value may be a Jinja template (``{{ env_var('EXECUTOR') }}``).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
 from dagsmith.errors import ConfigError
+from dagsmith.settings import get
 
 EXECUTORS = ("local", "dask")
-EXECUTOR_ENV = "DAGSMITH_EXECUTOR"
-SCHEDULER_ENV = "DAGSMITH_DASK_SCHEDULER"
 
 
 @dataclass(frozen=True)
@@ -85,29 +92,96 @@ class RunConfig:
         return cls(project_root=project_root, pipeline_uuid=pipeline_uuid, **options)
 
 
+#: Mage's ``executor_type`` values that run on this machine's threads
+LOCAL_TYPES = frozenset({"local_python", "local_python_force", "local"})
+#: every ``executor_type`` dagsmith runs (Mage's local ones, and ``dask``)
+ACCEPTED_TYPES = LOCAL_TYPES | {"dask"}
+#: Mage's remote executors, named for the error that refuses them
+MAGE_REMOTE_TYPES = {
+    "k8s": "Kubernetes", "ecs": "AWS ECS", "gcp_cloud_run": "Google Cloud Run",
+    "azure_container_instance": "Azure Container Instances", "pyspark": "PySpark",
+}
+
+
+def executor_type_of(value: Any) -> str | None:
+    """A YAML ``executor_type`` normalised (lower case; a Jinja template rendered); None when unset."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if "{{" in text:
+        import os
+
+        import jinja2
+
+        env = jinja2.Environment(autoescape=False)
+        env.globals["env_var"] = lambda name, default=None: os.environ.get(name, default)
+        text = env.from_string(text).render().strip()
+    text = text.lower()
+    return None if text in ("", "none", "null") else text
+
+
+def _type_problem(where: str, value: str, file: str) -> str:
+    what = f" ({MAGE_REMOTE_TYPES[value]})" if value in MAGE_REMOTE_TYPES else ""
+    return (
+        f"{where}: executor_type {value!r}{what} is not supported by dagsmith; set executor_type to"
+        f" local_python (threads of this process), local_python_force or dask (a Dask cluster) in {file}"
+    )
+
+
+def executor_type_problems(spec: Any, blocks: Any = None) -> list[str]:
+    """One line per ``executor_type`` (the pipeline's, and each block's) that dagsmith cannot honour."""
+    problems = []
+    file = f"pipelines/{spec.uuid}/metadata.yaml"
+    try:
+        kind = executor_type_of((getattr(spec, "raw", None) or {}).get("executor_type"))
+    except Exception as exc:  # noqa: BLE001 - a broken template is a problem to report, not a crash
+        problems.append(f"pipeline '{spec.uuid}': executor_type cannot be rendered ({exc}); fix it in {file}")
+        kind = None
+    if kind is not None and kind not in ACCEPTED_TYPES:
+        problems.append(_type_problem(f"pipeline '{spec.uuid}'", kind, file))
+    for block in spec.blocks if blocks is None else blocks:
+        try:
+            value = executor_type_of(getattr(block, "executor_type", None))
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"pipeline '{spec.uuid}', block '{block.uuid}': executor_type cannot be rendered ({exc}); fix it in {file}")
+            continue
+        if value is not None and value not in ACCEPTED_TYPES:
+            problems.append(_type_problem(f"pipeline '{spec.uuid}', block '{block.uuid}'", value, file))
+    return problems
+
+
+def block_executor(config: RunConfig, run_executor: str, block: Any) -> str:
+    """Where one block runs: its ``executor_type`` when it names one, else the run's executor.
+
+    ``local_python`` (Mage's default, written on every block) follows the run, as in Mage;
+    ``local_python_force`` stays local and a block's ``dask`` goes to Dask, unless
+    ``--executor`` named the executor of the whole run (then only ``_force`` stays local).
+    """
+    kind = executor_type_of(getattr(block, "executor_type", None))
+    if kind == "local_python_force":
+        return "local"
+    if config.executor:
+        return config.executor
+    if kind == "dask":
+        return "dask"
+    return run_executor
+
+
 def choose_executor(config: RunConfig, spec: Any) -> str:
     """The executor name of a run (see the module docstring for the order)."""
     if config.executor:
         return config.executor
-    pipeline_kind = str((getattr(spec, "raw", None) or {}).get("executor_type") or "").strip().lower()
+    pipeline_kind = executor_type_of((getattr(spec, "raw", None) or {}).get("executor_type")) or ""
     if pipeline_kind == "dask":
         return "dask"
-    value = os.environ.get(EXECUTOR_ENV, "").strip().lower()
-    if value:
-        if value not in EXECUTORS:
-            raise ConfigError(
-                f"{EXECUTOR_ENV}={value!r} is not an executor",
-                hint=f"set {EXECUTOR_ENV} to local or dask",
-            )
-        return value
-    return "local"
+    return get("executor") or "local"  # DAGSMITH_EXECUTOR, validated by the settings model
 
 
 def dask_scheduler(config: RunConfig, project_metadata: Mapping[str, Any]) -> str | None:
     """The scheduler address of a Dask run, or None to start a ``LocalCluster``."""
     if config.dask_scheduler:
         return config.dask_scheduler
-    value = os.environ.get(SCHEDULER_ENV, "").strip()
+    value = (get("dask_scheduler") or "").strip()
     if value:
         return value
     section = project_metadata.get("dask") or {}

@@ -48,6 +48,7 @@ from dagsmith.engine.retry import RetryPolicy
 from dagsmith.engine.task import BlockOutcome, BlockTask, ExecContext, FanShape, Input, Ref, execute_block, split_outputs
 from dagsmith.engine.validation import validate_for_run
 from dagsmith.engine.variables import run_variables
+from dagsmith import settings
 from dagsmith.errors import BlockError, BlockTimeout, DagsmithError, ProjectError, RunCancelled
 from dagsmith.project.layout import EXECUTABLE_TYPES
 from dagsmith.project.specs import BlockSpec, PipelineSpec
@@ -56,7 +57,6 @@ from dagsmith.util.clock import utcnow
 __all__ = ["run_pipeline", "execute_run", "Run", "new_run_id", "split_outputs"]
 
 #: a test hook (issue 12): SIGKILL this process after block <uuid> returned and before its outputs are stored
-KILL_BEFORE_STORE_ENV = "DAGSMITH_FAULT_KILL_BEFORE_STORE"
 
 
 def new_run_id() -> str:
@@ -138,9 +138,13 @@ class Run:
             chosen=None if config.block_uuids is None else self.selected,
         )
 
-        self.executor = executor if executor is not None else _make_executor(config, self.spec, self.project)
+        self.executor = executor if executor is not None else _make_executor(
+            config, self.spec, self.project, [u for u in self.selected if u not in self.completed]
+        )
         self.remote = bool(getattr(self.executor, "remote", False))
-        self.persist = config.persist
+        # blocks routed to different executors (Mage's per-block executor_type) pass values through the store
+        self.routed = hasattr(self.executor, "remote_for")
+        self.persist = config.persist or self.routed
         needs_store = self.persist or self.completed or config.block_uuids is not None or self.remote
         self.store = project_store(root, self.project.metadata) if needs_store else None
         self.shared_vars = run_variables(
@@ -158,7 +162,7 @@ class Run:
         )
         self.standalone_inputs = config.block_uuids is not None
         self.project_retry = self.project.retry_config
-        self._kill_before_store = os.environ.get(KILL_BEFORE_STORE_ENV)
+        self._kill_before_store = settings.get("fault_kill_before_store")
 
         self.by_uuid = self.spec.block_map()
         upstream = {u: self.by_uuid[u].upstream_blocks for u in self.selected}
@@ -371,7 +375,7 @@ class Run:
             fans_out=block.is_dynamic and self.layout.fans_out(block.uuid),
             run_tests=self.config.run_tests,
             timeout=block.timeout,
-            publish=self.remote,
+            publish=self._remote(block),
             store_root=self.store.url if self.store is not None else None,
             lookup=self._lookup() if block.is_sql else {},
         )
@@ -440,7 +444,7 @@ class Run:
         error = None
         if outcome is not None and outcome.error is not None:
             error = outcome.cause or outcome.error
-            if self.remote:
+            if self._remote(block):
                 from dagsmith.engine.task import _portable
 
                 error = _portable(error)
@@ -449,10 +453,14 @@ class Run:
             pipeline=self._task_spec(block),
             project_root=str(self.root), partition=self.partition, variables=self.shared_vars, inputs=inputs,
             action="callbacks", metadata=dict(node.metadata) if node is not None else {},
-            index=tuple(node.index) if node is not None else (), publish=self.remote,
+            index=tuple(node.index) if node is not None else (), publish=self._remote(block),
             store_root=self.store.url if self.store is not None else None,
             callback_status=status, callback_error=error,
         )
+
+    def _remote(self, block: BlockSpec) -> bool:
+        """Whether ``block``'s attempts run in another process (their task stores their outputs)."""
+        return self.executor.remote_for(block.uuid) if self.routed else self.remote
 
     def _task_spec(self, block: BlockSpec) -> PipelineSpec:
         """The pipeline as a task needs it: for remote executors, only this block and its upstreams.
@@ -460,7 +468,7 @@ class Run:
         A task is pickled for every attempt of every dynamic child; the whole pipeline
         (with its raw YAML) would make each one many times larger than it needs to be.
         """
-        if not self.remote:
+        if not self._remote(block):
             return self.spec
         slim = self._slim_specs.get(block.uuid)
         if slim is None:
@@ -891,8 +899,21 @@ class _InlineContext(ExecContext):
         return self.run.hooks
 
 
-def _make_executor(config: RunConfig, spec: PipelineSpec, project: Any) -> Executor:
+def _make_executor(config: RunConfig, spec: PipelineSpec, project: Any, selected: Iterable[str] = ()) -> Executor:
+    from dagsmith.engine.config import block_executor
+
     name = choose_executor(config, spec)
+    by_uuid = spec.block_map()
+    route = {u: block_executor(config, name, by_uuid[u]) for u in selected if u in by_uuid}
+    names = set(route.values()) or {name}
+    if len(names) == 1:
+        return _one_executor(names.pop(), config, spec, project)
+    from dagsmith.engine.executors.routed import RoutedExecutor
+
+    return RoutedExecutor({n: _one_executor(n, config, spec, project) for n in sorted(names)}, route, default=name)
+
+
+def _one_executor(name: str, config: RunConfig, spec: PipelineSpec, project: Any) -> Executor:
     if name == "dask":
         from dagsmith.engine.config import dask_scheduler
         from dagsmith.engine.executors.dask import DaskExecutor

@@ -18,14 +18,14 @@ from typing import Any, Mapping
 
 from dagsmith.data.store import VariableStore
 from dagsmith.project.layout import data_dir
+from dagsmith.settings import get
 
-VARIABLES_DIR_ENV = "DAGSMITH_VARIABLES_DIR"
 _MAGE_DEFAULTS = {"~/.mage_data", "/home/src/mage_data", "/home/src/mage_data/", "s3://bucket/path_prefix"}
 
 
 def variables_root(project_root: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None) -> str:
     """The store root (a folder path or an ``s3://``/``gs://`` URL) of a project's runs."""
-    override = os.environ.get(VARIABLES_DIR_ENV, "").strip()
+    override = (get("variables_dir") or "").strip()
     if override:
         return _absolute(override, project_root)
     meta = metadata or {}

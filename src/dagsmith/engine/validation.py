@@ -59,9 +59,13 @@ def nothing_to_run(spec: PipelineSpec) -> str:
 
 def pipeline_problems(root: Path, spec: PipelineSpec, blocks: Iterable[BlockSpec] | None = None) -> list[str]:
     """Every problem that would stop ``spec`` (or the given blocks of it) from running."""
+    from dagsmith.engine.config import executor_type_problems
+
+    blocks = None if blocks is None else list(blocks)
     problems = graph_problems(spec)
     if blocks is None:
         problems.extend(unsupported_problems(spec))
+    problems.extend(executor_type_problems(spec, blocks))
     by_uuid = spec.block_map()
     for block in spec.blocks if blocks is None else blocks:
         if block.type in EXECUTABLE_TYPES and block.language == "sql":

@@ -129,9 +129,9 @@ class Connector:
         return rows
 
     def _scrub(self, text: str) -> str:
-        from dagsmith.project.io_config import redact_text
+        from dagsmith.project.masking import mask_with
 
-        return redact_text(text, getattr(self, "_secrets", []))
+        return mask_with(text, getattr(self, "_secrets", []))
 
     def _public_settings(self) -> dict[str, Any]:
         return {}

@@ -12,13 +12,15 @@ from __future__ import annotations
 import os
 import signal
 
+from dagsmith.settings import get
+
 ENV = "DAGSMITH_FAULT_POINT"
 _hits: dict[str, int] = {}
 
 
 def fault_point(name: str) -> None:
     """Kill this process here when ``DAGSMITH_FAULT_POINT`` names this point (cheap otherwise)."""
-    wanted = os.environ.get(ENV)
+    wanted = get("fault_point")
     if not wanted:
         return
     point, _, nth = wanted.partition(":")

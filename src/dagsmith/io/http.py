@@ -39,9 +39,11 @@ _SECRET_PARAMS = re.compile(r"((?:token|key|secret|password|sig|signature|access
 
 
 def safe_url(url: str) -> str:
-    """``url`` with any user:password and secret-looking query values replaced by ``***``."""
-    url = re.sub(r"(//)([^/@:]+):([^/@]+)@", r"\1\2:***@", str(url))
-    return _SECRET_PARAMS.sub(r"\1***", url)
+    """``url`` with any user:password and secret-looking query values replaced by the one mask (``******``)."""
+    from dagsmith.project.masking import MASK
+
+    url = re.sub(r"(//)([^/@:]+):([^/@]+)@", r"\1\2:" + MASK + "@", str(url))
+    return _SECRET_PARAMS.sub(lambda m: m.group(1) + MASK, url)
 
 
 def download(

@@ -708,13 +708,15 @@ class Postgres(Connector):
         return self.schema
 
     def _public_settings(self) -> dict[str, Any]:
+        from dagsmith.project.masking import MASK
+
         return {
             "host": self.host,
             "port": self.port,
             "dbname": self.dbname,
             "user": self.user,
             "schema": self.schema,
-            "password": "***" if self._password else None,
+            "password": MASK if self._password else None,
         }
 
 

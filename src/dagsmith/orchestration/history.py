@@ -25,6 +25,7 @@ from types import SimpleNamespace
 from typing import Any, Protocol
 
 from dagsmith.orchestration.logs import RunLogWriter
+from dagsmith.util.clock import parse_iso, utcnow
 
 #: block statuses a finished block can have (what ``on_block_end`` reports)
 FINAL_BLOCK_STATUSES = ("completed", "failed", "cancelled", "upstream_failed", "condition_failed")
@@ -35,7 +36,7 @@ def utc(value: Any) -> datetime | None:
     """A datetime (naive means UTC) or ISO 8601 text → tz-aware datetime; anything else → None."""
     if isinstance(value, str) and value:
         try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            value = parse_iso(value)
         except ValueError:
             return None
     if isinstance(value, datetime):
@@ -43,15 +44,11 @@ def utc(value: Any) -> datetime | None:
     return None
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 def block_start_values(*, attempt: int, started_at: Any, partition: str | None, log_path: str) -> dict[str, Any]:
     """Columns of a block run when an attempt starts (a retry keeps the first start unless told)."""
     values: dict[str, Any] = {"status": "running", "attempts": attempt, "error": None, "completed_at": None}
     if attempt <= 1 or started_at is not None:
-        values["started_at"] = utc(started_at) or _now()
+        values["started_at"] = utc(started_at) or utcnow()
     values["partition"] = partition
     values["log_path"] = log_path
     return values
@@ -67,9 +64,9 @@ def block_end_values(status: str, result: Any = None) -> dict[str, Any]:
                 values[key] = value
         if utc(getattr(result, "started_at", None)):
             values["started_at"] = utc(result.started_at)
-        values["completed_at"] = utc(getattr(result, "ended_at", None)) or _now()
+        values["completed_at"] = utc(getattr(result, "ended_at", None)) or utcnow()
     else:
-        values["completed_at"] = _now()
+        values["completed_at"] = utcnow()
     return values
 
 

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-MASK = "******"
+from dagsmith.project.masking import MASK  # noqa: F401 - the one mask, re-exported for callers
 
 
 def run_log_dir(logs_root: Path, pipeline_uuid: str, run_id: int | str) -> Path:

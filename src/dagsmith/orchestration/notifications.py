@@ -22,7 +22,8 @@ Config lives in the project's ``metadata.yaml`` and/or the pipeline's (pipeline 
 Each message names the pipeline, the run, the status, the failed blocks with their errors
 and a link to the run page. String values are rendered with Jinja at send time
 (``env_var``, ``mage_secret_var``/``secret`` from dagsmith's secrets store), so secrets
-stay out of the YAML; error messages about sending never include URLs or passwords.
+stay out of the YAML; every text of an alert (title, message, the webhook's fields) passes the
+secret masker (``project.masking``); error messages about sending never include URLs or passwords.
 Sending never fails a run: problems are logged and kept in ``NotificationObserver.sent``.
 
 ``passed_sla``: give ``sla`` (seconds, the trigger's SLA); when the run is still going
@@ -52,7 +53,6 @@ _ALIASES = {
 #: fields usable in ``message_templates`` (``{pipeline_uuid}`` …)
 MESSAGE_FIELDS = ("pipeline_uuid", "pipeline_run_id", "status", "execution_time", "error", "failed_blocks", "pipeline_run_url", "event")
 CHAT_CHANNELS = {"slack_config": "text", "teams_config": "text", "google_chat_config": "text", "discord_config": "content"}
-DEFAULT_BASE_URL = "http://127.0.0.1:6789"
 
 
 def merged_config(project_config: Mapping[str, Any] | None, pipeline_config: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -105,7 +105,9 @@ class NotificationObserver(NullObserver):
         self.pipeline = pipeline_spec
         self.config = merged_config(project.notification_config, getattr(pipeline_spec, "notification_config", None))
         self.kinds = alert_kinds(self.config)
-        self.base_url = (base_url or os.environ.get("DAGSMITH_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        from dagsmith.settings import get
+
+        self.base_url = (base_url or get("base_url")).rstrip("/")
         self.sla = float(sla) if sla else None
         self.run_ref = run_ref
         self.timeout = timeout
@@ -215,8 +217,13 @@ class NotificationObserver(NullObserver):
     # ------------------------------------------------------------ sending
     def notify(self, kind: str, *, run_id: Any, status: str, result: Any) -> list[dict[str, Any]]:
         """Send one alert on every configured channel; returns the delivery records."""
-        f = self.fields(kind, run_id=run_id, status=status, result=result)
-        title, text = self.message(kind, f)
+        from dagsmith.project.masking import MASKER
+
+        # a block's error can carry a password (a connection string, a value it printed):
+        # alerts leave dagsmith, so every text in them is masked like a log line (the masker asks
+        # the secrets store again when its last look is older than 2 s)
+        f = MASKER.mask_obj(self.fields(kind, run_id=run_id, status=status, result=result))
+        title, text = (MASKER.mask(t) for t in self.message(kind, f))
         records = []
         for key, value in self.config.items():
             if not isinstance(value, Mapping):

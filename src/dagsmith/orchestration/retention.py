@@ -9,6 +9,10 @@ Two periods, both off unless configured:
   ``'12h'``, ``'2w'``, ``'30m'``, ``'45s'``; a bare number is days): variables-store
   partitions not written to for longer are deleted; run rows stay.
 
+Both act on the project's variables store wherever ``variables_dir`` puts it: the data folder,
+another folder, or an object store (``s3://…``, ``gs://…``; a partition's age there is its
+newest object's).
+
 What is never deleted: a waiting or running run, the partition of a waiting or running
 run, a partition ``latest.json`` points to for some block (``dagsmith run --block`` reads
 it), runs of a backfill that is still going. The scheduler calls ``purge`` now and then.
@@ -67,32 +71,28 @@ class PurgeReport:
     partitions: int = 0
 
 
-def _latest_partitions(store, pipeline: str) -> set[str] | None:
-    """Partitions ``latest.json`` points to; None if it exists but cannot be read (then keep everything)."""
-    import json
+def _store(settings):
+    """The project's variables store, wherever its ``variables_dir`` puts it (a folder, ``s3://``, ``gs://``)."""
+    from dagsmith.engine.storage import project_store, store_at
 
-    path = store.variables_dir(pipeline) / "latest.json"
-    if not path.is_file():
-        return set()
     try:
-        latest = json.loads(path.read_text(encoding="utf-8")) or {}
-        return {str(v) for v in latest.values() if v}
-    except (OSError, ValueError, AttributeError):
-        return None
+        return project_store(settings.project_root)
+    except Exception:  # noqa: BLE001 - a broken metadata.yaml is reported by runs; the data folder is still cleaned
+        log.warning("retention: the project's variables_dir cannot be read; cleaning the data folder's store only")
+        return store_at(settings.data_dir)
 
 
 def purge(db, settings, *, now: datetime) -> PurgeReport:
     """Delete runs older than the run retention and outputs older than the outputs retention."""
-    from dagsmith.engine.storage import store_at
     from dagsmith.orchestration.logs import run_log_dir
     from dagsmith.orchestration.store import repo
 
     report = PurgeReport()
-    store = store_at(settings.data_dir)
     days = getattr(settings, "run_retention_days", None)
     outputs_period = outputs_retention(settings.project_root)
     if not (days and days > 0) and outputs_period is None:
         return report
+    store = _store(settings)
     with db.read() as session:
         busy = repo.unfinished_partitions(session)
     latest_cache: dict[str, set[str] | None] = {}
@@ -101,7 +101,7 @@ def purge(db, settings, *, now: datetime) -> PurgeReport:
         if not partition or partition in _NOT_PARTITIONS or (pipeline, partition) in busy:
             return False
         if pipeline not in latest_cache:
-            latest_cache[pipeline] = _latest_partitions(store, pipeline)
+            latest_cache[pipeline] = store.latest_pins(pipeline)
         pinned = latest_cache[pipeline]
         return pinned is not None and partition not in pinned
 
@@ -121,17 +121,13 @@ def purge(db, settings, *, now: datetime) -> PurgeReport:
                 shutil.rmtree(log_dir, ignore_errors=True)
                 if deletable(pipeline, partition):
                     report.partitions += store.delete_partitions(pipeline, [partition])
-    if outputs_period is not None and store.root.is_dir():
+    if outputs_period is not None:
         cutoff = (now - outputs_period).timestamp()
-        for folder in sorted(p for p in store.root.iterdir() if p.is_dir()):
-            pipeline = folder.name
+        for pipeline in store.pipelines():
             old = []
             for partition in store.partitions(pipeline):
-                try:
-                    mtime = (store.variables_dir(pipeline) / partition).stat().st_mtime
-                except OSError:
-                    continue
-                if mtime < cutoff and deletable(pipeline, partition):
+                mtime = store.partition_mtime(pipeline, partition)
+                if mtime is not None and mtime < cutoff and deletable(pipeline, partition):
                     old.append(partition)
             if old:
                 report.partitions += store.delete_partitions(pipeline, old)

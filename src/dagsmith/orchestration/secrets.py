@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from dagsmith.errors import ConfigError
+from dagsmith.settings import get
 
 KEY_ENV = "DAGSMITH_SECRET_KEY"
 
@@ -21,7 +22,7 @@ def key_path(data_dir: Path) -> Path:
 
 
 def load_or_create_key(data_dir: Path) -> bytes:
-    env = os.environ.get(KEY_ENV)
+    env = get("secret_key")
     if env:
         return env.encode()
     from cryptography.fernet import Fernet

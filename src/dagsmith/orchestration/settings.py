@@ -1,7 +1,8 @@
 """Settings of the orchestration layer: database URL, intervals, limits, retention.
 
 Values come from keyword arguments first, then ``DAGSMITH_*`` environment
-variables, then defaults. Nothing here touches the database or the network.
+variables (read and validated by ``dagsmith.settings``), then defaults. Nothing here
+touches the database or the network.
 """
 
 from __future__ import annotations
@@ -11,29 +12,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dagsmith.errors import ConfigError
+from dagsmith.settings import get
 from dagsmith.project.layout import data_dir
 
 CATCHUP_POLICIES = ("none", "latest", "all")
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"environment variable {name}={raw!r} is not a number", hint=f"set {name} to a number such as {default}") from exc
-
-
-def _env_int(name: str, default: int | None) -> int | None:
-    raw = os.environ.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"environment variable {name}={raw!r} is not a whole number", hint=f"set {name} to a whole number") from exc
 
 
 @dataclass(frozen=True)
@@ -79,24 +61,22 @@ class OrchestrationSettings:
 
     @classmethod
     def from_env(cls, project_root: str | os.PathLike[str], **overrides) -> "OrchestrationSettings":
-        """Build settings from ``DAGSMITH_*`` environment variables; ``overrides`` win."""
+        """Build settings from ``DAGSMITH_*`` environment variables (docs/settings.md); ``overrides`` win."""
         root = Path(project_root).resolve()
         values: dict = {
-            "database_url": os.environ.get("DAGSMITH_DATABASE_URL") or None,
-            "scheduler_interval": _env_float("DAGSMITH_SCHEDULER_INTERVAL", 1.0),
-            "poll_interval": _env_float("DAGSMITH_POLL_INTERVAL", 0.25),
-            "heartbeat_interval": _env_float("DAGSMITH_HEARTBEAT_INTERVAL", 2.0),
-            "heartbeat_timeout": _env_float("DAGSMITH_HEARTBEAT_TIMEOUT", 30.0),
-            "worker_concurrency": _env_int("DAGSMITH_WORKER_CONCURRENCY", 8) or 8,
-            "global_run_limit": _env_int("DAGSMITH_GLOBAL_RUN_LIMIT", None)
-            or _env_int("CONCURRENCY_CONFIG_PIPELINE_RUN_LIMIT_ALL_TRIGGERS", None),
-            "block_run_limit": _env_int("DAGSMITH_BLOCK_RUN_LIMIT", None)
-            or _env_int("CONCURRENCY_CONFIG_BLOCK_RUN_LIMIT", None),
-            "catchup": os.environ.get("DAGSMITH_CATCHUP") or "latest",
-            "log_retention_days": _env_float("DAGSMITH_LOG_RETENTION_DAYS", 30.0),
-            "run_retention_days": _env_float("DAGSMITH_RUN_RETENTION_DAYS", 0.0) or None,
-            "max_body_bytes": _env_int("DAGSMITH_MAX_BODY_BYTES", 1_048_576) or 1_048_576,
-            "env": os.environ.get("DAGSMITH_ENV") or os.environ.get("ENV") or None,
+            "database_url": get("database_url"),
+            "scheduler_interval": get("scheduler_interval"),
+            "poll_interval": get("poll_interval"),
+            "heartbeat_interval": get("heartbeat_interval"),
+            "heartbeat_timeout": get("heartbeat_timeout"),
+            "worker_concurrency": get("worker_concurrency"),
+            "global_run_limit": get("global_run_limit") or None,
+            "block_run_limit": get("block_run_limit") or None,
+            "catchup": get("catchup"),
+            "log_retention_days": get("log_retention_days"),
+            "run_retention_days": get("run_retention_days") or None,
+            "max_body_bytes": get("max_body_bytes"),
+            "env": get("env"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(project_root=root, **values)

@@ -10,7 +10,8 @@ Owns:
   to the flat ``POSTGRES_HOST`` keys every connector reads;
 - :class:`ConfigFileLoader` with Mage's interface (``[]``, ``get``, ``in``);
 - :func:`redact` / :func:`redact_text` / :func:`is_secret_key`, so passwords and
-  keys never reach logs, errors or reprs.
+  keys never reach logs, errors or reprs (names kept for callers; the mask itself is
+  ``project.masking``, the codebase's only one).
 
 An ``env_var('X')`` whose variable is unset or empty (and that gives no default)
 renders as a marker: reading a key that holds it raises a :class:`~dagsmith.errors.ConfigError`
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from dagsmith.errors import ConfigError, ProjectError
+from dagsmith.project.masking import MASK, looks_secret, mask_with, redact_mapping, secret_values
 
 __all__ = [
     "ConfigFileLoader",
@@ -50,7 +52,7 @@ __all__ = [
 ]
 
 IO_CONFIG_FILENAME = "io_config.yaml"
-REDACTED = "***"
+REDACTED = MASK
 
 
 class ConfigKey(str, Enum):
@@ -159,62 +161,10 @@ _VERBOSE_SECTIONS: dict[str, dict[str, Any]] = {
 
 # --------------------------------------------------------------------------- secrets
 
-_SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "PRIVATE", "PKEY", "CREDENTIAL", "API_KEY", "ACC_KEY")
-_NOT_SECRET_SUFFIXES = ("_FILEPATH", "_PATH", "_KEY_ID", "_ID")
-
-
-def is_secret_key(key: str) -> bool:
-    """True when a profile key holds a secret (password, secret key, token, service-account key)."""
-    upper = str(key).upper()
-    if upper.endswith(_NOT_SECRET_SUFFIXES):
-        return False
-    return any(word in upper for word in _SECRET_WORDS)
-
-
-def redact(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``mapping`` with every secret value replaced by ``***`` (nested dicts too)."""
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        if is_secret_key(key) and value not in (None, ""):
-            out[key] = REDACTED
-        elif isinstance(value, Mapping):
-            out[key] = redact(value)
-        else:
-            out[key] = value
-    return out
-
-
-def secret_values(mapping: Mapping[str, Any]) -> list[str]:
-    """Every secret string in ``mapping`` (for scrubbing messages), longest first."""
-    found: list[str] = []
-
-    def walk(obj: Any, secret: bool) -> None:
-        if isinstance(obj, Mapping):
-            for k, v in obj.items():
-                walk(v, secret or is_secret_key(str(k)))
-        elif isinstance(obj, (list, tuple)):
-            for v in obj:
-                walk(v, secret)
-        elif secret and obj is not None and str(obj) and len(str(obj)) >= 3:
-            found.append(str(obj))
-
-    walk(mapping, False)
-    return sorted(set(found), key=len, reverse=True)
-
-
-def redact_text(text: str, secrets: Mapping[str, Any] | list[str] | None) -> str:
-    """``text`` with every secret value (from a profile mapping or a list) replaced by ``***``."""
-    values = secret_values(secrets) if isinstance(secrets, Mapping) else list(secrets or [])
-    for value in sorted({str(v) for v in values if v}, key=len, reverse=True):
-        if len(value) >= 3:
-            text = text.replace(value, REDACTED)
-            # URL-encoded form (passwords inside connection URIs)
-            from urllib.parse import quote
-
-            encoded = quote(value, safe="")
-            if encoded != value:
-                text = text.replace(encoded, REDACTED)
-    return text
+# One mask for the whole codebase (``project.masking``); these names stay for Mage-style callers.
+is_secret_key = looks_secret
+redact = redact_mapping
+redact_text = mask_with
 
 
 SecretResolver = Callable[[str], Any]

@@ -61,8 +61,8 @@ PROJECT_FOLDERS = (
 )
 
 DATA_DIR_NAME = ".dagsmith"
+#: set while a pipeline runs, so ``get_repo_path()`` in block code finds its project
 REPO_PATH_ENV = "DAGSMITH_REPO_PATH"
-DATA_DIR_ENV = "DAGSMITH_DATA_DIR"
 
 
 def clean_name(name: str) -> str:
@@ -93,10 +93,11 @@ def get_repo_path() -> str:
     nearest folder upwards from the working directory holding ``io_config.yaml``
     and ``pipelines/``; otherwise the working directory.
     """
-    for var in (REPO_PATH_ENV, "MAGE_REPO_PATH"):
-        value = os.environ.get(var)
-        if value:
-            return value
+    from dagsmith.settings import get
+
+    value = get("repo_path") or os.environ.get("MAGE_REPO_PATH")
+    if value:
+        return value
     here = Path.cwd()
     for folder in (here, *here.parents):
         if (folder / "io_config.yaml").is_file() and (folder / "pipelines").is_dir():
@@ -106,7 +107,9 @@ def get_repo_path() -> str:
 
 def data_dir(project_root: str | os.PathLike[str]) -> Path:
     """dagsmith's own data folder for a project (history DB, outputs, logs)."""
-    override = os.environ.get(DATA_DIR_ENV)
+    from dagsmith.settings import get
+
+    override = get("data_dir")
     if override:
         return Path(override).expanduser().resolve()
     return Path(project_root).resolve() / DATA_DIR_NAME

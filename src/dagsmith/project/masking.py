@@ -15,6 +15,10 @@ CLI's run output, API errors and notification texts. Values shorter than ``MIN_L
 not masked (masking ``1`` or ``on`` would garble every log). The URL-encoded form of a value
 is masked too (passwords inside connection URIs).
 
+It is the only mask: ``io_config.redact``/``redact_text``/``is_secret_key`` (reprs and connector
+errors), the run-log writer and notifications all come here (``redact_mapping``, ``mask_with``,
+``looks_secret``), so a secret reads ``******`` wherever it would have appeared.
+
 This module imports nothing of dagsmith, so every layer may use it.
 """
 
@@ -23,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 MASK = "******"
 MIN_LENGTH = 4
@@ -43,6 +47,61 @@ def looks_secret(name: str) -> bool:
     return any(word in upper for word in _SECRET_WORDS)
 
 
+def redact_mapping(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``mapping`` with the value of every secret-looking key replaced by ``MASK`` (nested too)."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if looks_secret(str(key)) and value not in (None, ""):
+            out[key] = MASK
+        elif isinstance(value, Mapping):
+            out[key] = redact_mapping(value)
+        else:
+            out[key] = value
+    return out
+
+
+def secret_values(mapping: Mapping[str, Any]) -> list[str]:
+    """Every value under a secret-looking key of ``mapping`` (nested, lists too), longest first."""
+    found: set[str] = set()
+
+    def walk(obj: Any, secret: bool) -> None:
+        if isinstance(obj, Mapping):
+            for k, v in obj.items():
+                walk(v, secret or looks_secret(str(k)))
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                walk(v, secret)
+        elif secret and obj is not None and str(obj):
+            found.add(str(obj))
+
+    walk(mapping, False)
+    return sorted(found, key=len, reverse=True)
+
+
+def _usable(value: object) -> str | None:
+    text = str(value) if value is not None else ""
+    return text if len(text) >= MIN_LENGTH and text not in _NOT_SECRETS else None
+
+
+def _with_encoded(values: Iterable[str]) -> tuple[str, ...]:
+    """The values and their URL-encoded forms (passwords inside connection URIs), longest first."""
+    from urllib.parse import quote
+
+    out = set(values)
+    for value in list(out):
+        encoded = quote(value, safe="")
+        if encoded != value:
+            out.add(encoded)
+    return tuple(sorted(out, key=len, reverse=True))
+
+
+def _replace(text: str, ordered: Iterable[str]) -> str:
+    for value in ordered:
+        if value in text:
+            text = text.replace(value, MASK)
+    return text
+
+
 class Masker:
     """Known secret values and the text replacement; thread-safe, cheap when nothing is known."""
 
@@ -57,7 +116,7 @@ class Masker:
     # ------------------------------------------------------------ feeding
     def add(self, *values: object) -> None:
         """Mask these values from now on (strings shorter than ``MIN_LENGTH`` are ignored)."""
-        fresh = {str(v) for v in values if v is not None and len(str(v)) >= MIN_LENGTH and str(v) not in _NOT_SECRETS}
+        fresh = {v for v in map(_usable, values) if v}
         if not fresh - self._static:
             return
         with self._lock:
@@ -84,7 +143,7 @@ class Masker:
         found: dict[str, set[str]] = {}
         for key, source in sources.items():
             try:
-                found[key] = {str(v) for v in source() if v is not None and len(str(v)) >= MIN_LENGTH and str(v) not in _NOT_SECRETS}
+                found[key] = {v for v in map(_usable, source()) if v}
             except Exception:  # noqa: BLE001 - a source that cannot answer keeps its last values
                 continue
         with self._lock:
@@ -95,13 +154,7 @@ class Masker:
         values = set(self._static)
         for group in self._from_sources.values():
             values |= group
-        from urllib.parse import quote
-
-        for value in list(values):
-            encoded = quote(value, safe="")
-            if encoded != value:
-                values.add(encoded)
-        self._ordered = tuple(sorted(values, key=len, reverse=True))
+        self._ordered = _with_encoded(values)
 
     def values(self) -> tuple[str, ...]:
         return self._ordered
@@ -113,10 +166,7 @@ class Masker:
             self.refresh()
         if not text or not self._ordered:
             return text
-        for value in self._ordered:
-            if value in text:
-                text = text.replace(value, MASK)
-        return text
+        return _replace(text, self._ordered)
 
     def mask_obj(self, obj: object) -> object:
         """A copy of a JSON-like value with every string masked."""
@@ -135,6 +185,14 @@ MASKER = Masker()
 def mask(text: str) -> str:
     """The process-wide masker's ``mask``."""
     return MASKER.mask(text)
+
+
+def mask_with(text: str, secrets: Mapping[str, Any] | Iterable[object] | None) -> str:
+    """``text`` masked with the process-wide values and ``secrets`` as well: values a caller holds
+    (a connector's password) or the secret-looking values of a profile mapping."""
+    values = secret_values(secrets) if isinstance(secrets, Mapping) else list(secrets or [])
+    extra = _with_encoded(v for v in map(_usable, values) if v)
+    return _replace(MASKER.mask(text), extra) if extra else MASKER.mask(text)
 
 
 def add_secret(*values: object) -> None:
@@ -197,3 +255,18 @@ class MaskedStream:
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
+
+
+def mask_process_streams() -> None:
+    """Mask everything this process writes to ``sys.stdout``/``sys.stderr`` (once).
+
+    For the output that bypasses loggers and consoles: a thread's uncaught traceback (its name and
+    message may hold a secret), a library's print. ``dagsmith run``, ``dagsmith start`` and the
+    editor kernel call it at start.
+    """
+    import sys
+
+    if not isinstance(sys.stdout, MaskedStream):
+        sys.stdout = MaskedStream(sys.stdout)  # type: ignore[assignment]
+    if not isinstance(sys.stderr, MaskedStream):
+        sys.stderr = MaskedStream(sys.stderr)  # type: ignore[assignment]

@@ -186,8 +186,11 @@ def private_paths(root: str | os.PathLike[str], settings=None) -> list[Path]:
         url = str(getattr(settings, "url", "") or "")
         if url.startswith("sqlite:///"):
             paths.append(Path(url[len("sqlite:///"):]))
-    if os.environ.get("DAGSMITH_SECRET_KEY_FILE"):
-        paths.append(Path(os.environ["DAGSMITH_SECRET_KEY_FILE"]))
+    from dagsmith.settings import get
+
+    key_file = get("secret_key_file")
+    if key_file:
+        paths.append(Path(key_file))
     return paths
 
 

@@ -32,18 +32,13 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
 #: values (nodes) and scalar characters that aliases may add to a document
 ALIAS_NODE_BUDGET = 10_000
 ALIAS_CHAR_BUDGET = 1_000_000
-_DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 
 
 def max_yaml_bytes() -> int:
     """The largest project YAML file read, in bytes (``DAGSMITH_MAX_YAML_BYTES``, default 8 MiB)."""
-    raw = os.environ.get("DAGSMITH_MAX_YAML_BYTES", "")
-    try:
-        return int(raw) if raw.strip() else _DEFAULT_MAX_BYTES
-    except ValueError:
-        raise ProjectError(
-            f"DAGSMITH_MAX_YAML_BYTES={raw!r} is not a whole number of bytes", hint="unset it or set e.g. 8388608"
-        ) from None
+    from dagsmith.settings import get
+
+    return get("max_yaml_bytes")
 
 
 def _too_big(source: str | os.PathLike[str], size: int, limit: int) -> ProjectError:

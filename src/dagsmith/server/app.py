@@ -155,6 +155,7 @@ def create_app(
     app.state.project_root = root
     if migrate:
         db.migrate()  # also here so routes work without the lifespan (TestClient without `with`)
+    _open_secrets(app)
 
     from dagsmith.errors import DagsmithError
 
@@ -214,6 +215,25 @@ def create_app(
         mount(app, root)
     app.add_middleware(HostOriginGuard, allowed_hosts=tuple(allowed_hosts or ()))  # added last: runs first
     return app
+
+
+def _open_secrets(app: FastAPI) -> None:
+    """The project's secrets store, opened with the app: from the start it is this process's
+    masking source (server log, API errors, editor output; a secret set later in any process is
+    picked up, see ``project.masking``) and resolves ``get_secret_value`` for editor blocks run
+    in server threads."""
+    import logging
+
+    try:
+        from dagsmith.orchestration.secrets import SecretStore
+        from dagsmith.project.io_config import set_secret_resolver
+
+        store = SecretStore(app.state.db, app.state.settings.data_dir)
+    except Exception as exc:  # noqa: BLE001 - a bad key is reported by the secrets routes, with its hint
+        logging.getLogger("dagsmith.server").warning("the secrets store could not be opened: %s", exc)
+        return
+    app.state.secrets = store
+    set_secret_resolver(store.get)
 
 
 class _LazyApi:

@@ -72,7 +72,9 @@ def is_loopback_host(host: str) -> bool:
 
 def configured_hosts(extra: Iterable[str] = ()) -> tuple[str, ...]:
     """Allowed host names from ``DAGSMITH_ALLOWED_HOSTS`` (comma list) and ``extra``; ``*.example.com`` wildcards."""
-    names = [h for h in (os.environ.get(ALLOWED_HOSTS_ENV) or "").split(",")] + list(extra)
+    from dagsmith.settings import get
+
+    names = [h for h in (get("allowed_hosts") or "").split(",")] + list(extra)
     out = []
     for name in names:
         name = split_host(name) if not name.strip().startswith("*") else name.strip().lower()

@@ -61,6 +61,20 @@ def test_failed_run_exits_nonzero_and_prints_resume_command(tmp_path):
     assert out["blocks"]["bad"]["status"] == "completed"
 
 
+def test_piped_run_prints_plain_lines_and_block_output_as_printed(tmp_path):
+    # stdout a pipe (logs, CI): no colour codes or markup tags, and what a block prints is kept verbatim
+    root = make_project(tmp_path)
+    code = "@data_loader\ndef f(**kw):\n    print('[green]not markup[/] [1, 2]')\n    return 1\n\n@test\ndef t(out, *a):\n    assert out == 1\n"
+    add_pipeline(root, "p", [{"uuid": "only", "type": "data_loader", "code": code}])
+    r = dagsmith("run", str(root), "p")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "\x1b[" not in r.stdout
+    assert "only | [green]not markup[/] [1, 2]" in r.stdout
+    assert "1/1 tests passed." in r.stdout.splitlines()
+    last = r.stdout.splitlines()[-1]
+    assert last.startswith("✔ run ") and " completed in " in last and "[" not in last
+
+
 def test_runtime_vars_and_execution_date_and_block(tmp_path):
     root = make_project(tmp_path)
     add_pipeline(

@@ -79,3 +79,20 @@ def test_chart_data_aggregates_the_whole_output():
     with pytest.raises(ConfigError, match="not in the output"):
         chart_data(frame, {"type": "bar", "x": "nope"})
     assert as_table([1, 2]) is None
+
+
+def test_profile_of_dates_over_a_month_counts_every_distinct_second_exactly():
+    # nanosecond timestamps on whole seconds over a month: far too many nanoseconds for one
+    # bincount, few enough seconds; and one column off the whole second, which is estimated
+    n = 50_000
+    rng = np.random.default_rng(5)
+    seconds = rng.integers(0, 86400 * 31, n)
+    when = pd.Timestamp("2021-01-01") + pd.to_timedelta(seconds, unit="s")
+    odd = when + pd.to_timedelta(rng.integers(1, 999, n), unit="ns")
+    cols = _by_name(profile(pd.DataFrame({"when": when, "odd": odd})))
+    assert cols["when"]["distinct"] == len(set(seconds)) and not cols["when"].get("distinct_approx")
+    assert sum(b["count"] for b in cols["when"]["histogram"]) == n
+    assert cols["when"]["min"] == when.min().strftime("%Y-%m-%d %H:%M")
+    assert cols["when"]["max"] == when.max().strftime("%Y-%m-%d %H:%M")
+    assert cols["odd"]["distinct_approx"] and abs(cols["odd"]["distinct"] - len(set(odd))) < n * 0.05
+    assert sum(b["count"] for b in cols["odd"]["histogram"]) == n

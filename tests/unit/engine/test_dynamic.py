@@ -169,26 +169,29 @@ def test_children_run_in_parallel_up_to_the_limit(root):
         {"uuid": "sleepy", "upstream": ["src"], "code": """
             import threading, time
             ACTIVE = []
-            LOCK = threading.Lock()
+            PEAK = [0]
+            COND = threading.Condition()
 
             @transformer
             def t(x, **kwargs):
-                with LOCK:
+                with COND:
                     ACTIVE.append(1)
-                    peak = len(ACTIVE)
-                time.sleep(0.2)
-                with LOCK:
+                    PEAK[0] = max(PEAK[0], len(ACTIVE))
+                    COND.notify_all()
+                    # hold the slot until four children run together: a limit of 4 must let them
+                    COND.wait_for(lambda: len(ACTIVE) >= 4, timeout=20)
+                time.sleep(0.2)  # and linger, so a fifth one let in by a broken limit would be seen
+                with COND:
                     ACTIVE.pop()
-                return peak
+                    print('peak', PEAK[0])
         """},
     ], extra={"concurrency_config": {"block_run_limit": 4}})
-    import time
-
-    started = time.perf_counter()
     result = run_pipeline(root, "par", persist=False)
-    elapsed = time.perf_counter() - started
     assert result.ok
-    assert 0.35 < elapsed < 1.5  # 8 × 0.2 s in waves of 4
+    children = [b for uuid, b in result.blocks.items() if uuid.startswith("sleepy") and b.dynamic_index is not None]
+    assert len(children) == 8
+    # 8 children in waves of 4: four ran at once (in parallel), never five (the limit)
+    assert max(int(b.stdout.split()[-1]) for b in children) == 4
 
 
 def test_cancel_while_children_run_cancels_the_rest_and_runs_cancelled_callbacks(root, tmp_path, monkeypatch):

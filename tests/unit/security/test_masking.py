@@ -95,3 +95,49 @@ def test_dagsmith_run_masks_env_and_io_config_passwords(project):
     shown = proc.stdout + proc.stderr
     assert proc.returncode == 1 and "could not connect with ******" in shown, shown[-2000:]
     assert "envpass-9f3a1b" not in shown and "item ******" in shown
+
+
+def test_one_mask_for_reprs_connector_errors_and_logs():
+    """io_config's redaction, the connectors' error scrubbing and the process masker are one mask."""
+    from dagsmith.io.base import Connector
+    from dagsmith.orchestration.logs import MASK as LOG_MASK
+    from dagsmith.project import io_config
+    from dagsmith.project.masking import MASK, add_secret, mask, mask_with, redact_mapping
+
+    assert LOG_MASK == io_config.REDACTED == MASK == "******"
+    assert io_config.redact is redact_mapping and io_config.redact_text is mask_with
+    profile = {"POSTGRES_USER": "alice", "POSTGRES_PASSWORD": "pw with space!", "nested": {"api_token": "tok-abc-123"}}
+    assert redact_mapping(profile) == {"POSTGRES_USER": "alice", "POSTGRES_PASSWORD": MASK, "nested": {"api_token": MASK}}
+    text = mask_with("postgresql://alice:pw%20with%20space%21@h/db said tok-abc-123 and pw with space!", profile)
+    assert text == f"postgresql://alice:{MASK}@h/db said {MASK} and {MASK}"
+    add_secret("process-wide-value-42")
+    assert mask("x process-wide-value-42 y") == f"x {MASK} y"
+    assert mask_with("process-wide-value-42 / own-pass-7", ["own-pass-7"]) == f"{MASK} / {MASK}"
+
+    class Conn(Connector):
+        def __init__(self) -> None:
+            self._secrets = ["conn-pass-99"]
+
+    assert Conn()._scrub("login conn-pass-99 failed, process-wide-value-42") == f"login {MASK} failed, {MASK}"
+
+
+def test_dagsmith_run_masks_a_threads_uncaught_traceback(project):
+    """Output that bypasses the run's capture (a thread the block started dies) is masked too."""
+    (project / ".env").write_text("API_TOKEN=thread-token-6d21\n")
+    (project / "data_loaders" / "load.py").write_text(
+        "import os, threading\n\n\n"
+        "@data_loader\n"
+        "def load(*args, **kwargs):\n"
+        "    token = os.environ['API_TOKEN']\n"
+        "    def work():\n"
+        "        raise RuntimeError('refused ' + token)\n"
+        "    t = threading.Thread(target=work, name='t-' + token)\n"
+        "    t.start(); t.join()\n"
+        "    return 1\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(project.parent)}
+    proc = subprocess.run([sys.executable, "-m", "dagsmith", "run", str(project), "p"], capture_output=True, text=True, env=env)
+    shown = proc.stdout + proc.stderr
+    assert proc.returncode == 0, shown[-2000:]
+    assert "Exception in thread t-******" in shown and "RuntimeError: refused ******" in shown, shown[-2000:]
+    assert "thread-token-6d21" not in shown

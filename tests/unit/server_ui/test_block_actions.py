@@ -38,7 +38,7 @@ def test_duplicate_rename_everywhere_and_refusals(ui, project):
         assert "load_taxi" in blocks and "load" not in blocks
         assert blocks["double"]["upstream_blocks"] == ["load_taxi"] and blocks["load_taxi"]["downstream_blocks"][0] == "double"
     r = ui.post("/pipelines/a/edit/blocks/double/rename", {"name": "load_taxi"}, follow_redirects=True)
-    assert "already has a block &#39;load_taxi&#39;" in r.text or "already has a block 'load_taxi'" in r.text
+    assert "already has a block &#39;load_taxi&#39;" in r.text
     r = ui.post("/pipelines/a/edit/blocks/double/rename", {"name": "../../etc"}, follow_redirects=True)
     assert (project / "transformers" / "etc.py").exists()  # a path is never a name: cleaned to one
     assert not any(p.name.startswith("etc") for p in project.parent.iterdir())

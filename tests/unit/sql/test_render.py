@@ -47,7 +47,7 @@ def test_secrets_are_bound_but_never_shown():
     stmts = bind("SELECT {{ s }} -- {{ s }}", {"s": Secret("hunter2")})
     assert stmts[0].values == ["hunter2"]
     assert "hunter2" not in display_sql(stmts, PG)
-    assert display_params(stmts, PG) == ["$1 = ***"]
+    assert display_params(stmts, PG) == ["$1 = ******"]
 
 
 def test_unknown_names_fail_strictly():

@@ -16,7 +16,7 @@ that places parameters and splits statements:
   dropped); a marker inside a longer literal (``'{{ ds }}%'``) becomes a
   concatenation ``('' || $1 || '%')``; inside a quoted identifier the value is
   escaped into the identifier; inside a ``/* */`` comment it is written as text
-  (secrets as ``***``), and ``{{ … }}`` in a ``--`` comment is kept as written. Lists and tuples expand to one placeholder per item
+  (secrets as ``******``, ``project.masking.MASK``), and ``{{ … }}`` in a ``--`` comment is kept as written. Lists and tuples expand to one placeholder per item
   (``IN ({{ ids }})``). Statements are split on ``;`` outside quotes, comments
   and dollar-quoted bodies.
 
@@ -44,7 +44,7 @@ class Param:
 
 
 class Secret:
-    """A secret value: bound like any value, shown as ``***``."""
+    """A secret value: bound like any value, shown as the one mask (``******``)."""
 
     __slots__ = ("value",)
 
@@ -52,7 +52,9 @@ class Secret:
         self.value = value
 
     def __str__(self) -> str:  # never leak through str()
-        return "***"
+        from dagsmith.project.masking import MASK
+
+        return MASK
 
     __repr__ = __str__
 
@@ -350,7 +352,9 @@ def _ident_part(value: Any, quote: str) -> str:
 
 def _comment_text(p: Param) -> str:
     if p.secret:
-        return "***"
+        from dagsmith.project.masking import MASK
+
+        return MASK
     return str(p.value).replace("\n", " ").replace("*/", "* /")
 
 
@@ -363,12 +367,14 @@ def display_sql(statements: list[Statement], placeholder: Callable[[int], str]) 
 
 
 def display_params(statements: list[Statement], placeholder: Callable[[int], str]) -> list[str]:
-    """``$1 = '2024-01-01'`` lines for the bound values (secrets as ***)."""
+    """``$1 = '2024-01-01'`` lines for the bound values (secrets as ******)."""
+    from dagsmith.project.masking import MASK
+
     lines = []
     for si, stmt in enumerate(statements):
         slots = [p for p in stmt.pieces if isinstance(p, tuple)]
         for k, (_i, value, secret) in enumerate(slots):
-            shown = "***" if secret or isinstance(value, Secret) else repr(value)
+            shown = MASK if secret or isinstance(value, Secret) else repr(value)
             prefix = f"[{si + 1}] " if len(statements) > 1 else ""
             lines.append(f"{prefix}{placeholder(k + 1)} = {shown}")
     return lines

@@ -45,6 +45,7 @@ from typing import Any
 from dagsmith.engine import plan as P
 from dagsmith.engine.executors.base import Executor, RunSession
 from dagsmith.engine.task import BlockOutcome, BlockTask, ExecContext, Ref, execute_block
+from dagsmith import settings
 from dagsmith.errors import BlockError, ConfigError, DagsmithError, require
 
 try:  # the plugin base class; the executor itself says which extra to install when it is missing
@@ -52,8 +53,6 @@ try:  # the plugin base class; the executor itself says which extra to install w
 except ImportError:  # pragma: no cover - depends on the environment
     _PluginBase = object  # type: ignore[assignment,misc]
 
-#: how long a lost scheduler connection may be re-tried before the run fails
-LOST_AFTER_ENV = "DAGSMITH_DASK_LOST_AFTER"
 
 
 def _distributed() -> Any:
@@ -80,14 +79,14 @@ def _connect(address: str | None) -> Any:
     distributed = _distributed()
     if address:
         try:
-            return distributed.Client(address, timeout=float(os.environ.get("DAGSMITH_DASK_CONNECT_TIMEOUT", "10")),
+            return distributed.Client(address, timeout=settings.get("dask_connect_timeout"),
                                       set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise ConfigError(
                 f"cannot reach the Dask scheduler at {address}: {exc}",
                 hint="start it with: dask scheduler   (and workers: dask worker " + address + ")",
             ) from None
-    workers = max(1, int(os.environ.get("DAGSMITH_DASK_WORKERS") or (os.cpu_count() or 1)))
+    workers = settings.get("dask_workers") or max(1, os.cpu_count() or 1)
     cluster = distributed.LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
         dashboard_address=None, silence_logs=40,
@@ -386,7 +385,7 @@ class DaskExecutor(Executor):
         now = time.monotonic()
         if self._lost_since is None:
             self._lost_since = now
-        if now - self._lost_since > float(os.environ.get(LOST_AFTER_ENV, "10")):
+        if now - self._lost_since > settings.get("dask_lost_after"):
             return self._lost_message()
         return None
 

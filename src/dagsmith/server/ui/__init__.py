@@ -58,7 +58,8 @@ def mount_ui(app: Any, project_root: str | Path) -> None:
     state = app.state
     state.ui_root = root
     folder = data_dir(root)
-    state.ui_jobs = BlockJobs(root, state_dir=folder / "ui" / "jobs")
+    settings = getattr(state, "settings", None)
+    state.ui_jobs = BlockJobs(root, state_dir=folder / "ui" / "jobs", database_url=getattr(settings, "url", None))
     state.ui_static_version = _static_version()
     state.ui_auth = auth.load_auth(folder)
     state.ui_sessions = auth.Sessions(folder) if state.ui_auth else None

@@ -31,12 +31,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dagsmith.settings import get
+
 SESSION_COOKIE = "dagsmith_session"
 CSRF_COOKIE = "dagsmith_csrf"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
-SESSION_SECONDS = int(os.environ.get("DAGSMITH_SESSION_SECONDS") or 12 * 3600)
-IDLE_SECONDS = int(os.environ.get("DAGSMITH_SESSION_IDLE_SECONDS") or 2 * 3600)
+SESSION_SECONDS: int = get("session_seconds")
+IDLE_SECONDS: int = get("session_idle_seconds")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -75,12 +77,12 @@ def auth_file(data_dir: Path) -> Path:
 
 def load_auth(data_dir: Path) -> AuthConfig | None:
     """The configured user, or None when auth is off (see the module docstring for sources)."""
-    user = os.environ.get("DAGSMITH_AUTH_USER")
+    user = get("auth_user")
     if user:
-        stored = os.environ.get("DAGSMITH_AUTH_PASSWORD_HASH")
+        stored = get("auth_password_hash")
         if stored:
             return AuthConfig(user, stored)
-        clear = os.environ.get("DAGSMITH_AUTH_PASSWORD")
+        clear = get("auth_password")
         if clear:
             return AuthConfig(user, hash_password(clear))
     path = auth_file(data_dir)
@@ -130,7 +132,7 @@ def check_host_allowed(host: str, project_root: str | os.PathLike[str]) -> None:
 
 
 def _session_key(data_dir: Path) -> bytes:
-    env = os.environ.get("DAGSMITH_SESSION_KEY")
+    env = get("session_key")
     if env:
         return env.encode()
     path = Path(data_dir) / "secrets" / "ui_session_key"

@@ -198,7 +198,8 @@ def run_scratchpad(root: Path, pipeline_uuid: str, block_uuid: str, emit: Callab
 class BlockJobs:
     """The editor's block runs of one project (thread-safe); they run in the kernel process when it is on."""
 
-    def __init__(self, project_root: Path, state_dir: Path | None = None, *, use_kernel: bool | None = None) -> None:
+    def __init__(self, project_root: Path, state_dir: Path | None = None, *, use_kernel: bool | None = None,
+                 database_url: str | None = None) -> None:
         self.root = Path(project_root)
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self._jobs: dict[str, BlockJob] = {}
@@ -207,7 +208,7 @@ class BlockJobs:
         self._load_interrupted()
         from dagsmith.server.ui import kernel
 
-        self.kernel = kernel.Kernel(self.root, self._on_kernel_message, self._on_kernel_exit) if (kernel.enabled() if use_kernel is None else use_kernel) else None
+        self.kernel = kernel.Kernel(self.root, self._on_kernel_message, self._on_kernel_exit, database_url) if (kernel.enabled() if use_kernel is None else use_kernel) else None
 
     # ---- records on disk (survive a restart)
 
@@ -293,6 +294,9 @@ class BlockJobs:
                 self.kernel = None
 
         def work() -> None:
+            from dagsmith.project.masking import MASKER
+
+            MASKER.refresh()  # a secret set a moment ago (in any process) is masked in this job's first line
             done = run_editor_job(self.root, pipeline_uuid, block_uuid, mode, job.cancel, variables=variables,
                                   emit=lambda m: self._apply(job, m), run_fn=run_fn)
             self._apply(job, {"event": "done", **done})
@@ -322,6 +326,11 @@ class BlockJobs:
                               "error": f"The editor's Python process {how} while this block ran (out of memory, or a crash in native code). Run it again."})
 
     def _apply(self, job: BlockJob, msg: dict) -> None:
+        from dagsmith.project.masking import MASKER
+
+        # masked here too (the kernel masked with what it knows): runs in server threads, and
+        # secrets this process knows that the kernel has not seen yet
+        msg = MASKER.mask_obj(msg)
         event = msg.get("event")
         if event == "line":
             if len(job.lines) < MAX_LINES:

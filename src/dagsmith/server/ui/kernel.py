@@ -15,6 +15,13 @@ kernel → server: ``{"job", "event": "line", "text", "t"}``, ``{"job", "event":
 "status", "result"}``, ``{"job", "event": "done", "status", "blocks", "partition", "preview",
 "error"}``, ``{"req", "result"|"error"}``.
 
+Every message the kernel sends passes the secret masker (``project.masking``) of the kernel
+process, which knows what only the kernel saw: the values of the project's secrets store
+(opened from the server's metadata DB URL when a block first reads a secret; a secret set
+after the server started resolves through ``get_secret_value`` and is masked), and the
+``.env``/``io_config.yaml`` passwords the block read. The server masks what it receives again
+with its own masker, which knows every stored secret.
+
 ``DAGSMITH_EDITOR_KERNEL=0`` runs editor blocks in server threads instead (no child process).
 """
 
@@ -28,13 +35,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 log = logging.getLogger(__name__)
-IDLE_ENV = "DAGSMITH_EDITOR_KERNEL_IDLE"
-ENABLE_ENV = "DAGSMITH_EDITOR_KERNEL"
-DEFAULT_IDLE = 300.0
 
 
 def enabled() -> bool:
-    return os.environ.get(ENABLE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    from dagsmith.settings import get
+
+    return get("editor_kernel")
 
 
 # ---------------------------------------------------------------- server side
@@ -43,8 +49,10 @@ def enabled() -> bool:
 class Kernel:
     """The server's handle on the kernel process: started on first use, restarted after it exits."""
 
-    def __init__(self, root: Path, on_message: Callable[[dict], None], on_exit: Callable[[int | None], None]) -> None:
+    def __init__(self, root: Path, on_message: Callable[[dict], None], on_exit: Callable[[int | None], None],
+                 database_url: str | None = None) -> None:
         self.root = Path(root)
+        self.database_url = database_url
         self.on_message = on_message
         self.on_exit = on_exit
         self._lock = threading.Lock()
@@ -67,8 +75,10 @@ class Kernel:
 
             ctx = mp.get_context("spawn")  # a clean interpreter: no server threads or sockets copied in
             parent, child = ctx.Pipe()
-            idle = float(os.environ.get(IDLE_ENV) or DEFAULT_IDLE)
-            proc = ctx.Process(target=kernel_main, args=(child, str(self.root), idle), name="dagsmith-editor-kernel", daemon=True)
+            from dagsmith.settings import get
+
+            idle = get("editor_kernel_idle")
+            proc = ctx.Process(target=kernel_main, args=(child, str(self.root), idle, self.database_url), name="dagsmith-editor-kernel", daemon=True)
             proc.start()
             child.close()
             self._proc, self._conn = proc, parent
@@ -167,27 +177,64 @@ def _call_chart(root: str, pipeline: str, block: str, spec: dict) -> Any:
 CALLS = {"preview": _call_preview, "chart": _call_chart}
 
 
-def kernel_main(conn, root: str, idle: float) -> None:
+def open_secrets(root: str, database_url: str | None) -> None:
+    """In the kernel: ``get_secret_value`` resolves from the project's secrets store, opened on first use.
+
+    Opening the store (from the server's metadata DB URL) also makes it a masking source of the
+    kernel, so every value a block reads, and any set later, is masked in what the kernel sends.
+    A job that reads no secret never touches the metadata DB.
+    """
+    import threading as _threading
+
+    from dagsmith.project.io_config import set_secret_resolver
+
+    store: list = []
+    lock = _threading.Lock()
+
+    def resolve(name: str, **kw):
+        with lock:
+            if not store:
+                from dagsmith.orchestration.db import get_database
+                from dagsmith.orchestration.secrets import SecretStore
+                from dagsmith.orchestration.settings import OrchestrationSettings
+
+                settings = OrchestrationSettings.from_env(root, **({"database_url": database_url} if database_url else {}))
+                store.append(SecretStore(get_database(settings, migrate=False), settings.data_dir))
+        return store[0].get(name, **kw)
+
+    set_secret_resolver(resolve)
+
+
+def kernel_main(conn, root: str, idle: float, database_url: str | None = None) -> None:
     """The kernel's loop: run jobs on threads, answer calls, exit when the server goes or after ``idle`` quiet seconds."""
     import signal
 
+    from dagsmith.project.masking import MASKER, mask_process_streams
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in the server's terminal is the server's to handle
+    # the kernel shares the server's terminal (its log): what reaches it outside a block's capture
+    # (a thread's traceback, a logging warning) is masked like the server's own lines
+    mask_process_streams()
     send_lock = threading.Lock()
     jobs: dict[str, threading.Event] = {}
     last_activity = [time.monotonic()]
 
     def send(msg: dict) -> None:
+        msg = MASKER.mask_obj(msg)  # lines, results, errors, tracebacks: nothing leaves the kernel in clear
         with send_lock:
             try:
                 conn.send(msg)
             except (OSError, ValueError, BrokenPipeError):
                 pass
 
+    open_secrets(root, database_url)
+
     def run_job(msg: dict, cancel: threading.Event) -> None:
         from dagsmith.server.ui.jobs import run_editor_job
 
         job = msg["job"]
         try:
+            MASKER.refresh()  # once the store is open: a secret set a moment ago is masked in this job's first line
             done = run_editor_job(Path(root), msg["pipeline"], msg["block"], msg.get("mode") or "block", cancel,
                                   variables=msg.get("variables"), emit=lambda m: send({"job": job, **m}))
             send({"job": job, "event": "done", **done})
