@@ -6,7 +6,8 @@ Usage (from the repo, with the dev venv):
     .venv/bin/python scripts/compat-corpus.py /work/corpus --mage /path/to/mage \
         [--mage-python /path/to/python-with-mage] [--out compat-out] [--only SUBSTRING]
 
-``PROJECTS`` holds one folder per source repository; every folder below it that has
+``PROJECTS`` holds one folder per source repository, ``PROJECTS/<owner>/<name>`` (e.g. extracted
+from ``git archive`` of each repository); every folder below it that has
 ``pipelines/<uuid>/metadata.yaml`` is a Mage project. Each pipeline is run twice, once with
 ``mage run`` and once with ``dagsmith run``, each time in a fresh copy of the repository, from
 the folder above the project (Mage's container layout: ``/home/src/<project>``). Nothing of the
@@ -146,7 +147,9 @@ class Case:
 
 def discover(root: Path, only: str | None) -> list[Case]:
     cases = []
-    for repo in sorted(p for p in root.iterdir() if p.is_dir()):
+    # PROJECTS/<owner>/<name>: one folder per GitHub repository
+    repos = sorted(r for owner in root.iterdir() if owner.is_dir() for r in owner.iterdir() if r.is_dir())
+    for repo in repos:
         for meta in sorted(repo.glob("**/pipelines/*/metadata.yaml")):
             if any(part.startswith(".") for part in meta.relative_to(repo).parts) or not meta.is_file():
                 continue
@@ -160,7 +163,7 @@ def discover(root: Path, only: str | None) -> list[Case]:
                 key = f"{b.get('type')}/{b.get('language') or 'python'}"
                 blocks[key] = blocks.get(key, 0) + 1
             case = Case(
-                repo=repo.name,
+                repo=str(repo.relative_to(root)),
                 project=str(project.relative_to(repo)),
                 pipeline=meta.parent.name,
                 kind=str(data.get("type") or "python"),
@@ -259,6 +262,12 @@ class Gcs:
         self.port = free_port()
         self.server = FakeGCSServer(port=self.port)
         self.server.__enter__()
+        # The wrapper pipes the server's request log and never reads it: once ~64 KB of log
+        # lines fill the pipe the server blocks mid-request (a partitioned-Parquet export of
+        # ~40 partitions hung both tools). Drain it.
+        proc = self.server._process
+        if proc is not None and proc.stderr is not None:
+            threading.Thread(target=shutil.copyfileobj, args=(proc.stderr, open(os.devnull, "wb")), daemon=True).start()
         self.client = storage.Client(
             project="corpus-proj", credentials=AnonymousCredentials(), client_options={"api_endpoint": self.url}
         )
@@ -481,9 +490,9 @@ def run_one(
         shutil.rmtree(work)
     work.mkdir(parents=True)
     repo_src = args.projects / case.repo
-    # The project's parent is the working directory; a project at the repo root is put
-    # under a folder named like Mage's default project.
-    repo_dst = work / "default_repo" if case.project == "." else work
+    # The repository is copied under its own name; the project's parent is the working
+    # directory (the scratch folder itself for a project at the repository's root).
+    repo_dst = work / Path(case.repo).name
     shutil.copytree(repo_src, repo_dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".git"))
     project = (repo_dst / case.project).resolve()
     cwd = project.parent
@@ -494,7 +503,7 @@ def run_one(
     state = Path(tempfile.mkdtemp(prefix=f"corpus-{tool}-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MAGE_", "DAGSMITH_", "POSTGRES_", "VIRTUAL_ENV"))}
     env.update(env_file(repo_src, args.projects / case.repo / case.project))
-    db = f"corpus_{index}_{tool}"
+    db = f"{args.db_prefix}_{index}_{tool}"
     services["pg"].create(db)
     env.update(
         POSTGRES_HOST="127.0.0.1", POSTGRES_PORT="5432", POSTGRES_USER="postgres", POSTGRES_PASSWORD="postgres",
@@ -558,23 +567,40 @@ def first_error(text: str) -> str:
 
 # ---------------------------------------------------------------- comparison
 
-def compare(m: Outcome, d: Outcome) -> list[str]:
+# pyarrow's write_to_dataset names each file "<random uuid hex>-<i>.parquet": the same
+# dataset written twice differs only in those names, so they are compared with the uuid masked.
+RANDOM_NAME = re.compile(r"[0-9a-f]{32}")
+
+
+def _masked(entries: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in entries.items():
+        masked = RANDOM_NAME.sub("<uuid>", key)
+        out[masked if masked not in out else key] = value
+    return out
+
+
+def compare(m: dict[str, Any], d: dict[str, Any]) -> list[str]:
+    """Differences between two runs' outcomes (``asdict(Outcome)``)."""
     diffs = []
-    if m.passed != d.passed:
-        diffs.append(f"exit {m.exit} vs {d.exit}")
-    if m.passed and d.passed:
-        for path in sorted(set(m.files) | set(d.files)):
-            a, b = m.files.get(path), d.files.get(path)
+    m_pass, d_pass = m["exit"] == 0, d["exit"] == 0
+    if m_pass != d_pass:
+        diffs.append(f"exit {m['exit']} vs {d['exit']}")
+    if m_pass and d_pass:
+        mf, df = _masked(m["files"]), _masked(d["files"])
+        for path in sorted(set(mf) | set(df)):
+            a, b = mf.get(path), df.get(path)
             if a is None or b is None:
                 diffs.append(f"file {path} only written by {'mage' if b is None else 'dagsmith'}")
             elif a[1] != b[1]:
                 diffs.append(f"file {path}: {a[0]} vs {b[0]} bytes, different content")
-        for name in sorted(set(m.tables) | set(d.tables)):
-            if m.tables.get(name) != d.tables.get(name):
-                diffs.append(f"table {name}: {m.tables.get(name)} vs {d.tables.get(name)} rows")
-        for name in sorted(set(m.objects) | set(d.objects)):
-            if m.objects.get(name) != d.objects.get(name):
-                diffs.append(f"object {name}: {m.objects.get(name)} vs {d.objects.get(name)} bytes")
+        for name in sorted(set(m["tables"]) | set(d["tables"])):
+            if m["tables"].get(name) != d["tables"].get(name):
+                diffs.append(f"table {name}: {m['tables'].get(name)} vs {d['tables'].get(name)} rows")
+        mo, do = _masked(m["objects"]), _masked(d["objects"])
+        for name in sorted(set(mo) | set(do)):
+            if mo.get(name) != do.get(name):
+                diffs.append(f"object {name}: {mo.get(name)} vs {do.get(name)} bytes")
     return diffs
 
 
@@ -602,20 +628,28 @@ def main() -> int:
     ap.add_argument("--only", help="run only the pipelines whose id contains this")
     ap.add_argument("--timeout", type=int, default=600)
     ap.add_argument("--keep", type=Path, help="results.json of an earlier run: its pipelines are not run again")
+    ap.add_argument("--db-prefix", default="corpus", help="prefix of the per-run databases (two runners at once need two)")
+    ap.add_argument("--first", type=Path, help="file of pipeline ids (one a line) to run before the others")
     ap.add_argument("--bq-venv", type=Path, default=Path(__file__).resolve().parents[1] / ".emulators" / "bq",
                     help="local-bigquery venv (bash scripts/setup-emulators.sh makes it)")
     args = ap.parse_args()
     args.projects = args.projects.resolve()
     args.workdir = args.workdir.resolve()
     args.out = args.out.resolve()
+    args.dagsmith = args.dagsmith.absolute()  # runs happen in other folders
     (args.out / "logs").mkdir(parents=True, exist_ok=True)
     marker = args.workdir.parent / (args.workdir.name + ".corpus-scratch")
     if args.workdir.exists() and not marker.exists():
         sys.exit(f"{args.workdir} exists and is not this runner's scratch folder; pick another --workdir")
+    marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
 
     cases = discover(args.projects, args.only)
+    if args.first:
+        wanted = [ln.strip() for ln in args.first.read_text().splitlines() if ln.strip()]
+        rank = {pid: i for i, pid in enumerate(wanted)}
+        cases.sort(key=lambda c: rank.get(c.id, len(rank)))  # stable: the others keep their order
     data_server, data_port = serve_dir(args.data)
     token_server, token_port = token_stub()
     shim = Path(tempfile.mkdtemp(prefix="corpus-shim-"))
@@ -637,10 +671,11 @@ def main() -> int:
                 continue
             m = run_one("mage", case, args, services, i)
             d = run_one("dagsmith", case, args, services, i)
-            diffs = compare(m, d)
+            diffs = compare(asdict(m), asdict(d))
             rows.append({"id": case.id, "case": asdict(case), "mage": asdict(m), "dagsmith": asdict(d), "diffs": diffs})
             status = "same" if not diffs else "; ".join(diffs)[:160]
             print(f"[{i + 1}/{len(cases)}] {case.id}: mage {m.exit} dagsmith {d.exit} — {status}", flush=True)
+            (args.out / "results.json").write_text(json.dumps(rows, indent=1))  # a stopped run keeps its rows
     finally:
         services["pg"].drop_all()
         services["gcs"].close()
@@ -659,7 +694,8 @@ RUNNABLE = ("data_loader/", "transformer/", "data_exporter/", "custom/", "sensor
 def category(row: dict[str, Any]) -> str:
     m, d = row["mage"]["exit"] == 0, row["dagsmith"]["exit"] == 0
     if not any(k.startswith(RUNNABLE) for k in row["case"]["blocks"]):
-        return "no block to run"
+        # both tools exit 0 having run nothing: the same outcome
+        return "same (no block to run)" if m and d and not row["diffs"] else "no block to run"
     if m and d:
         return "outputs differ" if row["diffs"] else "same"
     if m:
@@ -672,6 +708,7 @@ def category(row: dict[str, Any]) -> str:
 def write_table(rows: list[dict[str, Any]], path: Path) -> None:
     counts: dict[str, int] = {}
     for r in rows:
+        r["diffs"] = compare(r["mage"], r["dagsmith"])  # rows kept from an earlier run: today's rules
         r["category"] = category(r)
         counts[r["category"]] = counts.get(r["category"], 0) + 1
     mage_pass = sum(1 for r in rows if r["mage"]["exit"] == 0)

@@ -507,10 +507,27 @@ def handoff(value: Any) -> Any:
     what sibling blocks receive. Other values are passed as they are.
     """
     if type(value).__module__.split(".", 1)[0] == "pandas" and type(value).__name__ in ("DataFrame", "Series"):
-        return value.copy(deep=not _copy_on_write())
+        copied = value.copy(deep=not _copy_on_write())
+        return _mage_labels(copied) if type(value).__name__ == "DataFrame" else copied
     if type(value) is list and any(type(v).__module__.startswith("pandas") for v in value):
         return [handoff(v) for v in value]
     return value
+
+
+def _mage_labels(df: Any) -> Any:
+    """Unnamed columns as Mage's downstream blocks see them: string labels.
+
+    Mage 0.9.80 hands a frame downstream through its store; a frame with the default row index
+    goes through polars, which names columns by strings. So a frame whose columns were never
+    named (a ``RangeIndex``: ``pd.DataFrame([[1, 2]])``, or the 0x0 ``DataFrame()`` a missing
+    GCS object loads as) arrives with ``'0', '1'`` / an empty object ``Index`` — on which the
+    course's ``data.columns.str.lower()`` works where a ``RangeIndex`` raises.
+    """
+    import pandas as pd
+
+    if type(df.columns) is pd.RangeIndex and type(df.index) is pd.RangeIndex and df.index.start == 0 and df.index.step == 1:
+        df.columns = pd.Index([str(c) for c in df.columns], dtype=object)
+    return df
 
 
 def as_input(values: list[Any], multi: bool) -> Any:

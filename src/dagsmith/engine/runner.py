@@ -257,7 +257,15 @@ class Run:
         res.ended_at = utcnow()
         res.abandoned_threads = self.executor.abandons_threads
         if self.store is not None and self.persist:
-            self._write_manifest()
+            try:
+                self._write_manifest()
+            except Exception as exc:  # noqa: BLE001 - an unreachable store is the run's error, not a crash
+                # completed means stored: a run whose manifest is not stored has not completed
+                res.status = P.FAILED
+                res.error = self.run_error = res.error or (
+                    f"the run's outputs could not be stored in {self.store.url}: {type(exc).__name__}: {exc} "
+                    "(hint: check the project's variables_dir / remote_variables_dir and its credentials)"
+                )
         self.observer.on_run_end(run_id=self.run_id, status=res.status, result=res)
         return res
 

@@ -5,7 +5,9 @@
 object-store URL or a local folder of the user's own; else dagsmith's data folder
 (``<project>/.dagsmith`` or ``DAGSMITH_DATA_DIR``). Mage's default data folders
 (``~/.mage_data``, the Docker image's ``/home/src/mage_data``) are Mage's, not
-a choice of the user's: they are ignored.
+a choice of the user's: they are ignored. So is ``s3://bucket/path_prefix``, the
+``remote_variables_dir`` placeholder of Mage's project template, which Mage 0.9.80 treats as
+unset (projects made by older ``mage init`` still carry it).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dagsmith.data.store import VariableStore
 from dagsmith.project.layout import data_dir
 from dagsmith.settings import get
 
-_MAGE_DEFAULTS = {"~/.mage_data", "/home/src/mage_data", "/home/src/mage_data/"}
+_MAGE_DEFAULTS = {"~/.mage_data", "/home/src/mage_data", "/home/src/mage_data/", "s3://bucket/path_prefix"}
 
 
 def variables_root(project_root: str | os.PathLike[str], metadata: Mapping[str, Any] | None = None) -> str:
