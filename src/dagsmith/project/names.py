@@ -5,7 +5,8 @@ passes through here before it becomes part of a path or is stored:
 
 * ``clean_name(text)`` turns a display name into a uuid the way Mage does (lower case,
   anything that is not a letter, digit or ``_`` becomes ``_``). Letters of any script are
-  kept, so ``Données clients`` becomes ``données_clients``, not ``block``.
+  kept, so ``Données clients`` becomes ``données_clients``, not ``block``. A name that reads
+  as a path (absolute, ``..``, backslash, NUL) is refused, not cleaned.
 * ``check_name(value, kind)`` accepts an existing uuid only when it is one path segment
   (block uuids may be several, for Mage's nested block folders) that cannot leave its
   folder: no ``..``, no absolute path, no ``/`` or ``\\``, no NUL or control characters,
@@ -47,9 +48,33 @@ class UnsafeName(ProjectError):
     """A name or path that would leave its folder, or cannot be a file name."""
 
 
+def _path_like(text: str) -> str | None:
+    """Why a display name reads as a path (absolute, ``..``, backslash, NUL), or None.
+
+    Such a name is a mistake or an attack, never a name: refusing it beats quietly turning
+    ``/srv/shared/v`` into ``srv_shared_v``, which the person did not ask for either.
+    """
+    if "\x00" in text:
+        return "contains a NUL character"
+    if "\\" in text:
+        return "contains a backslash"
+    if text.startswith("/") or os.path.isabs(text) or re.match(r"^[A-Za-z]:[\\/]", text):
+        return "is an absolute path"
+    if ".." in text.split("/"):
+        return "contains '..'"
+    return None
+
+
 def clean_name(name: str, *, default: str = "block") -> str:
-    """A display name → a uuid (Mage's rule, letters of every script kept, never a path)."""
+    """A display name → a uuid (Mage's rule, letters of every script kept, never a path).
+
+    Raises :class:`UnsafeName` for a name that reads as a path (absolute, ``..``, backslash, NUL).
+    """
     text = unicodedata.normalize("NFC", str(name or ""))
+    problem = _path_like(text.strip())
+    if problem:
+        raise UnsafeName(f"name {text[:80]!r} {problem}",
+                         hint="give a plain name, such as load_taxi_data; it becomes the file name inside the project")
     for ch in ("\ufeff", "\u200b", '"', "$"):
         text = text.replace(ch, "")
     cleaned = re.sub(r"\W+", "_", text.strip()).strip("_").lower()

@@ -19,9 +19,17 @@ def test_clean_name_keeps_letters_of_every_script_and_never_makes_a_path():
     assert clean_name("Load Taxi Data") == "load_taxi_data"
     assert clean_name("Données clients") == "données_clients"
     assert clean_name("顧客データ") == "顧客データ"
-    assert clean_name("/srv/shared/v") == "srv_shared_v"
-    assert clean_name("../../etc") == "etc"
-    assert "/" not in clean_name("a/b") and "\\" not in clean_name("a\\b")
+    assert "/" not in clean_name("a/b")
+
+
+@pytest.mark.parametrize("bad", ["/srv/shared/v", "../../etc", "a/../b", "a\\b", "C:\\win", "a\x00b", " /x"])
+def test_clean_name_refuses_a_display_name_that_reads_as_a_path(bad):
+    """Issue 11 item 1: a path given as a name is refused (exit 2 / 4xx), not cleaned into another name."""
+    from dagsmith.project.names import UnsafeName, clean_name
+
+    with pytest.raises(UnsafeName) as caught:
+        clean_name(bad)
+    assert "plain name" in caught.value.hint
 
 
 @pytest.mark.parametrize("bad", HOSTILE)
@@ -76,16 +84,17 @@ def test_add_block_with_an_absolute_or_parent_name_writes_nothing(project):
     assert snapshot(project, project.parent / "outside") == before
 
 
-def test_cli_blocks_new_with_an_absolute_name_stays_inside(project, tmp_path):
+def test_cli_blocks_new_with_an_absolute_name_exits_2_and_writes_nothing(project, tmp_path):
     import subprocess
     import sys
 
     target = tmp_path / "outside" / "v"
+    before = snapshot(project, tmp_path / "outside")
     proc = subprocess.run([sys.executable, "-m", "dagsmith", "blocks", "new", str(project), "p", str(target)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "is an absolute path" in proc.stdout + proc.stderr
     assert not target.exists() and not target.with_suffix(".py").exists()
-    created = list((project / "data_loaders").glob("*outside_v.py"))
-    assert len(created) == 1 and created[0].parent == project / "data_loaders"
+    assert snapshot(project, tmp_path / "outside") == before
 
 
 @pytest.mark.parametrize("block", ["/abs/path", "../x", "../../outside/v", "a/../../../x", ".hidden", "a\x00b"])

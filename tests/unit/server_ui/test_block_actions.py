@@ -40,10 +40,13 @@ def test_duplicate_rename_everywhere_and_refusals(ui, project):
     r = ui.post("/pipelines/a/edit/blocks/double/rename", {"name": "load_taxi"}, follow_redirects=True)
     assert "already has a block &#39;load_taxi&#39;" in r.text
     r = ui.post("/pipelines/a/edit/blocks/double/rename", {"name": "../../etc"}, follow_redirects=True)
-    assert (project / "transformers" / "etc.py").exists()  # a path is never a name: cleaned to one
+    assert "contains &#39;..&#39;" in r.text  # a path is never a name: refused, not cleaned into one
+    assert (project / "transformers" / "double.py").exists() and not (project / "transformers" / "etc.py").exists()
     assert not any(p.name.startswith("etc") for p in project.parent.iterdir())
-    r = ui.post("/pipelines/a/edit/blocks/etc/rename", {"name": "///"}, follow_redirects=True)
-    assert "cannot be a block name" in r.text and (project / "transformers" / "etc.py").exists()
+    r = ui.post("/pipelines/a/edit/blocks/double/rename", {"name": "///"}, follow_redirects=True)
+    assert "is an absolute path" in r.text and (project / "transformers" / "double.py").exists()
+    r = ui.post("/pipelines/a/edit/blocks/double/rename", {"name": "___"}, follow_redirects=True)
+    assert "cannot be a block name" in r.text and (project / "transformers" / "double.py").exists()
 
 
 def test_disabled_block_is_skipped_by_pipeline_runs_and_runs_from_the_editor(ui, project):
