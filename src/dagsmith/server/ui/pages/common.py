@@ -280,50 +280,44 @@ def check_hash(path: Path, base_hash: str, force: bool) -> str | None:
 
 
 _spec_cache: dict[tuple[str, str], tuple[tuple[int, int], Any]] = {}
+_raw_cache: dict[tuple[str, str], tuple[tuple[int, int], Any]] = {}
 
 
-def load_spec(request: Request, pipeline_uuid: str):
-    """The pipeline spec, parsed again only when its metadata.yaml changed (big pipelines parse slowly)."""
-    from dagsmith.project.pipelines import load_pipeline, metadata_path
+def _read_when_changed(cache: dict, limit: int, root: Path, uuid: str, read: Callable[[Path, str], Any]) -> Any:
+    """``read(root, uuid)``, kept in ``cache`` until the pipeline's metadata.yaml changes (mtime, size).
 
-    root = project_root(request)
-    try:
-        st = metadata_path(root, pipeline_uuid).stat()
-        stamp = (st.st_mtime_ns, st.st_size)
-    except OSError:
-        return load_pipeline(root, pipeline_uuid)  # raises the "not found" error
-    key = (str(root), pipeline_uuid)
-    hit = _spec_cache.get(key)
-    if hit is not None and hit[0] == stamp:
-        return hit[1]
-    spec = load_pipeline(root, pipeline_uuid)
-    if len(_spec_cache) > 64:
-        _spec_cache.clear()
-    _spec_cache[key] = (stamp, spec)
-    return spec
-
-
-_raw_cache: dict[tuple[str, str], tuple[tuple[int, int], dict[str, Any]]] = {}
-
-
-def cached_raw(root: Path, uuid: str) -> dict[str, Any]:
-    """A pipeline's metadata mapping, re-read only when the file changed (read-only use!)."""
-    from dagsmith.project.pipelines import metadata_path, read_pipeline_raw
+    A file that cannot be stat'ed is read uncached, so ``read`` raises its own "not found" error.
+    """
+    from dagsmith.project.pipelines import metadata_path
 
     try:
         st = metadata_path(root, uuid).stat()
         stamp = (st.st_mtime_ns, st.st_size)
     except OSError:
-        return read_pipeline_raw(root, uuid)
+        return read(root, uuid)
     key = (str(root), uuid)
-    hit = _raw_cache.get(key)
+    hit = cache.get(key)
     if hit is not None and hit[0] == stamp:
         return hit[1]
-    raw = read_pipeline_raw(root, uuid)
-    if len(_raw_cache) > 256:
-        _raw_cache.clear()
-    _raw_cache[key] = (stamp, raw)
-    return raw
+    value = read(root, uuid)
+    if len(cache) > limit:
+        cache.clear()
+    cache[key] = (stamp, value)
+    return value
+
+
+def load_spec(request: Request, pipeline_uuid: str):
+    """The pipeline spec, parsed again only when its metadata.yaml changed (big pipelines parse slowly)."""
+    from dagsmith.project.pipelines import load_pipeline
+
+    return _read_when_changed(_spec_cache, 64, project_root(request), pipeline_uuid, load_pipeline)
+
+
+def cached_raw(root: Path, uuid: str) -> dict[str, Any]:
+    """A pipeline's metadata mapping, re-read only when the file changed (read-only use!)."""
+    from dagsmith.project.pipelines import read_pipeline_raw
+
+    return _read_when_changed(_raw_cache, 256, root, uuid, read_pipeline_raw)
 
 
 def check_pipeline(request: Request, pipeline_uuid: str) -> None:
