@@ -148,6 +148,7 @@ class ExecContext:
         self.cancel = cancel or threading.Event()
         self._lock = threading.Lock()
         self._modules: dict[tuple[str, str], LoadedBlock] = {}
+        self._loading: dict[tuple[str, str], threading.Lock] = {}  # one load at a time per (run, block)
         self._hooks: dict[str, Any] = {}
         self._fans: dict[Ref, FanOut] = {}
 
@@ -183,12 +184,25 @@ class ExecContext:
         key = (task.run_id, block.uuid)  # dynamic siblings share one load per run: per-child cost stays tiny
         with self._lock:
             loaded = self._modules.get(key)
-        if loaded is None:
-            loaded = load_python_block(block.path, block.type, block_uuid=block.uuid, fresh=True)
+            gate = self._loading.setdefault(key, threading.Lock()) if loaded is None else None
+        if gate is None:
+            return loaded
+        # siblings that start together wait for the first one's load instead of loading the file
+        # again: two loads would give them two modules, so module-level state would not be shared
+        with gate:
             with self._lock:
-                if len(self._modules) > 64:
-                    self._modules.pop(next(iter(self._modules)))
-                self._modules[key] = loaded
+                loaded = self._modules.get(key)
+            if loaded is not None:
+                return loaded
+            try:
+                loaded = load_python_block(block.path, block.type, block_uuid=block.uuid, fresh=True)
+                with self._lock:
+                    if len(self._modules) > 64:
+                        self._modules.pop(next(iter(self._modules)))
+                    self._modules[key] = loaded
+            finally:
+                with self._lock:
+                    self._loading.pop(key, None)
         return loaded
 
     def hooks(self, task: BlockTask) -> Any:
