@@ -6,7 +6,12 @@
 #
 # A full run (no arguments) then runs the unit tests a second time in .venv-pandas3 with
 # pandas 3: the default install pins pandas 2 (as Mage does) but dagsmith's own code must
-# keep working for users who opt into pandas 3. DAGSMITH_SKIP_PANDAS3=1 skips that pass.
+# keep working for users who opt into pandas 3. That pass takes the unit and compat tests
+# whose code can meet pandas (--pandas-dependent; the modules it leaves out, and how they were
+# found, are PANDAS_FREE in tests/conftest.py). DAGSMITH_SKIP_PANDAS3=1 skips that pass.
+#
+# Both passes run on 2 pytest-xdist workers (DAGSMITH_TEST_WORKERS, default 2; 0 = one process).
+# With arguments, they go to pytest as they are (add -n 2 yourself to parallelise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
@@ -25,10 +30,20 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 export DAGSMITH_TEST_DATA="${DAGSMITH_TEST_DATA:-$(cd .. && pwd)/shared/data}"
-if [ $# -gt 0 ] || [ -n "${DAGSMITH_SKIP_PANDAS3:-}" ]; then
+# Compile dagsmith once: with PYTHONDONTWRITEBYTECODE=1 (set in some shells) no .pyc would ever be
+# written, and each of the suite's few hundred `dagsmith`/`python -m dagsmith` children would
+# compile its modules again. (compileall writes the cache whatever that variable says.)
+.venv/bin/python -m compileall -q -j 2 src/dagsmith >/dev/null || true
+if [ $# -gt 0 ]; then
   exec .venv/bin/python -m pytest -q "$@"
 fi
-.venv/bin/python -m pytest -q
+WORKERS="${DAGSMITH_TEST_WORKERS:-2}"
+PARALLEL=(-n "$WORKERS" --dist worksteal)
+if [ "$WORKERS" = 0 ]; then PARALLEL=(-p no:xdist); fi
+if [ -n "${DAGSMITH_SKIP_PANDAS3:-}" ]; then
+  exec .venv/bin/python -m pytest -q "${PARALLEL[@]}"
+fi
+.venv/bin/python -m pytest -q "${PARALLEL[@]}"
 
 echo "== unit tests again on pandas 3 (.venv-pandas3) =="
 if [ ! -x .venv-pandas3/bin/python ]; then
@@ -40,4 +55,4 @@ fi
 .venv-pandas3/bin/pip install --quiet --upgrade "pandas>=3,<4" 2>&1 \
   | grep -v -e "dependency resolver does not currently take into account" -e "requires pandas<3" || true
 .venv-pandas3/bin/python -c "import pandas, sys; sys.exit(0 if pandas.__version__.startswith('3.') else 'pandas 3 did not install')"
-exec .venv-pandas3/bin/python -m pytest -q -m "not integration and not e2e" tests/unit tests/compat
+exec .venv-pandas3/bin/python -m pytest -q "${PARALLEL[@]}" -m "not integration and not e2e" --pandas-dependent tests/unit tests/compat
