@@ -37,6 +37,9 @@ export DAGSMITH_TEST_DATA="${DAGSMITH_TEST_DATA:-$(cd .. && pwd)/shared/data}"
 if [ $# -gt 0 ]; then
   exec .venv/bin/python -m pytest -q "$@"
 fi
+# The BigQuery emulator's venv (idempotent): made here, not inside the first BigQuery test, where
+# its pip install would count against that test's timeout and the other worker would wait on it.
+bash scripts/setup-emulators.sh
 WORKERS="${DAGSMITH_TEST_WORKERS:-2}"
 PARALLEL=(-n "$WORKERS" --dist worksteal)
 if [ "$WORKERS" = 0 ]; then PARALLEL=(-p no:xdist); fi
