@@ -170,9 +170,10 @@ class WorkerContext(ExecContext):
         self.worker = worker
         caches = _shared_caches
         if not caches:
-            caches.update(lock=threading.Lock(), modules={}, hooks={}, fans={})
+            caches.update(lock=threading.Lock(), modules={}, loading={}, hooks={}, fans={})
         self._lock = caches["lock"]
         self._modules = caches["modules"]
+        self._loading = caches["loading"]
         self._hooks = caches["hooks"]
         self._fans = caches["fans"]
         self.seq = 0
