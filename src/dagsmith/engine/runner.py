@@ -30,7 +30,6 @@ import os
 import queue
 import threading
 import time
-import uuid as uuidlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable
@@ -62,7 +61,8 @@ __all__ = ["run_pipeline", "execute_run", "Run", "new_run_id", "split_outputs"]
 
 def new_run_id() -> str:
     """A sortable, unique run id: UTC timestamp plus a short random suffix."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuidlib.uuid4().hex[:6]
+    # os.urandom rather than uuid4: importing uuid (and platform with it) costs more than a small run
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + os.urandom(3).hex()
 
 
 def run_pipeline(

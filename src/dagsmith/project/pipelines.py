@@ -11,7 +11,6 @@ pipelines is one block: editing it edits both.
 from __future__ import annotations
 
 import os
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -448,6 +447,8 @@ def block_users(root: str | os.PathLike[str], block_type: str, block_uuid: str) 
 
 def delete_pipeline(root: str | os.PathLike[str], uuid: str) -> None:
     """Delete a pipeline folder; block files stay (other pipelines may use them)."""
+    import shutil
+
     folder = pipeline_dir(root, uuid)
     if not (folder / METADATA_FILE).is_file():
         raise ProjectError(f"pipeline '{uuid}' not found")

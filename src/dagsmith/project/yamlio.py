@@ -190,11 +190,14 @@ def parse_yaml_cached(text: str, path: Path) -> Any:
     The key is a hash of the text, so an edit (however quick, whatever the file's
     timestamps say) is always parsed again; values marshal cannot hold (dates) are not kept.
     """
-    import hashlib
     import marshal
     import sys
 
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    try:
+        from _blake2 import blake2b  # hashlib's own BLAKE2, without loading OpenSSL (hashlib's import cost)
+    except ImportError:  # pragma: no cover - other Pythons
+        from hashlib import blake2b
+    digest = blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
     cache = path.parent / "__pycache__" / f"{path.name}.dagsmith-yaml.bin"
     try:
         stored, value = marshal.loads(cache.read_bytes())
