@@ -142,6 +142,11 @@ class Run:
         self.executor = executor if executor is not None else _make_executor(
             config, self.spec, self.project, [u for u in self.selected if u not in self.completed]
         )
+        from dagsmith.engine.config import executor_warnings
+
+        self.warnings = executor_warnings(
+            self.spec, [b for b in executable if b.uuid in self.selected], run_executor=config.executor or settings.get("executor")
+        )
         self.remote = bool(getattr(self.executor, "remote", False))
         # blocks routed to different executors (Mage's per-block executor_type) pass values through the store
         self.routed = hasattr(self.executor, "remote_for")
@@ -187,7 +192,8 @@ class Run:
             upstream, order=order, completed=[u for u in self.completed if u in self.selected and u not in self.dyn]
         )
         self.hooks = HookSet(self.spec)
-        self.result = RunResult(run_id=self.run_id, pipeline_uuid=self.spec.uuid, partition=self.partition)
+        self.result = RunResult(run_id=self.run_id, pipeline_uuid=self.spec.uuid, partition=self.partition,
+                                warnings=list(self.warnings))
         self.result.execution_date = self.shared_vars["execution_date"]
 
         self.values: dict[str, Any] = {}
@@ -221,7 +227,8 @@ class Run:
         res.started_at = utcnow()
         for u in self.plan.order:
             res.blocks[u] = BlockResult(block_uuid=u, status=self.plan.status[u])
-        self.observer.on_run_start(run_id=self.run_id, pipeline_uuid=self.spec.uuid, blocks=list(self.plan.order))
+        self.observer.on_run_start(run_id=self.run_id, pipeline_uuid=self.spec.uuid, blocks=list(self.plan.order),
+                                   warnings=list(self.warnings))
         session = RunSession(
             run_id=self.run_id,
             pipeline_uuid=self.spec.uuid,
