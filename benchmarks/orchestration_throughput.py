@@ -152,6 +152,8 @@ def main() -> None:
     parser.add_argument("--drain", type=float, default=60.0, help="seconds to wait for the queue to drain after a load")
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--baseline-runs", type=int, default=300, help="runs of the engine-alone baseline")
+    parser.add_argument("--count", action="store_true", help="count SQL statements, commits and pool checkouts per run in each "
+                        "dagsmith process (started through benchmarks/_instrumented.py) and print them per load")
     parser.add_argument("--profile", default=None, help="py-spy: record each dagsmith process's stacks into <PROFILE>.<n>.txt (collapsed stacks; summarise with benchmarks/stacks.py)")
     args = parser.parse_args()
     loads = [float(x) for x in args.loads.split(",") if x.strip()]
@@ -169,16 +171,25 @@ def main() -> None:
     env["DAGSMITH_DATABASE_URL"] = url
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    base = [sys.executable, "-m", "dagsmith.cli.app", "start", str(project), "--port", str(port), "--log-level", "warning"]
+    launcher = [sys.executable, "-m", "dagsmith.cli.app"]
+    counts_files: list[Path] = []
+
+    def command(n: int) -> list[str]:
+        if not args.count:
+            return launcher
+        counts_files.append(tmp / f"counts.{n}.json")
+        return [sys.executable, str(REPO / "benchmarks" / "_instrumented.py"), str(counts_files[-1])]
+
+    base = ["start", str(project), "--port", str(port), "--log-level", "warning"]
     if args.concurrency:
         base += ["--concurrency", str(args.concurrency)]
     roles = ["--role", "server,scheduler"] if args.workers else []
-    procs = [subprocess.Popen(base + roles, env=env, stdout=open(tmp / "server.log", "wb"), stderr=subprocess.STDOUT)]
+    procs = [subprocess.Popen(command(0) + base + roles, env=env, stdout=open(tmp / "server.log", "wb"), stderr=subprocess.STDOUT)]
     profilers: list[subprocess.Popen] = []
     try:
         wait_until(lambda: _ok(f"{api}/health"), 300, 0.1, "server up")  # a loaded machine starts slowly
         for i in range(args.workers):
-            procs.append(subprocess.Popen(base + ["--role", "worker"], env=env, stdout=open(tmp / f"worker{i}.log", "wb"), stderr=subprocess.STDOUT))
+            procs.append(subprocess.Popen(command(i + 1) + base + ["--role", "worker"], env=env, stdout=open(tmp / f"worker{i}.log", "wb"), stderr=subprocess.STDOUT))
         trig = httpx.post(f"{api}/pipelines/pair/pipeline_schedules", json={"pipeline_schedule": {"name": "load", "schedule_type": "api"}}).json()["pipeline_schedule"]
         trigger_url = f"{api}/pipeline_schedules/{trig['id']}/pipeline_runs/{trig['token']}"
         dsn = url.replace("postgresql+psycopg://", "postgresql://")
@@ -204,6 +215,7 @@ def main() -> None:
         for rate in loads:
             load_before = os.getloadavg()[0]
             cpu0, pg0 = [_cpu([p.pid]) for p in procs], _pg_cpu()
+            counts0 = _counts(procs, counts_files)
             started = time.time()
             sent, errors, samples = asyncio.run(_offer(trigger_url, rate, args.seconds, f"r{rate:g}"))
             deadline = time.monotonic() + args.drain
@@ -225,6 +237,8 @@ def main() -> None:
                   f"{'+'.join(f'{(b - a) / n * 1000:.1f}' for a, b in zip(cpu0, cpu1)):>10} {(pg1 - pg0) / n * 1000:9.1f} {per_min / base_per_min:8.2f} {load_before:4.1f}/{os.getloadavg()[0]:<4.1f}")
             for sample in samples:
                 print(f"    http error sample: {sample}")
+            if counts_files:
+                _print_counts(counts0, _counts(procs, counts_files), n)
             if lost:
                 wait_until(lambda: unfinished() == 0, 300, 0.5, "queue drained")
         db.close()
@@ -240,6 +254,34 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
         drop()
+
+
+def _counts(procs: list[subprocess.Popen], files: list[Path]) -> list[dict[str, int]]:
+    """Each instrumented process's counters now (it writes them on SIGUSR1)."""
+    import json
+
+    out = []
+    for proc, path in zip(procs, files):
+        path.unlink(missing_ok=True)
+        proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.05)
+        try:
+            out.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            out.append({})
+    return out
+
+
+def _print_counts(before: list[dict[str, int]], after: list[dict[str, int]], runs: int) -> None:
+    for n, (a, b) in enumerate(zip(before, after)):
+        diff = {k: b.get(k, 0) - a.get(k, 0) for k in b}
+        head = " ".join(f"{k} {diff.get(k, 0) / runs:.2f}" for k in ("statements", "commits", "pool checkouts"))
+        print(f"    process {n} per run: {head}")
+        for k, v in sorted(((k, v) for k, v in diff.items() if k.startswith("sql ") and v), key=lambda kv: -kv[1])[:12]:
+            print(f"      {v / runs:6.2f}  {k[4:]}")
 
 
 def _ok(url: str) -> bool:
