@@ -80,6 +80,7 @@ from dagsmith.orchestration.store.repo.triggers import (
     get_trigger,
     list_triggers,
     trigger_names,
+    trigger_row,
     update_trigger,
 )
 from dagsmith.orchestration.store.repo.workers import (
@@ -101,6 +102,6 @@ __all__ = [
     "list_triggers", "live_workers", "mark_logs_purged", "mark_passed_sla", "new_token", "prune_workers",
     "put_secret", "recover_dead_local_runs", "recover_stale_runs", "register_worker", "release_run",
     "remove_worker", "request_cancel", "retry_run", "runs_with_expired_logs", "secret_ciphertexts", "set_execution_date",
-    "trigger_names", "unfinished_counts", "unfinished_partitions", "update_block_run", "update_trigger",
+    "trigger_names", "trigger_row", "unfinished_counts", "unfinished_partitions", "update_block_run", "update_trigger",
     "upsert_block_runs", "worker_heartbeat",
 ]

@@ -57,4 +57,7 @@ def announce_queued(session: Session) -> None:
     notifications: its workers are in the process that queued the run, or poll.
     """
     if dialect(session) == "postgresql":
-        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": QUEUE_CHANNEL})
+        session.connection().execute(_NOTIFY, {"channel": QUEUE_CHANNEL})
+
+
+_NOTIFY = text("SELECT pg_notify(:channel, '')")
