@@ -4,7 +4,9 @@ Blocks share the process, so an upstream block's return value reaches its
 downstream blocks in memory (``RunSession.read``): nothing is serialised on the
 critical path. A timed-out or cancelled attempt gets the exception raised
 inside its thread (CPython's async exceptions); a block stuck in C code keeps
-its thread until that call returns, and the run does not wait for it.
+its thread until that call returns, and the run does not wait for it. The threads are
+the process's (``_shared_pool``), kept between runs: a worker running many short runs does
+not start a thread per block.
 """
 
 from __future__ import annotations
