@@ -162,6 +162,8 @@ class Worker:
         room = self.concurrency - len(held)
         if room <= 0:
             self._more_waiting = True  # a wake-up found no room: look again when a run ends
+            if len(self.active_runs) < self.concurrency:  # one ended meanwhile, before it could see the flag
+                self.wake.set()
             return []
         names: dict[int, tuple[str, Any]] = {}
         report: dict[str, Any] = {}

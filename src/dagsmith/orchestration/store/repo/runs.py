@@ -59,6 +59,8 @@ def create_run(
         values.update(worker_id=worker_id, started_at=now, heartbeat_at=now, claims=1)
     # Core INSERT and UPDATE, then the row joins the session as if loaded: the ORM's flush of a
     # new object cost an API call more than all its other database work together
+    if session.new or session.dirty or session.deleted:
+        session.flush()  # the caller's pending changes first (Core statements do not autoflush)
     conn = session.connection()
     run_id = conn.execute(_insert_run_stmt(), values).inserted_primary_key[0]
     values["id"], values["partition"] = run_id, str(run_id)
