@@ -5,10 +5,14 @@
 - The graph showed a block as running only once it printed something (or ended): a loader that
   reads for a while before its first ``print`` stayed grey. A block's start now ends the page's
   long poll like a printed line does.
+- "Run with variables…" with a YAML typo reloaded the editor with the error at the top and the box
+  closed and emptied: what was typed was lost (defect 6 of the issue, in the one-off run's box).
+  The box now opens again with the text and the error inside it.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -94,4 +98,26 @@ def test_the_graph_shows_a_block_running_before_it_prints(page, start_server, ta
     page.locator("#out-wait_for_flag.done").wait_for(timeout=30_000)
     assert "flag seen" in page.locator("#out-wait_for_flag").inner_text()
     page.wait_for_function(f"document.querySelector('{node}').getAttribute('class').includes('st-completed')")
+    assert page.errors.items == [], page.errors.items
+
+
+def test_a_one_off_run_with_a_yaml_typo_keeps_the_text_and_says_why(page, start_server, taxi_project):
+    project, _flag = taxi_project
+    server = start_server(project)
+    page.goto(server.url + "/pipelines/taxi_etl/edit")
+    page.locator("#run-once > summary").click()
+    typed = "year: 2021\nmonths: [1, 2"
+    page.fill("#run-once-vars", typed)
+    page.click("#run-once-submit")
+    error = page.locator("#run-once #run-once-error")
+    error.wait_for()
+    assert "malformed YAML" in error.inner_text() and "variables:" in error.inner_text()
+    assert page.locator("#run-once").get_attribute("open") is not None
+    assert page.input_value("#run-once-vars") == typed  # not thrown away
+    shot_of(page.locator("#run-once .menu-body"), "ui-run-once-yaml-error")
+    page.fill("#run-once-vars", "year: 2021\nmonths: [1, 2]")
+    page.click("#run-once-submit")
+    page.wait_for_url(re.compile(r"/pipeline-runs/\d+"))
+    page.locator('.run-status[data-status="completed"]').wait_for(timeout=90_000)
+    assert '"months": [1, 2]' in page.locator("dl.facts").inner_text()
     assert page.errors.items == [], page.errors.items
