@@ -21,6 +21,9 @@ from dagsmith.errors import ProjectError
 from dagsmith.util import fs
 from dagsmith.util.fs import write_bytes_atomic
 
+# files that hold connection secrets: new ones are created readable by their owner only
+_PRIVATE_NAMES = frozenset({"io_config.yaml", "io_config.yml", ".env"})
+
 try:  # the C loader is several times faster on big pipelines
     _Loader: type = yaml.CSafeLoader
     _Dumper: type = yaml.CSafeDumper
@@ -193,9 +196,13 @@ def dump_yaml(data: Any) -> str:
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Replace ``path`` with ``text`` in one step: readers see the old or the new file.
 
-    Project files keep the mode 0600 they have always been written with.
+    A file that exists keeps its permission bits (a project shared through a group or a
+    checkout stays readable to the others); a new file gets the usual ``0666`` less the
+    umask, as an editor would make it — except the files that hold connection secrets
+    (``io_config.yaml``, ``.env``), which start private (``0600``).
     """
-    fs.write_text_atomic(path, text, perms=0o600)
+    private = Path(path).name in _PRIVATE_NAMES
+    fs.write_text_atomic(path, text, perms=0o600 if private else 0o666, keep_mode=True)
 
 
 def write_yaml(path: str | os.PathLike[str], data: Any) -> None:
