@@ -20,6 +20,13 @@
 - **Logs and events stream while the block runs**: the task logs each record
   under the run's topic (``Worker.log_event``); the run loop hands them to its
   observers; records not yet seen when the outcome arrives are sent then.
+  The outcome itself travels with those events (no gather round trip), and
+  the run loop is woken once per block: a task's start is noted on the
+  client's event loop, and a finished future whose outcome already came is
+  not told again.
+- **The LocalCluster dagsmith starts is quiet** (``LOCAL_CLUSTER_CONFIG``):
+  no stack-sampling profiler, slow health ticks, so CPU-bound blocks keep
+  their cores.
 - **Cancel and timeouts reach the task**: the run loop asks every worker
   (``Client.run``) to raise the exception inside the thread running that key.
 - **Faults**: a worker that dies mid-block makes Dask run that block elsewhere;
@@ -70,7 +77,7 @@ _clients_lock = threading.Lock()
 #: sample every worker thread's stack each 10 ms (the dashboard's profile, which this
 #: cluster does not serve), check event-loop health each 20 ms and sample system metrics
 #: each 0.5 s: measured on a 2-worker cluster at rest, 130 ms of CPU per second in total,
-#: 40 with these values. The nanny's memory monitor (the memory-limit restart) is unchanged.
+#: 30 with these values. The nanny's memory monitor (the memory-limit restart) is unchanged.
 LOCAL_CLUSTER_CONFIG: dict[str, Any] = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
