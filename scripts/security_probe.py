@@ -9,7 +9,6 @@ wants to see them against a real process.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket

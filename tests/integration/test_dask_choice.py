@@ -217,3 +217,20 @@ def test_block_executor_type_routes_each_block(tmp_path, dask_client):
     assert load["pid"] == os.getpid() and export["pid"] == os.getpid()
     assert crunch["pid"] in workers
     assert crunch["got"] == [os.getpid()] and export["got"] == [crunch["pid"]]
+
+
+def test_mages_default_executor_type_dask_runs_local_python_blocks_on_dask(tmp_path, dask_client, monkeypatch):
+    """Mage's DEFAULT_EXECUTOR_TYPE names the executor of pipelines and blocks left at local_python."""
+    root = _project(tmp_path, pipeline_extra={"executor_type": "local_python"},
+                    project_meta=f"\ndask:\n  scheduler: {_address(dask_client)}\n")
+    monkeypatch.delenv("DAGSMITH_EXECUTOR", raising=False)
+    monkeypatch.setenv("DEFAULT_EXECUTOR_TYPE", "dask")
+    try:
+        result = run_pipeline(root, "p")
+    finally:
+        from dagsmith.engine.executors.dask import close_shared_clients
+
+        close_shared_clients()
+    assert result.ok, result.blocks["where"].error
+    out = VariableStore(data_dir(root)).read_block_value("p", result.partition, "where")
+    assert out["pid"] != os.getpid() and out["color"] == "green"

@@ -37,7 +37,7 @@ from tests.fixtures.orch_projects import create_pg_database, make_project, marks
 
 pytestmark = pytest.mark.integration
 UTC = timezone.utc
-CLAIM_LOCK_KEY = 7_351_218_045
+from dagsmith.orchestration.store.repo import CLAIM_LOCK_KEY  # noqa: E402  (the key the claim query takes)
 TIMEOUT = 2.0  # heartbeat timeout of every worker here
 
 

@@ -63,3 +63,27 @@ def test_other_text_means_the_callers_default() -> None:
     assert truthy("enabled") is False  # a typo never switches something on
     assert truthy("enabled", default=True) is True  # nor a protection (STARTTLS) off
     assert truthy(True) and not truthy(0) and truthy(1)
+
+
+def test_project_files_keep_a_shared_mode_and_new_ones_follow_the_umask(tmp_path) -> None:
+    from dagsmith.project.yamlio import write_text_atomic as write_project_file
+
+    shared = tmp_path / "pipelines" / "p" / "metadata.yaml"
+    shared.parent.mkdir(parents=True)
+    shared.write_text("blocks: []\n")
+    os.chmod(shared, 0o664)  # a project shared with a group
+    write_project_file(shared, "blocks: []\nname: p\n")
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o664
+    assert shared.read_text() == "blocks: []\nname: p\n"
+
+    old = os.umask(0o022)
+    try:
+        fresh = tmp_path / "transformers" / "clean.py"
+        fresh.parent.mkdir()
+        write_project_file(fresh, "x = 1\n")
+        secrets = tmp_path / "io_config.yaml"
+        write_project_file(secrets, "default: {}\n")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o644  # readable by the team, like an editor's file
+    assert stat.S_IMODE(secrets.stat().st_mode) == 0o600  # connection secrets start private

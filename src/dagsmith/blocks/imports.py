@@ -13,7 +13,6 @@ Used by the block cache (a change of any of these files is a miss) and by ``dags
 from __future__ import annotations
 
 import ast
-import hashlib
 import os
 from pathlib import Path
 from typing import Iterable
@@ -99,6 +98,8 @@ def project_dependencies(path: Path, project_root: Path) -> list[Path]:
 
 def code_digest(path: Path, project_root: Path, *, extra: Iterable[str] = ()) -> str:
     """A digest of a block's code: its file and every project module it imports (by content)."""
+    import hashlib
+
     h = hashlib.blake2b(digest_size=16)
     project = Path(project_root).resolve()
     for file in [Path(path).resolve(), *project_dependencies(path, project)]:

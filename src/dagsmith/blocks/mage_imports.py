@@ -30,7 +30,6 @@ docs/architecture.md).
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
@@ -43,7 +42,7 @@ _PREFIX = "mage_ai"
 _TARGET = "dagsmith.compat.mage_ai"
 
 
-class _AliasLoader(importlib.abc.Loader):
+class _AliasLoader:  # a loader by protocol: importlib.abc costs more than a small run's blocks
     def __init__(self, target: str) -> None:
         self.target = target
 
@@ -54,7 +53,7 @@ class _AliasLoader(importlib.abc.Loader):
         return None
 
 
-class _StubLoader(importlib.abc.Loader):
+class _StubLoader:
     """A Mage module dagsmith does not implement: importable, its names fail when used."""
 
     def __init__(self, fullname: str) -> None:
@@ -77,7 +76,7 @@ def _real_mage_spec():
         return None
 
 
-class MageAliasFinder(importlib.abc.MetaPathFinder):
+class MageAliasFinder:  # a meta path finder by protocol (find_spec): importlib.abc is not imported
     """Resolves ``mage_ai[.x.y]`` to ``dagsmith.compat.mage_ai[.x.y]`` (see the module docstring)."""
 
     def __init__(self) -> None:

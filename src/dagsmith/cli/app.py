@@ -13,6 +13,8 @@ from typing import List, Optional
 
 import typer
 
+from dagsmith.cli import runargs as _run
+
 _APP_SETTINGS = dict(
     name="dagsmith",
     help="dagsmith: a fast, dependable orchestrator for data pipelines (runs Mage projects unchanged).",
@@ -42,17 +44,7 @@ def _root(
 
 def _fail(exc: BaseException, code: int = 2) -> None:
     """Print a dagsmith error the way a person can act on it, then exit."""
-    from rich.console import Console
-    from rich.markup import escape
-
-    from dagsmith.project.masking import MaskedStream
-
-    err = Console(stderr=True, highlight=False, file=MaskedStream(sys.stderr))
-    msg = getattr(exc, "message", None) or str(exc)
-    err.print(f"[bold red]error:[/] {escape(msg)}", markup=True, soft_wrap=True)
-    hint = getattr(exc, "hint", None)
-    if hint:
-        err.print(f"[yellow]hint:[/] {escape(hint)}", soft_wrap=True)
+    _run.print_error(exc)
     raise typer.Exit(code)
 
 
@@ -102,57 +94,28 @@ def _self_command() -> str:
 
 @app.command()
 def run(
-    project: str = typer.Argument(..., help="Project folder."),
-    pipeline: str = typer.Argument(..., help="Pipeline uuid."),
-    runtime_vars: Optional[str] = typer.Option(None, "--runtime-vars", help="Run variables as a JSON object."),
-    var: Optional[List[str]] = typer.Option(None, "-v", "--var", help="A run variable as key=value (repeatable)."),
-    execution_date: Optional[str] = typer.Option(None, "--execution-date", help="ISO date-time; default now (UTC)."),
-    block: Optional[List[str]] = typer.Option(None, "--block", "--block-uuid", help="Run only this block (repeatable), with stored upstream outputs."),
-    with_upstream: bool = typer.Option(False, "--with-upstream", help="With --block: also run its upstream blocks."),
-    resume: Optional[str] = typer.Option(None, "--resume", help="Resume a failed run: re-run its failed and unfinished blocks."),
-    no_tests: bool = typer.Option(False, "--no-tests", help="Skip the blocks' @test functions."),
-    sequential: bool = typer.Option(False, "--sequential", help="Run one block at a time."),
-    executor: Optional[str] = typer.Option(
-        None, "--executor", help="local (threads in this process, the default) or dask (also DAGSMITH_EXECUTOR)."
-    ),
-    dask_scheduler: Optional[str] = typer.Option(
-        None, "--dask-scheduler", help="tcp://HOST:PORT of a Dask scheduler (default: a local cluster of processes)."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the run result as JSON."),
-    cache: Optional[bool] = typer.Option(
-        None, "--cache/--no-cache",
-        help="Skip blocks whose code, inputs and variables are unchanged (exporters only with their own cache: true); default: the YAML's cache: keys.",
-    ),
-    from_run: Optional[str] = typer.Option(
-        None, "--from-run", help="With --block: replay the block with the upstream outputs, variables and execution_date of this run."
-    ),
-    pdb: bool = typer.Option(False, "--pdb", help="Open the Python debugger at the exception of a failing block (post-mortem)."),
+    project: str = _run.typer_argument("project"),
+    pipeline: str = _run.typer_argument("pipeline"),
+    runtime_vars: Optional[str] = _run.typer_option("runtime_vars"),
+    var: Optional[List[str]] = _run.typer_option("var"),
+    execution_date: Optional[str] = _run.typer_option("execution_date"),
+    block: Optional[List[str]] = _run.typer_option("block"),
+    with_upstream: bool = _run.typer_option("with_upstream"),
+    resume: Optional[str] = _run.typer_option("resume"),
+    no_tests: bool = _run.typer_option("no_tests"),
+    sequential: bool = _run.typer_option("sequential"),
+    executor: Optional[str] = _run.typer_option("executor"),
+    dask_scheduler: Optional[str] = _run.typer_option("dask_scheduler"),
+    as_json: bool = _run.typer_option("as_json"),
+    cache: Optional[bool] = _run.typer_option("cache"),
+    from_run: Optional[str] = _run.typer_option("from_run"),
+    pdb: bool = _run.typer_option("pdb"),
 ) -> None:
     """Run a pipeline and show each block's progress (blocks run in this process, or on Dask)."""
-    from dagsmith.cli.running import run_command
-    from dagsmith.cli.runvars import parse_vars
-
-    code = run_command(
-        project=project,
-        pipeline=pipeline,
-        runtime_vars=runtime_vars,
-        var=var,
-        execution_date=execution_date,
-        blocks=block,
-        with_upstream=with_upstream,
-        resume=resume,
-        run_tests=not no_tests,
-        parallel=not sequential,
-        executor=executor,
-        dask_scheduler=dask_scheduler,
-        as_json=as_json,
-        parse_vars=parse_vars,
-        fail=_fail,
-        cache=cache,
-        from_run=from_run,
-        pdb=pdb,
-    )
-    raise typer.Exit(code)
+    # the options are declared once, in cli/runargs.py: the console script parses ordinary
+    # `dagsmith run` lines there without Typer, and hands this command only what it cannot parse
+    values = dict(locals())
+    raise typer.Exit(_run.call(values, fail_with=_fail))
 
 
 @app.command()

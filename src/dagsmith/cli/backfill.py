@@ -62,7 +62,6 @@ def _backfill(root, pipeline, *, start, end, interval, units, concurrency, tz, v
     from datetime import datetime, timezone as dt_tz
 
     from rich.console import Console
-    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from dagsmith.errors import ConfigError

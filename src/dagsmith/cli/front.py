@@ -2,7 +2,8 @@
 
 Importing Typer and Click (and Rich, which Typer uses to draw help) costs more than every
 other part of ``dagsmith --help`` together, so the top-level help and the version are
-answered here from a small table. Everything else — a command, a command's own
+answered here from a small table, and so are ordinary ``dagsmith run`` command lines and
+``dagsmith run --help`` (:mod:`dagsmith.cli.runargs`). Everything else — a command, a command's own
 ``--help``, a group such as ``dagsmith trigger`` — goes to the Typer app in
 :mod:`dagsmith.cli.app`, which imports Typer as before. ``COMMANDS`` must list what the
 Typer app registers, with the first line of each command's help; a unit test holds them
@@ -73,6 +74,10 @@ def main(argv: list[str] | None = None) -> None:
     if args == ["--version"]:
         sys.stdout.write(f"dagsmith {version()}\n")
         raise SystemExit(0)
+    if args[0] == "run":
+        from dagsmith.cli import runargs
+
+        runargs.main(args[1:])  # exits, unless the command line needs Typer (an error to explain)
     from dagsmith.cli.app import main as typer_main
 
     typer_main()

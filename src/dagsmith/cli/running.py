@@ -91,6 +91,20 @@ def _plain(line: str) -> None:
     out.write(mask(line) + "\n")
 
 
+def escape_markup(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _plain_err(line: str) -> None:
+    """Write a line to the real stderr without Rich."""
+    from dagsmith.project.masking import mask
+
+    err = getattr(sys.stderr, "real", sys.stderr)
+    err.write(mask(line) + "\n")
+
+
 class ctrl_c_cancels:
     """While active, the first Ctrl-C cancels the run (``event`` set: running blocks are interrupted,
     the summary is printed and the run is recorded as cancelled); a second one exits at once (130).
@@ -169,6 +183,11 @@ class LiveView:
             self.live.update(self.table())
 
     def on_run_start(self, *, blocks: list[str], **kw: Any) -> None:
+        for text in kw.get("warnings") or ():  # settings the run cannot honour: said before anything runs
+            if self.live is not None:
+                self.console.print(f"[yellow]warning:[/] {escape_markup(text)}", markup=True, soft_wrap=True)
+            else:
+                _plain_err(f"warning: {text}")
         with self.lock:
             for b in blocks:
                 self.state[b] = {"status": "initial"}
@@ -646,12 +665,16 @@ def validate_command(project: str, pipeline: Optional[str], *, as_json: bool, fa
     except DagsmithError as exc:
         fail(exc)
         return 2
+    from dagsmith.engine.config import executor_warnings
+
     names = [pipeline] if pipeline else list_pipelines(root)
     report: dict[str, list[str]] = {}
+    warned: dict[str, list[str]] = {}
     for name in names:
         try:
             spec = load_pipeline(root, name)
             report[name] = pipeline_problems(root, spec)
+            warned[name] = executor_warnings(spec)
         except ValidationError as exc:
             report[name] = exc.problems or [str(exc)]
         except DagsmithError as exc:
@@ -667,6 +690,8 @@ def validate_command(project: str, pipeline: Optional[str], *, as_json: bool, fa
                     console.print(f"  - {p}", markup=False, soft_wrap=True)
             else:
                 console.print(f"[green]✔ {name}[/]")
+            for text in warned.get(name, ()):  # runs anyway: said, not counted as a problem
+                console.print(f"  [yellow]warning:[/] {escape_markup(text)}", soft_wrap=True)
     return 2 if bad else 0  # like `dagsmith run`: invalid input is exit code 2
 
 

@@ -65,7 +65,6 @@ def list_cmd(
     from datetime import datetime, timezone
 
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
     from dagsmith.orchestration.scheduler.code_triggers import CodeTriggerSync

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +83,8 @@ def is_plain_json(value: Any) -> bool:
 
 def write_value(value: Any, folder: Path) -> dict[str, Any]:
     """Write ``value`` into ``folder`` (created); returns the type record also saved in type.json."""
+    import pickle
+
     folder.mkdir(parents=True, exist_ok=True)
     kind = kind_of(value)
     record: dict[str, Any] = {"kind": kind}
@@ -115,6 +116,8 @@ def write_value(value: Any, folder: Path) -> dict[str, Any]:
 
 def read_value(folder: Path) -> Any:
     """Read back what ``write_value`` wrote."""
+    import pickle
+
     record = json.loads((folder / TYPE_FILE).read_text(encoding="utf-8"))
     kind = record["kind"]
     if kind in ("pandas", "pandas_series", "polars", "arrow"):

@@ -29,10 +29,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import threading
-import uuid as uuidlib
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
@@ -150,7 +147,7 @@ class VariableStore:
         passes ``update_latest=False`` and calls ``set_latest`` once at its end.
         """
         final = self.block_dir(pipeline, partition, block_uuid)
-        version = uuidlib.uuid4().hex[:12]
+        version = os.urandom(6).hex()  # 48 random bits, as uuid4().hex[:12] had (uuid costs an import)
         inline = self._inline_text(outputs, multi, version)
         if inline is not None:
             if self.remote:
@@ -172,6 +169,8 @@ class VariableStore:
         except FileNotFoundError:
             final.mkdir(parents=True, exist_ok=True)
         except FileExistsError:  # written before (a re-run of this partition): replace atomically
+            import shutil
+
             write_text_atomic(final / META, text)
             for old in final.glob("output_*"):
                 shutil.rmtree(old, ignore_errors=True)
@@ -182,6 +181,9 @@ class VariableStore:
             fh.write(text)
 
     def _write_local(self, final: Path, outputs: list[Any], multi: bool, version: str) -> None:
+        import shutil
+        import tempfile
+
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name.replace('/', '_')}.", dir=final.parent))
         try:
@@ -199,6 +201,9 @@ class VariableStore:
             raise
 
     def _write_remote(self, final: PurePosixPath, outputs: list[Any], multi: bool, version: str) -> None:
+        import shutil
+        import tempfile
+
         tmp = Path(tempfile.mkdtemp(prefix="dagsmith-out-"))
         try:
             meta = _write_folder(tmp, outputs, multi, version)
@@ -308,6 +313,9 @@ class VariableStore:
         return values, bool(meta.get("multi"))
 
     def _read_remote_value(self, folder: PurePosixPath) -> Any:
+        import shutil
+        import tempfile
+
         import pyarrow.fs as pafs
 
         tmp = Path(tempfile.mkdtemp(prefix="dagsmith-in-"))
@@ -382,6 +390,8 @@ class VariableStore:
             return None
 
     def delete_partitions(self, pipeline: str, partitions: Iterable[str]) -> int:
+        import shutil
+
         removed = 0
         for part in partitions:
             folder = self._partition_dir(pipeline, part)

@@ -8,7 +8,10 @@ builds one of these, so callers that pass keywords keep working.
 
 Executor choice, first match wins: the ``executor`` field (``--executor``), a
 pipeline whose metadata says ``executor_type: dask``, ``DAGSMITH_EXECUTOR``,
-else ``local``. The Dask scheduler address: ``dask_scheduler``
+Mage's ``DEFAULT_EXECUTOR_TYPE`` (what Mage gives pipelines and blocks left at
+``local_python``: ``dask`` is honoured, ``local_python``/``local_python_force`` mean
+local, Mage's remote types are refused naming the variable and the pipeline, and a
+value Mage does not know is ignored as Mage ignores it, with a warning), else ``local``. The Dask scheduler address: ``dask_scheduler``
 (``--dask-scheduler``), ``DAGSMITH_DASK_SCHEDULER``, the project's
 ``dask: {scheduler: …}``; none means a ``LocalCluster`` of processes.
 
@@ -20,6 +23,13 @@ block to its own (``engine.executors.routed``). Mage's remote executor types (``
 ``ecs``, ``gcp_cloud_run``, ``azure_container_instance``, ``pyspark``) and unknown values
 are refused before anything runs, naming pipeline, block and field (``executor_type_problems``).
 Like Mage, a value may be a Jinja template (``{{ env_var('EXECUTOR') }}``).
+
+Mage's other executor keys: ``executor_config`` (pipeline or block) configures the
+Kubernetes, ECS and Cloud Run jobs Mage starts, and ``executor_count`` makes an ``@once``
+trigger start that many copies of a (streaming) pipeline. Neither has a meaning on
+dagsmith's executors, so a run with a non-default value warns, naming pipeline, block
+and field (``executor_warnings``; ``RunResult.warnings``, printed by ``dagsmith run``
+and ``dagsmith validate``) and runs as Mage's local executor would.
 """
 
 from __future__ import annotations
@@ -178,7 +188,86 @@ def choose_executor(config: RunConfig, spec: Any) -> str:
     pipeline_kind = executor_type_of((getattr(spec, "raw", None) or {}).get("executor_type")) or ""
     if pipeline_kind == "dask":
         return "dask"
-    return get("executor") or "local"  # DAGSMITH_EXECUTOR, validated by the settings model
+    chosen = get("executor")  # DAGSMITH_EXECUTOR, validated by the settings model
+    if chosen:
+        return chosen
+    return mage_default_executor(getattr(spec, "uuid", "?")) or "local"
+
+
+#: Mage's environment variable naming the executor of pipelines and blocks left at local_python
+MAGE_DEFAULT_ENV = "DEFAULT_EXECUTOR_TYPE"
+#: every value Mage's ExecutorType knows (a value outside these is ignored by Mage)
+MAGE_TYPES = LOCAL_TYPES | set(MAGE_REMOTE_TYPES)
+
+
+def mage_default_executor(pipeline_uuid: str) -> str | None:
+    """What ``DEFAULT_EXECUTOR_TYPE`` asks of a run of ``pipeline_uuid``: ``dask``, ``local`` or None (unset/unknown).
+
+    Mage's remote types are a ``ConfigError`` naming the variable and the pipeline: running
+    such a run on this machine's threads would quietly give it another machine's resources.
+    """
+    import os
+
+    raw = os.environ.get(MAGE_DEFAULT_ENV)
+    if raw is None or not raw.strip():
+        return None
+    value = raw.strip().lower()
+    if value == "dask":
+        return "dask"
+    if value in LOCAL_TYPES:
+        return "local"
+    if value in MAGE_REMOTE_TYPES:
+        raise ConfigError(
+            f"{MAGE_DEFAULT_ENV}={raw.strip()!r} ({MAGE_REMOTE_TYPES[value]}) is not supported by dagsmith: pipeline "
+            f"'{pipeline_uuid}' would run its local_python blocks on it",
+            hint=f"unset {MAGE_DEFAULT_ENV} or set it to local_python or dask; or choose with --executor local|dask"
+            " (or DAGSMITH_EXECUTOR)",
+        )
+    return None  # Mage ignores a value it does not know; executor_warnings says so
+
+
+def executor_warnings(spec: Any, blocks: Any = None, *, run_executor: str | None = None) -> list[str]:
+    """Mage executor settings a run of ``spec`` (or of ``blocks``) cannot honour, one sentence each.
+
+    ``executor_config`` (pipeline or block, non-empty) and ``executor_count`` (other than 1)
+    have no meaning on dagsmith's executors; an unknown ``DEFAULT_EXECUTOR_TYPE`` is ignored
+    (as Mage ignores it) unless ``run_executor`` says the run's executor was named elsewhere.
+    """
+    import os
+
+    file = f"pipelines/{spec.uuid}/metadata.yaml"
+    raw = getattr(spec, "raw", None) or {}
+    out = []
+    if raw.get("executor_config"):
+        out.append(
+            f"pipeline '{spec.uuid}': executor_config is ignored: it configures Mage's Kubernetes, ECS and Cloud Run"
+            f" jobs, and dagsmith runs blocks on threads or Dask (remove it from {file} to silence this)"
+        )
+    count = raw.get("executor_count")
+    if count not in (None, "", 1, "1"):
+        try:
+            number = int(count)
+        except (TypeError, ValueError):
+            number = None
+        what = f"{count!r} is not a positive whole number" if number is None or number < 1 else f"{number} is not honoured"
+        out.append(
+            f"pipeline '{spec.uuid}': executor_count {what}: in Mage it makes an @once trigger start that many copies"
+            " of a streaming pipeline; dagsmith runs a pipeline once per trigger (parallel blocks:"
+            f" concurrency_config.block_run_limit) — set executor_count: 1 or remove it from {file}"
+        )
+    for block in spec.blocks if blocks is None else blocks:
+        if (getattr(block, "raw", None) or {}).get("executor_config"):
+            out.append(
+                f"pipeline '{spec.uuid}', block '{block.uuid}': executor_config is ignored: it configures Mage's"
+                f" Kubernetes, ECS and Cloud Run jobs, and dagsmith runs blocks on threads or Dask ({file})"
+            )
+    value = (os.environ.get(MAGE_DEFAULT_ENV) or "").strip()
+    if value and value.lower() not in MAGE_TYPES and value.lower() != "dask" and run_executor is None:
+        out.append(
+            f"{MAGE_DEFAULT_ENV}={value!r} is not an executor type Mage knows; ignored as Mage ignores it"
+            " (use local_python or dask)"
+        )
+    return out
 
 
 def dask_scheduler(config: RunConfig, project_metadata: Mapping[str, Any]) -> str | None:

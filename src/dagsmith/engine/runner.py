@@ -30,7 +30,6 @@ import os
 import queue
 import threading
 import time
-import uuid as uuidlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable
@@ -62,7 +61,8 @@ __all__ = ["run_pipeline", "execute_run", "Run", "new_run_id", "split_outputs"]
 
 def new_run_id() -> str:
     """A sortable, unique run id: UTC timestamp plus a short random suffix."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuidlib.uuid4().hex[:6]
+    # os.urandom rather than uuid4: importing uuid (and platform with it) costs more than a small run
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + os.urandom(3).hex()
 
 
 def run_pipeline(
@@ -142,6 +142,11 @@ class Run:
         self.executor = executor if executor is not None else _make_executor(
             config, self.spec, self.project, [u for u in self.selected if u not in self.completed]
         )
+        from dagsmith.engine.config import executor_warnings
+
+        self.warnings = executor_warnings(
+            self.spec, [b for b in executable if b.uuid in self.selected], run_executor=config.executor or settings.get("executor")
+        )
         self.remote = bool(getattr(self.executor, "remote", False))
         # blocks routed to different executors (Mage's per-block executor_type) pass values through the store
         self.routed = hasattr(self.executor, "remote_for")
@@ -187,7 +192,8 @@ class Run:
             upstream, order=order, completed=[u for u in self.completed if u in self.selected and u not in self.dyn]
         )
         self.hooks = HookSet(self.spec)
-        self.result = RunResult(run_id=self.run_id, pipeline_uuid=self.spec.uuid, partition=self.partition)
+        self.result = RunResult(run_id=self.run_id, pipeline_uuid=self.spec.uuid, partition=self.partition,
+                                warnings=list(self.warnings))
         self.result.execution_date = self.shared_vars["execution_date"]
 
         self.values: dict[str, Any] = {}
@@ -221,7 +227,8 @@ class Run:
         res.started_at = utcnow()
         for u in self.plan.order:
             res.blocks[u] = BlockResult(block_uuid=u, status=self.plan.status[u])
-        self.observer.on_run_start(run_id=self.run_id, pipeline_uuid=self.spec.uuid, blocks=list(self.plan.order))
+        self.observer.on_run_start(run_id=self.run_id, pipeline_uuid=self.spec.uuid, blocks=list(self.plan.order),
+                                   warnings=list(self.warnings))
         session = RunSession(
             run_id=self.run_id,
             pipeline_uuid=self.spec.uuid,

@@ -93,14 +93,26 @@ class Connector:
     name: ClassVar[str] = "connector"
     capabilities: ClassVar[Capabilities] = Capabilities()
 
+    #: constructor argument → the io_config.yaml key it is read from (Mage's key names)
+    profile_keys: ClassVar[Mapping[str, str]] = {}
+
     #: where the connector's settings came from (for error messages)
     source: str = "given config"
     _secrets: list[str]
 
     @classmethod
+    def profile_settings(cls, config: Any) -> dict[str, Any]:
+        """Constructor arguments read from a profile through ``profile_keys``, plus ``source``."""
+        settings = {arg: config_value(config, key) for arg, key in cls.profile_keys.items()}
+        settings["source"] = config_source(config)
+        return settings
+
+    @classmethod
     def with_config(cls, config: Any, **kwargs: Any):
-        """Build the connector from an io_config profile (ConfigFileLoader or mapping)."""
-        raise NotImplementedError
+        """Build the connector from an io_config profile (ConfigFileLoader or mapping); ``kwargs`` win."""
+        if not cls.profile_keys:
+            raise NotImplementedError(f"{cls.__name__} has no io_config profile keys")
+        return cls(**{**cls.profile_settings(config), **kwargs})
 
     def open(self) -> None:
         """Create the client now instead of on first use (optional)."""

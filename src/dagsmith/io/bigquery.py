@@ -31,13 +31,12 @@ from dagsmith.io.base import (
     Connector,
     ExportWritePolicy,
     arrow_to_pandas,
-    config_source,
-    config_value,
     release,
     rename_columns,
     to_arrow,
     write_policy,
 )
+from dagsmith.io.gcs import GOOGLE_PROFILE_KEYS, key_secrets
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -50,6 +49,7 @@ class BigQuery(Connector):
 
     name = "bigquery"
     capabilities = Capabilities(sql=True, transactional_replace=True)
+    profile_keys = {**GOOGLE_PROFILE_KEYS, "location": "GOOGLE_LOCATION"}
 
     def __init__(
         self,
@@ -67,21 +67,8 @@ class BigQuery(Connector):
         self.location = location
         self.verbose = verbose
         self.source = source
-        self._secrets = []
-        if isinstance(credentials_mapping, Mapping) and credentials_mapping.get("private_key"):
-            self._secrets = [str(credentials_mapping["private_key"])]
+        self._secrets = key_secrets(credentials_mapping)
         self._client = None
-
-    @classmethod
-    def with_config(cls, config: Any, **kwargs: Any) -> "BigQuery":
-        settings = dict(
-            credentials_mapping=config_value(config, "GOOGLE_SERVICE_ACC_KEY"),
-            path_to_credentials=config_value(config, "GOOGLE_SERVICE_ACC_KEY_FILEPATH"),
-            location=config_value(config, "GOOGLE_LOCATION"),
-            source=config_source(config),
-        )
-        settings.update(kwargs)
-        return cls(**settings)
 
     @property
     def client(self):

@@ -27,8 +27,6 @@ from dagsmith.io.base import (
     Connector,
     ExportWritePolicy,
     arrow_to_pandas,
-    config_source,
-    config_value,
     quote_ident,
     release,
     rename_columns,
@@ -116,6 +114,7 @@ class DuckDB(Connector):
 
     name = "duckdb"
     capabilities = Capabilities(sql=True, upsert=True, transactional_replace=True)
+    profile_keys = {"database": "DUCKDB_DATABASE", "schema": "DUCKDB_SCHEMA"}
 
     def __init__(
         self,
@@ -147,11 +146,7 @@ class DuckDB(Connector):
 
     @classmethod
     def with_config(cls, config: Any, **kwargs: Any) -> "DuckDB":
-        settings = dict(
-            database=config_value(config, "DUCKDB_DATABASE"),
-            schema=config_value(config, "DUCKDB_SCHEMA"),
-            source=config_source(config),
-        )
+        settings = cls.profile_settings(config)
         filepath = getattr(config, "filepath", None)
         if filepath:
             settings["project_root"] = str(Path(filepath).parent)

@@ -22,10 +22,16 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from dagsmith.errors import ConfigError, TerminalConnectorError, TransientConnectorError
-from dagsmith.io.base import config_source, config_value, release
+from dagsmith.io.base import release
 from dagsmith.io.objectstore import ObjectStore
 
 __all__ = ["GoogleCloudStorage", "google_credentials", "is_placeholder_key", "is_placeholder_path"]
+
+#: the io_config.yaml keys every Google connector reads its credentials from
+GOOGLE_PROFILE_KEYS = {
+    "credentials_mapping": "GOOGLE_SERVICE_ACC_KEY",
+    "path_to_credentials": "GOOGLE_SERVICE_ACC_KEY_FILEPATH",
+}
 
 _PLACEHOLDER_MARKS = ("your_private_key", "your_service_account_email", "key-id")
 _PLACEHOLDER_PATHS = ("/path/to/your/service/account/key.json",)
@@ -37,6 +43,13 @@ def is_placeholder_key(key: Any) -> bool:
         return False
     text = json.dumps({k: str(v) for k, v in key.items()})
     return any(mark in text for mark in _PLACEHOLDER_MARKS) or key.get("project_id") == "project-id"
+
+
+def key_secrets(credentials_mapping: Any) -> list[str]:
+    """What to mask in logs and errors of a connector given this service-account key."""
+    if isinstance(credentials_mapping, Mapping) and credentials_mapping.get("private_key"):
+        return [str(credentials_mapping["private_key"])]
+    return []
 
 
 def is_placeholder_path(path: str) -> bool:
@@ -153,6 +166,7 @@ class GoogleCloudStorage(ObjectStore):
 
     name = "gcs"
     scheme = "gs"
+    profile_keys = GOOGLE_PROFILE_KEYS
 
     def __init__(
         self,
@@ -168,22 +182,10 @@ class GoogleCloudStorage(ObjectStore):
         self.project = project
         self.verbose = verbose
         self.source = source
-        self._secrets = []
-        if isinstance(credentials_mapping, Mapping) and credentials_mapping.get("private_key"):
-            self._secrets = [str(credentials_mapping["private_key"])]
+        self._secrets = key_secrets(credentials_mapping)
         self._client = None
         self._credentials = None
         self._fs = None
-
-    @classmethod
-    def with_config(cls, config: Any, **kwargs: Any) -> "GoogleCloudStorage":
-        settings = dict(
-            credentials_mapping=config_value(config, "GOOGLE_SERVICE_ACC_KEY"),
-            path_to_credentials=config_value(config, "GOOGLE_SERVICE_ACC_KEY_FILEPATH"),
-            source=config_source(config),
-        )
-        settings.update(kwargs)
-        return cls(**settings)
 
     def _creds(self) -> tuple[Any, str | None]:
         if self._credentials is None:

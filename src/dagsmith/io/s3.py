@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from dagsmith.errors import ConfigError, TerminalConnectorError, TransientConnectorError
-from dagsmith.io.base import config_source, config_value, release
+from dagsmith.io.base import release
 from dagsmith.io.objectstore import ObjectNotFound, ObjectStore
 
 __all__ = ["S3"]
@@ -70,6 +70,13 @@ class S3(ObjectStore):
 
     name = "s3"
     scheme = "s3"
+    profile_keys = {
+        "aws_access_key_id": "AWS_ACCESS_KEY_ID",
+        "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+        "aws_session_token": "AWS_SESSION_TOKEN",
+        "region_name": "AWS_REGION",
+        "endpoint_url": "AWS_ENDPOINT",
+    }
 
     def __init__(
         self,
@@ -92,19 +99,6 @@ class S3(ObjectStore):
         self._secrets = [s for s in (aws_secret_access_key, aws_session_token) if s]
         self._client = None
         self._fs = None
-
-    @classmethod
-    def with_config(cls, config: Any, **kwargs: Any) -> "S3":
-        settings = dict(
-            aws_access_key_id=config_value(config, "AWS_ACCESS_KEY_ID"),
-            aws_secret_access_key=config_value(config, "AWS_SECRET_ACCESS_KEY"),
-            aws_session_token=config_value(config, "AWS_SESSION_TOKEN"),
-            region_name=config_value(config, "AWS_REGION"),
-            endpoint_url=config_value(config, "AWS_ENDPOINT"),
-            source=config_source(config),
-        )
-        settings.update(kwargs)
-        return cls(**settings)
 
     @property
     def client(self):

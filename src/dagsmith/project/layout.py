@@ -10,7 +10,6 @@ says otherwise.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 # block type -> folder name (Mage: "<type>s", except custom)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import re
-import unicodedata
 from pathlib import Path
 from typing import Iterable
 
@@ -70,7 +69,11 @@ def clean_name(name: str, *, default: str = "block") -> str:
 
     Raises :class:`UnsafeName` for a name that reads as a path (absolute, ``..``, backslash, NUL).
     """
-    text = unicodedata.normalize("NFC", str(name or ""))
+    text = str(name or "")
+    if not text.isascii():  # ASCII is NFC already (and unicodedata costs an import)
+        import unicodedata
+
+        text = unicodedata.normalize("NFC", text)
     problem = _path_like(text.strip())
     if problem:
         raise UnsafeName(f"name {text[:80]!r} {problem}",
@@ -81,6 +84,15 @@ def clean_name(name: str, *, default: str = "block") -> str:
     return cleaned[:MAX_NAME] or default
 
 
+#: Unicode's control characters (category Cc, fixed by the standard): C0, DEL and C1
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def _has_control(text: str) -> bool:
+    """Whether ``text`` holds a control character (what ``unicodedata.category(ch) == "Cc"`` says, without the import)."""
+    return _CONTROL.search(text) is not None
+
+
 def _problem(value: str, *, allow_slash: bool) -> str | None:
     if not value:
         return "is empty"
@@ -88,7 +100,7 @@ def _problem(value: str, *, allow_slash: bool) -> str | None:
         return f"is longer than {MAX_NAME} characters"
     if "\x00" in value:
         return "contains a NUL character"
-    if any(unicodedata.category(ch) == "Cc" for ch in value):
+    if _has_control(value):
         return "contains a control character"
     if "\\" in value:
         return "contains a backslash"
@@ -161,7 +173,7 @@ def project_file(root: str | os.PathLike[str], relpath: str, *, forbidden: Itera
     if rel in ("", ".", "/"):
         return root_path
     problem = None
-    if "\x00" in rel or any(unicodedata.category(ch) == "Cc" for ch in rel):
+    if "\x00" in rel or _has_control(rel):
         problem = "contains a control character"
     elif "\\" in rel:
         problem = "contains a backslash"

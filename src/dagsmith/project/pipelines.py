@@ -11,7 +11,6 @@ pipelines is one block: editing it edits both.
 from __future__ import annotations
 
 import os
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -25,7 +24,7 @@ from dagsmith.project.layout import (
 )
 from dagsmith.project.names import check_name, is_safe_name
 from dagsmith.project.specs import BlockSpec, PipelineSpec, Project
-from dagsmith.project.yamlio import parse_yaml, read_yaml, write_text_atomic, write_yaml
+from dagsmith.project.yamlio import parse_yaml, parse_yaml_cached, read_yaml, write_text_atomic, write_yaml
 
 PIPELINES_DIR = "pipelines"
 METADATA_FILE = "metadata.yaml"
@@ -44,8 +43,10 @@ def load_project(root: str | os.PathLike[str]) -> Project:
     if meta_path.is_file():
         text = meta_path.read_text(encoding="utf-8")
         if "{{" in text or "{%" in text:
-            text = _render_env_template(text, meta_path)
-        loaded = parse_yaml(text, meta_path)
+            # rendered with the environment (secrets, perhaps): parsed each time, never cached on disk
+            loaded = parse_yaml(_render_env_template(text, meta_path), meta_path)
+        else:
+            loaded = parse_yaml_cached(text, meta_path)
         if loaded is not None and not isinstance(loaded, dict):
             raise ProjectError(f"{meta_path}: expected a mapping of settings at the top level")
         metadata = loaded or {}
@@ -446,6 +447,8 @@ def block_users(root: str | os.PathLike[str], block_type: str, block_uuid: str) 
 
 def delete_pipeline(root: str | os.PathLike[str], uuid: str) -> None:
     """Delete a pipeline folder; block files stay (other pipelines may use them)."""
+    import shutil
+
     folder = pipeline_dir(root, uuid)
     if not (folder / METADATA_FILE).is_file():
         raise ProjectError(f"pipeline '{uuid}' not found")

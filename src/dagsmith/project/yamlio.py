@@ -7,26 +7,45 @@ otherwise), and one whose aliases (``*name``) would expand it by more than
 bytes of nested aliases otherwise become gigabytes once the data is walked or sent
 as JSON. Writing is atomic (temp file + rename in the same folder) so a crash or a
 bad value never leaves a half-written ``metadata.yaml``.
+
+PyYAML is imported only when a file has to be parsed or written: importing it costs
+more than a small pipeline's whole run, and a parsed file is kept (marshal data keyed
+by a hash of its text, in the folder's ``__pycache__``) so the next process needs no
+parser at all.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from dagsmith.errors import ProjectError
 from dagsmith.util import fs
 from dagsmith.util.fs import write_bytes_atomic
 
-try:  # the C loader is several times faster on big pipelines
-    _Loader: type = yaml.CSafeLoader
-    _Dumper: type = yaml.CSafeDumper
-except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
-    _Dumper = yaml.SafeDumper
+# files that hold connection secrets: new ones are created readable by their owner only
+_PRIVATE_NAMES = frozenset({"io_config.yaml", "io_config.yml", ".env"})
+
+if TYPE_CHECKING:
+    import yaml
+
+
+def _yaml() -> Any:
+    """PyYAML, imported on first use."""
+    import yaml
+
+    return yaml
+
+
+def _loader() -> type:
+    yaml = _yaml()
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader is several times faster
+
+
+def _dumper() -> type:
+    yaml = _yaml()
+    return getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 #: values (nodes) and scalar characters that aliases may add to a document
@@ -54,6 +73,7 @@ def _alias_growth(root: yaml.Node) -> tuple[int, int, bool]:
     An alias reuses its anchor's node object, so a node reached again is an alias use; its
     expanded size (memoised per node) is what the alias adds. Iterative: no recursion limit.
     """
+    yaml = _yaml()
     size: dict[int, tuple[int, int]] = {}
     open_nodes: set[int] = set()
     added_nodes = added_chars = 0
@@ -89,6 +109,7 @@ def _alias_growth(root: yaml.Node) -> tuple[int, int, bool]:
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
+    yaml = _yaml()
     if isinstance(node, yaml.MappingNode):
         return [part for pair in node.value for part in pair]
     if isinstance(node, yaml.SequenceNode):
@@ -98,7 +119,7 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 def _load_guarded(text: str, source: str | os.PathLike[str]) -> Any:
     """Compose, check what aliases add, then construct (one parse)."""
-    loader = _Loader(text)
+    loader = _loader()(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -131,8 +152,10 @@ def parse_yaml(text: str, source: str | os.PathLike[str]) -> Any:
     try:
         if "&" in text and "*" in text:  # an alias needs an anchor: plain files take the direct path
             return _load_guarded(text, source)
-        return yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
+        return _yaml().load(text, Loader=_loader())
+    except Exception as exc:
+        if not isinstance(exc, _yaml().YAMLError):
+            raise
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else str(source)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -145,9 +168,9 @@ def parse_yaml(text: str, source: str | os.PathLike[str]) -> Any:
 def read_yaml(path: str | os.PathLike[str]) -> Any:
     """Read and parse a YAML file, with errors that name the file.
 
-    Big files (a pipeline of many blocks) are parsed once per content: the parsed value is
-    kept in the folder's ``__pycache__`` as marshal data keyed by a hash of the text, like
-    Python's own .pyc files (and not written under ``PYTHONDONTWRITEBYTECODE``).
+    The parsed value is kept in the folder's ``__pycache__`` as marshal data keyed by a
+    hash of the text, like Python's own .pyc files (and not written under
+    ``PYTHONDONTWRITEBYTECODE``): a file parsed once needs neither PyYAML nor a parse again.
     """
     p = Path(path)
     try:
@@ -159,21 +182,33 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
         raise ProjectError(f"{p}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ProjectError(f"{p}: cannot read file: {exc}") from None
-    if len(text) < _CACHE_MIN_CHARS:
-        return parse_yaml(text, p)
-    import hashlib
+    return parse_yaml_cached(text, p)
+
+
+def parse_yaml_cached(text: str, path: Path) -> Any:
+    """``parse_yaml(text, path)``, remembered in ``path``'s ``__pycache__`` folder per content.
+
+    Only for text that is the file's own content: a value rendered from a template (with
+    environment variables, perhaps secrets) must never be written to the project folder.
+    The key is a hash of the text, so an edit (however quick, whatever the file's
+    timestamps say) is always parsed again; values marshal cannot hold (dates) are not kept.
+    """
     import marshal
     import sys
 
-    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
-    cache = p.parent / "__pycache__" / f"{p.name}.dagsmith-yaml.bin"
+    try:
+        from _blake2 import blake2b  # hashlib's own BLAKE2, without loading OpenSSL (hashlib's import cost)
+    except ImportError:  # pragma: no cover - other Pythons
+        from hashlib import blake2b
+    digest = blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    cache = path.parent / "__pycache__" / f"{path.name}.dagsmith-yaml.bin"
     try:
         stored, value = marshal.loads(cache.read_bytes())
         if stored == digest:
             return value
     except (OSError, ValueError, EOFError, TypeError):
         pass
-    value = parse_yaml(text, p)
+    value = parse_yaml(text, path)
     if not sys.dont_write_bytecode:
         try:
             data = marshal.dumps((digest, value))  # ValueError for values marshal cannot hold (dates)
@@ -183,19 +218,20 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
     return value
 
 
-_CACHE_MIN_CHARS = 8192
-
-
 def dump_yaml(data: Any) -> str:
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return _yaml().dump(data, Dumper=_dumper(), sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Replace ``path`` with ``text`` in one step: readers see the old or the new file.
 
-    Project files keep the mode 0600 they have always been written with.
+    A file that exists keeps its permission bits (a project shared through a group or a
+    checkout stays readable to the others); a new file gets the usual ``0666`` less the
+    umask, as an editor would make it — except the files that hold connection secrets
+    (``io_config.yaml``, ``.env``), which start private (``0600``).
     """
-    fs.write_text_atomic(path, text, perms=0o600)
+    private = Path(path).name in _PRIVATE_NAMES
+    fs.write_text_atomic(path, text, perms=0o600 if private else 0o666, keep_mode=True)
 
 
 def write_yaml(path: str | os.PathLike[str], data: Any) -> None:

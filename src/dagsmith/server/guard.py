@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 from typing import Iterable
 
 from starlette.requests import Request

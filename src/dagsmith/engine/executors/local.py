@@ -10,7 +10,6 @@ its thread until that call returns, and the run does not wait for it.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import ctypes
 import os
 import threading
 from pathlib import Path
@@ -130,6 +129,8 @@ class LocalExecutor(Executor):
 
 def _raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> None:
     """Ask CPython to raise ``exc_type`` inside another thread at its next bytecode."""
+    import ctypes
+
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type))
 
 

@@ -16,6 +16,8 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
+from dagsmith.util.clock import parse_iso
+
 UTC = timezone.utc
 _STARTED = re.compile(r"^block .+ started \(attempt (\d+)\)$")
 _FAILED = re.compile(r"^attempt (\d+) failed: ")
@@ -27,7 +29,7 @@ def _ts(value: Any) -> datetime | None:
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, str) and value:
         try:
-            parsed = datetime.fromisoformat(value)
+            parsed = parse_iso(value)
         except ValueError:
             return None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
@@ -180,7 +182,7 @@ def day_strip(counts: list[tuple[Any, str, int]], days: int = 30, today: datetim
     per: dict[Any, dict[str, int]] = {}
     for day, status, n in counts:
         if isinstance(day, str):
-            day = datetime.fromisoformat(day).date()
+            day = parse_iso(day).date()
         elif isinstance(day, datetime):
             day = day.date()
         if not first <= day <= today:
