@@ -59,6 +59,35 @@ def test_pipeline_executor_type_dask_uses_the_project_scheduler(tmp_path, dask_c
     assert out["pid"] != os.getpid() and out["color"] == "green"
 
 
+def test_without_a_scheduler_a_local_cluster_of_quiet_worker_processes_runs_the_blocks(tmp_path, monkeypatch):
+    """No scheduler named: dagsmith starts a LocalCluster whose workers do not sample every thread's
+    stack each 10 ms (a pure-Python block would lose its GIL to it), and leaves this process's Dask
+    configuration as the user set it."""
+    import dask
+
+    from dagsmith.engine.executors.dask import close_shared_clients, shared_client
+
+    def profiling() -> bool:  # nested: shipped to the workers by value
+        import dask
+
+        return bool(dask.config.get("distributed.worker.profile.enabled"))
+
+    monkeypatch.delenv("DAGSMITH_DASK_SCHEDULER", raising=False)
+    root = _project(tmp_path)
+    try:
+        result = run_pipeline(root, "p", executor="dask")
+        client = shared_client(None)
+        worker_pids = set(client.run(os.getpid).values())
+        on_workers = set(client.run(profiling).values())
+    finally:
+        close_shared_clients()
+    assert result.ok, result.blocks["where"].error
+    out = VariableStore(data_dir(root)).read_block_value("p", result.partition, "where")
+    assert out["pid"] in worker_pids and out["color"] == "green"
+    assert len(worker_pids) >= 1 and on_workers == {False}
+    assert dask.config.get("distributed.worker.profile.enabled") is True  # Dask's default here, untouched
+
+
 def test_dagsmith_run_executor_dask_with_a_scheduler_address(tmp_path, dask_client):
     root = _project(tmp_path)
     env = dict(os.environ, DAGSMITH_NO_HISTORY="1")

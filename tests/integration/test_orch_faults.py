@@ -118,9 +118,13 @@ def requeue(db, run_id) -> None:
 
 @pytest.mark.parametrize("lock", ["advisory", "table"])
 def test_a_claim_that_waited_for_a_lock_is_not_stale_when_it_commits(pg, pg_dsn, lock):
+    import dataclasses
+
     from dagsmith.orchestration.worker import Worker
 
     project, settings, database, name = pg
+    if lock == "advisory":  # only a claim that counts running runs for a limit takes the claim lock
+        settings = dataclasses.replace(settings, global_run_limit=50)
     db = database()
     run_id = new_run(db, SLEEP_SECONDS=1)
     holder = psycopg.connect(pg_dsn.rsplit("/", 1)[0] + "/" + name, autocommit=lock == "advisory")
@@ -153,6 +157,37 @@ def test_a_claim_that_waited_for_a_lock_is_not_stale_when_it_commits(pg, pg_dsn,
     assert run.status == "completed" and run.claims == 1
     assert blocks == {"first": "completed", "sleeper": "completed", "last": "completed"}
     assert [ran(project, b, run_id) for b in ("first", "sleeper", "last")] == [1, 1, 1]
+
+
+def test_a_claim_no_limit_applies_to_does_not_wait_for_the_claim_lock(pg, pg_dsn):
+    """Counting running runs (under the claim lock) is only for limits: with none, claims go on
+    while another process holds the lock, and a limited claim waits behind it."""
+    import dataclasses
+
+    from dagsmith.orchestration.worker import Worker
+
+    project, settings, database, name = pg
+    db = database()
+    first, second = new_run(db, pipeline="one"), new_run(db, pipeline="one")
+    holder = psycopg.connect(pg_dsn.rsplit("/", 1)[0] + "/" + name, autocommit=True)
+    holder.execute("SELECT pg_advisory_lock(%s)", (CLAIM_LOCK_KEY,))
+    try:
+        free = Worker(settings, db, concurrency=1)
+        assert free.step() == [first]
+        free.wait_idle(30)
+        limited = Worker(dataclasses.replace(settings, global_run_limit=50), db, concurrency=1)
+        claimed: list[int] = []
+        claimer = threading.Thread(target=lambda: claimed.extend(limited.step()))
+        claimer.start()
+        time.sleep(0.5)
+        assert claimer.is_alive() and not claimed  # counting waits for the lock
+    finally:
+        holder.execute("SELECT pg_advisory_unlock(%s)", (CLAIM_LOCK_KEY,))
+        holder.close()
+    claimer.join(30)
+    assert claimed == [second]
+    limited.wait_idle(30)
+    assert state(db, first)[0].status == "completed" and state(db, second)[0].status == "completed"
 
 
 def test_a_run_requeued_while_it_runs_is_taken_back_not_claimed_again(pg):

@@ -32,6 +32,7 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import importlib.util
+import os
 import sys
 import threading
 import types
@@ -125,15 +126,40 @@ def _mage_modules() -> list[str]:
     return [n for n in list(sys.modules) if n == _PREFIX or n.startswith(_PREFIX + ".")]
 
 
+def _path_stamp() -> tuple:
+    """``sys.path`` with each folder's modification time (and the working folder, for ``''``).
+
+    A ``mage_ai`` package that appears in a folder changes the folder's time; looking for it
+    again lists every folder of ``sys.path`` (import caches are invalidated at each run
+    start), which cost a busy worker about a millisecond per run.
+    """
+    out: list = [os.getcwd() if "" in sys.path else None]
+    for entry in sys.path:
+        try:
+            out.append((entry, os.stat(entry or ".").st_mtime_ns))
+        except (OSError, TypeError, ValueError):
+            out.append((entry, None))
+    return tuple(out)
+
+
+_checked_stamp: list[tuple] = []
+
+
 def refresh() -> None:
     """Install the finder (once) and re-check whether a real mage-ai is on ``sys.path``.
 
-    Called at the start of every run: a run may have put a folder on ``sys.path``.
+    Called at the start of every run: a run may have put a folder on ``sys.path``, or a
+    package may have been installed. Looked for again only when ``sys.path`` or one of its
+    folders changed since the last look.
     """
     with _lock:
         finder = _ensure_finder()
         if finder.forced == 0:
+            stamp = _path_stamp()
+            if _checked_stamp and _checked_stamp[0] == stamp:
+                return
             finder.real_installed = _real_mage_spec() is not None
+            _checked_stamp[:] = [stamp]
 
 
 def _install_forced(finder: MageAliasFinder) -> None:

@@ -61,14 +61,22 @@ def bind_port(host: str, port: int):
     return sock
 
 
-def _server_class():
+def _server_class(on_listening=None):
     import contextlib
     import signal
 
     import uvicorn
 
     class _Server(uvicorn.Server):
-        """uvicorn re-raises SIGTERM after shutting down, which would kill us before runs are handed back."""
+        """uvicorn re-raises SIGTERM after shutting down, which would kill us before runs are handed back.
+
+        ``on_listening`` is called once the socket accepts connections (the lifespan has run).
+        """
+
+        async def startup(self, sockets=None):
+            await super().startup(sockets=sockets)
+            if on_listening is not None and not self.should_exit:
+                on_listening()
 
         @contextlib.contextmanager
         def capture_signals(self):
@@ -80,6 +88,77 @@ def _server_class():
                     signal.signal(sig, handler)
 
     return _Server
+
+
+def _escape(text: str) -> str:
+    """``text`` with Rich markup escaped (errors only: Rich's markup module is not imported otherwise)."""
+    from rich.markup import escape
+
+    return escape(text)
+
+
+class _FirstResponse:
+    """ASGI wrapper that sets ``event`` once the first HTTP response has been sent in full.
+
+    ``dagsmith start`` starts the scheduler and the worker after that (or after ``DEFER_S``),
+    so the first page a person asks for does not share the interpreter with their start-up.
+    """
+
+    def __init__(self, app, event: "threading.Event") -> None:
+        self.app = app
+        self.event = event
+
+    async def __call__(self, scope, receive, send):
+        if self.event.is_set() or scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def sent(message):
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                self.event.set()
+
+        return await self.app(scope, receive, sent)
+
+
+#: seconds after the server listens that the scheduler and worker start at the latest
+DEFER_S = 1.0
+
+
+class _DeferredStart:
+    """Start ``runtime`` on a thread once the server has answered (or ``DEFER_S`` passed); never after ``stop``."""
+
+    def __init__(self, runtime) -> None:
+        import threading
+
+        self.runtime = runtime
+        self.answered = threading.Event()
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    def begin(self) -> None:
+        """Called when the server listens."""
+        import threading
+
+        self._thread = threading.Thread(target=self._run, name="dagsmith-start-runtime", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self.answered.wait(DEFER_S)
+        with self._lock:
+            if self._stopped:
+                return
+            try:
+                self.runtime.start()
+            except Exception as exc:  # noqa: BLE001 - the DB went away between migrate and here
+                import logging
+
+                logging.getLogger("dagsmith.start").exception("the scheduler and worker could not start: %s", exc)
+
+    def stop(self) -> None:
+        """No start after this; waits for one already under way so ``runtime.stop`` sees it."""
+        with self._lock:
+            self._stopped = True
 
 
 def _claim_singletons(settings, roles: tuple[str, ...], host: str, is_postgres: bool, console) -> object:
@@ -140,15 +219,14 @@ def command(
     """Start the server, the scheduler and a worker (migrates the metadata DB first)."""
     import logging
     import signal
+    import sys
     import threading
     from pathlib import Path
 
-    from rich.console import Console
-    from rich.markup import escape
-
+    from dagsmith.cli.running import run_console
     from dagsmith.errors import DagsmithError
 
-    console = Console(stderr=True, highlight=False)
+    console = run_console(sys.stderr)  # Rich on a terminal; plain lines to a pipe or log (Rich costs ~5% of start)
     roles = _roles(role)
     if executor is not None and executor not in ("local", "dask"):
         raise typer.BadParameter(f"unknown executor {executor!r}; use local or dask", param_hint="--executor")
@@ -176,7 +254,7 @@ def command(
         from dagsmith.project.env import load_project_env
 
         load_project_env(root)
-        from dagsmith.settings import load as check_settings
+        from dagsmith.settings import check as check_settings
 
         check_settings()  # every DAGSMITH_* variable, now: a bad one stops start-up, not a later request
         if "server" in roles:  # a network-facing server needs sign-in (dagsmith.server.ui.auth)
@@ -188,11 +266,10 @@ def command(
             overrides["worker_concurrency"] = workers
         settings = OrchestrationSettings.from_env(root, **overrides)
         runtime = Runtime(settings, roles=roles)
-        runtime.db.migrate()
     except DagsmithError as exc:
-        console.print(f"[bold red]error:[/] {escape(exc.message)}")
+        console.print(f"[bold red]error:[/] {_escape(exc.message)}")
         if exc.hint:
-            console.print(f"[yellow]hint:[/] {escape(exc.hint)}")
+            console.print(f"[yellow]hint:[/] {_escape(exc.hint)}")
         raise typer.Exit(2)
     claim = _claim_singletons(settings, roles, host, runtime.db.is_postgres, console)
     if not no_requirements:
@@ -202,8 +279,8 @@ def command(
             install_requirements(root, settings.data_dir, say=lambda text: console.print(text, markup=False, soft_wrap=True))
         except DagsmithError as exc:
             claim.release()
-            console.print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)
-            console.print(f"[yellow]hint:[/] {escape(exc.hint)}", soft_wrap=True)
+            console.print(f"[bold red]error:[/] {_escape(exc.message)}", soft_wrap=True)
+            console.print(f"[yellow]hint:[/] {_escape(exc.hint)}", soft_wrap=True)
             raise typer.Exit(2)
     where = "PostgreSQL" if runtime.db.is_postgres else f"SQLite {settings.data_dir / 'dagsmith.db'}"
     console.print(f"dagsmith: project {root.name} — roles {', '.join(roles)} — metadata DB {where}", soft_wrap=True)
@@ -213,12 +290,13 @@ def command(
             sock = bind_port(host, port)
         except DagsmithError as exc:
             claim.release()
-            console.print(f"[bold red]error:[/] {escape(exc.message)}", soft_wrap=True)
+            console.print(f"[bold red]error:[/] {_escape(exc.message)}", soft_wrap=True)
             if exc.hint:
-                console.print(f"[yellow]hint:[/] {escape(exc.hint)}", soft_wrap=True)
+                console.print(f"[yellow]hint:[/] {_escape(exc.hint)}", soft_wrap=True)
             runtime.db.dispose()
             raise typer.Exit(2)
     stop = threading.Event()
+    deferred = None
     if "server" not in roles:
 
         def _stop(signum, frame):  # noqa: ARG001
@@ -226,20 +304,22 @@ def command(
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-    runtime.start()
+        runtime.start()
+    else:  # the scheduler and worker start once the first page is out (see _DeferredStart)
+        deferred = _DeferredStart(runtime)
     try:
         if "server" in roles:
             import uvicorn
 
             from dagsmith.server.app import create_app
 
-            _Server = _server_class()
+            _Server = _server_class(on_listening=deferred.begin)
 
             claim.note("server", {"host": host, "port": port, "db": "postgresql" if runtime.db.is_postgres else "sqlite"})
             hosts = [h for part in (allowed_host or []) for h in part.split(",") if h.strip()]
             if host not in ("", "0", "0.0.0.0", "::"):
                 hosts.append(host)  # the name it was asked to bind is a name clients use
-            app = create_app(root, settings, runtime=runtime, migrate=False, allowed_hosts=hosts)
+            app = _FirstResponse(create_app(root, settings, runtime=runtime, migrate=False, allowed_hosts=hosts), deferred.answered)
             console.print(f"dagsmith: serving http://{host}:{port}  (API docs: http://{host}:{port}/api/docs)", soft_wrap=True)
             config = uvicorn.Config(app, host=host, port=port, log_level=log_level.lower(), access_log=False, timeout_graceful_shutdown=5)
             server = _Server(config)  # uvicorn configures its loggers here; mask what they print
@@ -251,6 +331,8 @@ def command(
                 pass
     finally:
         console.print("dagsmith: stopping (in-flight runs finish or go back to the queue)…")
+        if deferred is not None:
+            deferred.stop()
         runtime.stop()
         console.print("dagsmith: stopped")
         # A block still inside a long C call (time.sleep, a socket read) cannot be interrupted and

@@ -420,7 +420,8 @@ def _chart_histogram(table: Any, x: str, bins: int) -> dict[str, Any]:
         col = (col.cast(pa.timestamp("us")) if pa.types.is_date(t) else col).cast(pa.int64())
     elif not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)):
         raise ConfigError(f"a histogram needs a numeric or date column; {x!r} is {_type_name(t)}", hint="use a bar chart to count text values")
-    data = pc.drop_null(col.cast(pa.float64())).to_numpy()
+    # safe=False: epoch nanoseconds (~1.6e18) are past float64's exact integers; a bin edge needs no such precision
+    data = pc.drop_null(col).cast(pa.float64(), safe=False).to_numpy()
     data = data[np.isfinite(data)]
     bins = max(2, min(bins, 200))
     if data.size == 0:

@@ -118,10 +118,10 @@ class VariableStore:
         if not _segments_ok(str(block_uuid), nested=True):
             raise UnsafeStorePath(f"block {str(block_uuid)[:80]!r} is not a safe folder name for block outputs")
         path = self._partition_dir(pipeline, partition) / block_uuid
-        if self.remote or ("/" not in block_uuid and not os.path.lexists(path)):
-            # the partition folder is confined already and the name is one plain segment: a folder
-            # that does not exist yet cannot lead anywhere else (resolving every path costs a run of
-            # thousands of blocks more than storing them)
+        if self.remote or ("/" not in block_uuid and not os.path.islink(path)):
+            # the partition folder is confined already and the name is one plain segment that is not
+            # a link (or does not exist yet): it cannot lead anywhere else (resolving every path, one
+            # lstat per component, costs a run of thousands of blocks more than storing them)
             return path
         return self._confine(path, f"block {block_uuid!r}")
 

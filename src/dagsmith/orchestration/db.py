@@ -8,7 +8,8 @@ processes). PostgreSQL is used when ``DAGSMITH_DATABASE_URL`` is set. Migrations
 serialised by a PostgreSQL advisory lock or SQLite's write lock. When the database is
 already at the newest revision (one plain ``SELECT`` of ``alembic_version`` against the
 head read from the revision files' text), Alembic is neither imported nor run, which keeps
-``dagsmith start`` fast.
+``dagsmith start`` fast; a new, empty database gets the models' schema and the head revision
+in one transaction (``create_all``, the same schema, held equal by the store's tests).
 """
 
 from __future__ import annotations
@@ -188,28 +189,59 @@ class Database:
         with self._lock:
             if self._migrated:
                 return
-            if self.is_current():
-                self._migrated = True
-                return
-            from alembic import command
-            from alembic.config import Config
-
-            cfg = Config()
-            cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-            cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
-            with self.engine.connect() as conn:
-                if self.is_postgres:
-                    conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
-                    conn.commit()
-                try:
-                    cfg.attributes["connection"] = conn
-                    command.upgrade(cfg, "head")
-                    conn.commit()
-                finally:
-                    if self.is_postgres:
-                        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY})
-                        conn.commit()
+            if not (self.is_current() or self._create_if_empty()):
+                self.upgrade()
             self._migrated = True
+
+    def upgrade(self) -> None:
+        """Alembic's upgrade to the head revision (``migrate`` calls it when there is something to migrate)."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        with self.engine.connect() as conn:
+            if self.is_postgres:
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+                conn.commit()
+            try:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                conn.commit()
+            finally:
+                if self.is_postgres:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+                    conn.commit()
+
+    def _create_if_empty(self) -> bool:
+        """Give a database without tables the models' schema and the newest revision, in one transaction.
+
+        That is the schema an Alembic upgrade from nothing leaves (the store's contract suite
+        holds models, migrations and this path equal), without importing Alembic: a new
+        project's first ``dagsmith start`` skips ~0.3 s. A database holding any table (an older
+        revision, or another application's tables in a shared PostgreSQL schema) is left to
+        Alembic. Concurrent starts: SQLite's write lock, PostgreSQL's migration advisory lock.
+        """
+        head = head_revision()
+        if head is None:
+            return False
+        from sqlalchemy import inspect
+
+        from dagsmith.orchestration.store.models import Base
+
+        with self.engine.begin() as conn:
+            if self.is_postgres:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+            if inspect(conn).get_table_names():
+                return False
+            Base.metadata.create_all(conn)
+            conn.execute(text(
+                "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+            ))
+            conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": head})
+        return True
 
     def is_current(self) -> bool:
         """True when ``alembic_version`` holds exactly the newest revision (one plain query, no Alembic)."""

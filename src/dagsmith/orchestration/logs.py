@@ -48,15 +48,17 @@ def _safe_name(block_uuid: str) -> str:
 class RunLogWriter:
     """Appends JSON-line records for one run; safe to call from several threads."""
 
-    def __init__(self, directory: Path, run_id: int | str, *, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, directory: Path, run_id: int | str, *, secrets: Iterable[str] = (), refresh: bool = True) -> None:
         from dagsmith.project.masking import MASKER
 
         self.directory = Path(directory)
         self.run_id = run_id
         MASKER.add(*secrets)
         # the masking source is asked again at every run start: a secret set a moment ago in
-        # another process is masked in this run's first line already
-        MASKER.refresh()
+        # another process is masked in this run's first line already (``refresh=False``: the
+        # caller has just handed the source what it holds, as a worker does in its claim)
+        if refresh:
+            MASKER.refresh()
         self._masker = MASKER
         self._handles: dict[str, Any] = {}
         self._lock = threading.Lock()

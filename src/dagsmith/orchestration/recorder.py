@@ -3,7 +3,9 @@
 Block-run changes, run heartbeats and run ends are queued by the engine's threads and
 written by one thread, many at a time: whatever is queued when the thread wakes goes in
 one transaction. Under load a transaction carries the events of many runs (one commit
-instead of one per event); when idle, an event is written as soon as it is queued.
+instead of one per event). When idle, a run's end or a heartbeat is written as soon as it
+is queued; block events nobody waits for linger up to ``LINGER`` seconds for more of their
+run, so a short run's rows, its blocks' starts and ends and its end take one transaction.
 
 Every transaction first touches the runs it writes for (``repo.heartbeat_runs`` with
 each run's claim count as a fencing token): a run this worker no longer holds gets none
@@ -34,6 +36,8 @@ log = logging.getLogger("dagsmith.worker")
 
 #: seconds before the first retry of a failing transaction; doubles up to the cap (the heartbeat interval)
 BACKOFF_START = 0.05
+#: seconds block events wait for more of their run before they are written (see ``_loop``)
+LINGER = 0.02
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -45,6 +49,10 @@ def is_transient(exc: BaseException) -> bool:
             return True
         return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
     return isinstance(exc, (sa_exc.DisconnectionError, sa_exc.TimeoutError, ConnectionError, TimeoutError))
+
+
+#: the columns an ensured block-run row gets besides its key and timestamps
+_ENSURED = frozenset({"status", "attempts", "partition", "log_path"})
 
 
 @dataclass
@@ -60,8 +68,9 @@ class RunRecorder:
     """Batches the metadata writes of one worker's runs; see the module docstring."""
 
     def __init__(self, db, worker_id: str, *, clock: Callable[[], datetime], on_lost: Callable[[int], None] | None = None,
-                 register_worker: bool = False, backoff_cap: float = 2.0) -> None:
+                 register_worker: bool = False, backoff_cap: float = 2.0, linger: float = LINGER) -> None:
         self.db = db
+        self.linger = linger
         self.backoff_cap = backoff_cap
         self.worker_id = worker_id
         self.clock = clock
@@ -132,15 +141,31 @@ class RunRecorder:
                 stop = True
             else:
                 batch.append(first)
+            awaited = first is not None and first.future is not None
+            deadline: float | None = None
             while True:  # everything queued meanwhile joins this transaction
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    # Block events nobody waits for linger a moment for the rest of their run (its
+                    # next events, its end): a short run is then written in one transaction, not
+                    # one per event. Anything a caller waits for (a run's end, a heartbeat) goes at once.
+                    if stop or awaited or not batch or self.linger <= 0:
+                        break
+                    if deadline is None:
+                        deadline = time.monotonic() + self.linger
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        more = self._queue.get(timeout=remaining)
+                    except queue.Empty:
+                        break
                 if more is None:
                     stop = True
                 else:
                     batch.append(more)
+                    awaited = awaited or more.future is not None
             if batch:
                 self._write_with_retries(batch)
 
@@ -196,26 +221,36 @@ class RunRecorder:
                 repo.worker_heartbeat(session, self.worker_id, now=now)
             states = repo.heartbeat_runs(session, self.worker_id, {rid: claims.get(rid, -1) for rid in wanted}, now=now) if wanted else {}
             ours = {rid for rid, state in states.items() if state != "lost"}
+            # One statement for every missing block-run row of the batch, one per column set for
+            # block changes (later values for a column win), then each run's end: a run's block
+            # events are queued before its end, and rows that exist keep their state when
+            # ensured, so writing them in this order gives what writing each event in turn would.
+            missing: list[dict] = []
             blocks: dict[tuple[int, str], dict] = {}
+            ends: list[tuple[int, _Item]] = []
             for index, item in enumerate(batch):
                 if item.kind == "heartbeat":
                     results[index] = {rid: states.get(rid, "lost") for rid in claims}
-                    continue
-                if item.run_id not in ours:
+                elif item.run_id not in ours:
                     results[index] = False
-                    continue
-                if item.kind == "block":
+                elif item.kind == "block":
                     blocks.setdefault((item.run_id, item.block_uuid), {}).update(item.values)
                 elif item.kind == "ensure":
-                    self._flush_blocks(session, blocks)
-                    repo.ensure_block_runs(session, item.run_id, item.values["blocks"], partition=item.values["partition"], log_dir=item.values["log_dir"])
-                elif item.kind == "finish":
-                    self._flush_blocks(session, blocks)
+                    missing.extend(repo.ensure_rows(item.run_id, item.values["blocks"], partition=item.values["partition"],
+                                                    log_dir=item.values["log_dir"], now=now))
+                else:
+                    ends.append((index, item))
+            # a row that this batch creates with every column the ensure would set needs no ensure
+            missing = [r for r in missing if not _ENSURED.issubset(blocks.get((r["pipeline_run_id"], r["block_uuid"]), ()))]
+            if missing:
+                repo.insert_missing_block_runs(session, missing)
+            if blocks:
+                repo.upsert_block_runs(session, [(rid, uuid, values) for (rid, uuid), values in blocks.items()])
+            for index, item in ends:
+                if item.kind == "finish":
                     results[index] = repo.finish_run(session, item.run_id, self.worker_id, item.values["status"], error=item.values["error"], now=now)
                 elif item.kind == "release":
-                    self._flush_blocks(session, blocks)
                     results[index] = repo.release_run(session, item.run_id, self.worker_id, now=now)
-            self._flush_blocks(session, blocks)
         lost = [rid for rid, state in states.items() if state == "lost" and rid in claims]
         if lost and self.on_lost is not None:
             for rid in lost:
@@ -224,11 +259,3 @@ class RunRecorder:
                 except Exception:  # noqa: BLE001
                     log.exception("on_lost failed for run %s", rid)
         return results
-
-    @staticmethod
-    def _flush_blocks(session, blocks: dict[tuple[int, str], dict]) -> None:
-        from dagsmith.orchestration.store import repo
-
-        if blocks:
-            repo.upsert_block_runs(session, [(rid, uuid, values) for (rid, uuid), values in blocks.items()])
-            blocks.clear()

@@ -15,23 +15,37 @@ ROLES = ("server", "scheduler", "worker")
 
 
 class Runtime:
+    """The process's DB at once; its worker and scheduler are built by ``start()``.
+
+    Building them imports the scheduler and worker machinery, which the server's first page
+    does not need: ``dagsmith start`` calls ``start()`` once that page is out. Before it,
+    ``notify`` and ``cancel_local`` do nothing (the worker's first poll finds queued runs).
+    """
+
     def __init__(self, settings, *, roles: Iterable[str] = ROLES, run_fn: Callable | None = None, clock=None, db=None) -> None:
         from dagsmith.orchestration.db import get_database
-        from dagsmith.orchestration.scheduler.loop import Scheduler
-        from dagsmith.orchestration.worker import Worker
 
         self.settings = settings
         self.roles = tuple(roles)
         self.db = db or get_database(settings)
         self.stop_event = threading.Event()
-        kwargs = {"clock": clock} if clock else {}
-        self.worker = Worker(settings, self.db, run_fn=run_fn, **kwargs) if "worker" in self.roles else None
-        self.scheduler = (
-            Scheduler(settings, self.db, on_created=self.notify, **kwargs) if "scheduler" in self.roles else None
-        )
+        self._run_fn = run_fn
+        self._clock = clock
+        self.worker = None
+        self.scheduler = None
+        self._started = False
+
+    def _build(self) -> None:
+        from dagsmith.orchestration.scheduler.loop import Scheduler
+        from dagsmith.orchestration.worker import Worker
+
+        kwargs = {"clock": self._clock} if self._clock else {}
+        if "worker" in self.roles:
+            self.worker = Worker(self.settings, self.db, run_fn=self._run_fn, **kwargs)
+        if "scheduler" in self.roles:
+            self.scheduler = Scheduler(self.settings, self.db, on_created=self.notify, **kwargs)
         if self.scheduler is not None and self.worker is not None:
             self.scheduler.local_worker_id = self.worker.worker_id
-        self._started = False
 
     def notify(self) -> None:
         if self.worker is not None:
@@ -44,6 +58,7 @@ class Runtime:
         if self._started:
             return self
         self._started = True
+        self._build()
         if self.worker is not None:
             self.worker.start(self.stop_event)
         if self.scheduler is not None:

@@ -63,7 +63,9 @@ class SecretStore:
         # are picked up within REFRESH_SECONDS, and at once at every run start.
         from dagsmith.project.masking import MASKER
 
-        MASKER.add_source(f"secrets:{getattr(db, 'url', id(db))}", self.all_values)
+        self.source_key = f"secrets:{getattr(db, 'url', id(db))}"
+        self._published: tuple[bytes, ...] | None = None
+        MASKER.add_source(self.source_key, self.all_values)
 
     @staticmethod
     def _scope(pipeline_uuid: str | None) -> str:
@@ -128,12 +130,18 @@ class SecretStore:
                 repo.audit(session, "secret.delete", "secret", name, {})
             return removed
 
-    def all_values(self) -> list[str]:
-        """Every decrypted value, for masking logs (never returned to a client)."""
-        from dagsmith.orchestration.store import repo
+    def publish(self, ciphertexts: list[bytes]) -> None:
+        """Hand the masking source the values of ``ciphertexts`` (every stored value, read by the caller
+        in a transaction of its own, e.g. a worker's claim): decrypted only when they changed."""
+        from dagsmith.project.masking import MASKER
 
-        with self.db.read() as session:
-            tokens = [r.value for r in repo.list_secrets(session)]
+        current = tuple(bytes(c) for c in ciphertexts)
+        if current == self._published:
+            return
+        MASKER.provide(self.source_key, self._decrypt_all(current))
+        self._published = current
+
+    def _decrypt_all(self, tokens) -> list[str]:
         out = []
         for token in tokens:
             try:
@@ -141,6 +149,14 @@ class SecretStore:
             except Exception:  # noqa: BLE001 - an undecryptable value cannot leak either
                 continue
         return out
+
+    def all_values(self) -> list[str]:
+        """Every decrypted value, for masking logs (never returned to a client)."""
+        from dagsmith.orchestration.store import repo
+
+        with self.db.read() as session:
+            tokens = [r.value for r in repo.list_secrets(session)]
+        return self._decrypt_all(tokens)
 
 
 def get_secret_value(name: str, project_root: str | os.PathLike[str] | None = None) -> str:

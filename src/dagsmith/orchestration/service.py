@@ -112,19 +112,19 @@ def check_token(trigger, token: str | None) -> None:
         raise _wrong_token(trigger.id)
 
 
-def check_trigger_call(db, trigger_id: int, token: str | None) -> None:
-    """An API-trigger call's gate: an unknown id and a wrong token give the same 401; a disabled trigger 403."""
+def _gate(session, trigger_id: int, token: str | None, *, allow_inactive: bool = False):
+    """The trigger an API call names, once its token is right and it is active: an unknown id and a
+    wrong token give the same 401 (ids cannot be enumerated), a disabled trigger 403."""
     from dagsmith.orchestration.store import repo
 
-    with db.read() as session:
-        try:
-            trigger = repo.get_trigger(session, trigger_id)
-        except repo.NotFound:
-            hmac.compare_digest(str(token or "").encode(), b"x" * 32)  # about the same work as a real comparison
-            raise _wrong_token(trigger_id) from None
-        check_token(trigger, token)
-        if trigger.status != "active":
-            raise TriggerDisabled(f"trigger {trigger_id} is disabled; its URL creates no runs", hint="enable it on the trigger's page first")
+    trigger = repo.trigger_row(session, trigger_id)
+    if trigger is None:
+        hmac.compare_digest(str(token or "").encode(), b"x" * 32)  # about the same work as a real comparison
+        raise _wrong_token(trigger_id) from None
+    check_token(trigger, token)
+    if trigger.status != "active" and not allow_inactive:  # Mage re-activates a called trigger; a disabled URL must stay dead
+        raise TriggerDisabled(f"trigger {trigger_id} is disabled; its URL creates no runs", hint="enable it on the trigger's page first")
+    return trigger
 
 
 def split_payload(payload: Any) -> tuple[dict, dict, Any]:
@@ -171,29 +171,33 @@ def _keyed_run(session, trigger, key: str | None, variables: dict, event: dict, 
 
 
 def api_trigger_run(db, trigger_id: int, token: str | None, payload: Any, *, now: datetime | None = None,
-                    allow_inactive: bool = False, idempotency_key: str | None = None) -> PipelineRun:
-    """Create the run an API call asks for (Mage-compatible); returns the run as a dict.
+                    allow_inactive: bool = False, idempotency_key: str | None = None,
+                    body_error: Exception | None = None) -> PipelineRun:
+    """Create the run an API call asks for (Mage-compatible); returns the run.
 
-    A disabled trigger refuses (``TriggerDisabled``) unless ``allow_inactive`` — the UI's
-    "Run now", a signed-in person's explicit action. With an idempotency key (the ``Idempotency-Key`` header, or ``idempotency_key`` in the
-    body) the same call repeated — a client retrying after a timeout — returns the run
-    the first call made instead of making another; the same key with a different body is 409.
+    The gate comes first, in the run's own transaction: an unknown id or a wrong token is
+    401, a disabled trigger 403 — unless ``allow_inactive`` (the UI's "Run now", a signed-in
+    person's explicit action) — and only then is the body looked at: ``body_error`` (the
+    caller could not parse the body) or a malformed payload is 422, so a caller without the
+    token learns nothing of what the body should be. With an idempotency key (the
+    ``Idempotency-Key`` header, or ``idempotency_key`` in the body) the same call repeated
+    — a client retrying after a timeout — returns the run the first call made instead of
+    making another; the same key with a different body is 409.
     """
     from dagsmith.orchestration.payloads import check_json
     from dagsmith.orchestration.store import repo
 
     now = now or utcnow()
-    payload = dict(payload) if isinstance(payload, dict) else payload
-    key = _idempotency_key(payload, idempotency_key)
-    variables, event, execution_date = split_payload(payload)
-    check_json(variables, "pipeline_run.variables")
-    check_json(event, "body")
     with db.session() as session:
-        trigger = repo.get_trigger(session, trigger_id)
-        check_token(trigger, token)
+        trigger = _gate(session, trigger_id, token, allow_inactive=allow_inactive)
+        if body_error is not None:
+            raise body_error
+        payload = dict(payload) if isinstance(payload, dict) else payload
+        key = _idempotency_key(payload, idempotency_key)
+        variables, event, execution_date = split_payload(payload)
+        check_json(variables, "pipeline_run.variables")
+        check_json(event, "body")
         exec_date = parse_datetime(execution_date, field="pipeline_run.execution_date", tz=trigger.timezone or "UTC") if execution_date else now
-        if trigger.status != "active" and not allow_inactive:  # Mage re-activates a called trigger; a disabled URL must stay dead
-            raise TriggerDisabled(f"trigger {trigger_id} is disabled; its URL creates no runs", hint="enable it on the trigger's page first")
         settings = trigger.settings or {}
         merged = {**(trigger.variables or {}), **variables}
         run = _keyed_run(session, trigger, key, merged, event, lambda: repo.create_run(

@@ -91,11 +91,15 @@ class Worker:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._secret_values: list[str] | None = None
+        self._secret_store = None  # set by register(): the masking source, fed from each claim's transaction
         self._registered = False
         self._recorder = None
         self._recorder_lock = threading.Lock()
         self._pending_beat: cf.Future | None = None
         self._spec_cache: dict[str, tuple[list, tuple[Any, Any]]] = {}
+        self._spec_paths: dict[str, list[str]] = {}
+        #: the last claim took all it had room for (or had none): more runs may be waiting
+        self._more_waiting = True
         self.listener = None  # a wakeup.QueueListener once started on PostgreSQL
         from dagsmith.orchestration.concurrency import PipelineLimitsCache
         from dagsmith.orchestration.contact import DbContact
@@ -157,8 +161,12 @@ class Worker:
         held = self.active_runs
         room = self.concurrency - len(held)
         if room <= 0:
+            self._more_waiting = True  # a wake-up found no room: look again when a run ends
+            if len(self.active_runs) < self.concurrency:  # one ended meanwhile, before it could see the flag
+                self.wake.set()
             return []
         names: dict[int, tuple[str, Any]] = {}
+        report: dict[str, Any] = {}
         with self.db.session() as session:
             runs = repo.claim_runs(
                 session,
@@ -171,11 +179,26 @@ class Worker:
                 exclude_ids=held,
                 logs_root=str(self.settings.logs_dir),
                 trigger_info=names,
+                report=report,
             )
             missing = {r.trigger_id for r in runs if r.trigger_id is not None and r.trigger_id not in names}
             if missing:
                 names.update(repo.trigger_names(session, missing))
             claimed = [(r.id, _snapshot(r, names)) for r in runs]
+            # fewer than asked for, no limit counted: the queue is empty now, and runs queued later
+            # wake this loop (under limits, a run's end may let a waiting run go: look again then)
+            self._more_waiting = len(runs) >= room or bool(report.get("limited", True))
+            # the stored secrets, read in the claim's transaction: a secret set a moment ago in
+            # another process is masked from the run's first log line, without a transaction per run
+            ciphertexts = repo.secret_ciphertexts(session) if claimed and self._secret_store is not None else None
+        if ciphertexts is not None:
+            try:
+                self._secret_store.publish(ciphertexts)
+            except Exception:  # noqa: BLE001 - each run's log writer then asks the source itself
+                log.exception("could not read the stored secrets for masking")
+            else:
+                for _, snap in claimed:
+                    snap["masking_fresh"] = True
         for run_id, snap in claimed:
             active = _Active(run_id, snap["claims"])
             self.recorder.track(run_id, snap["claims"])
@@ -309,7 +332,7 @@ class Worker:
                 self.contact.failed()
                 log.exception("worker poll failed")
                 claimed = []
-            if claimed and len(self.active_runs) < self.concurrency:
+            if claimed and self._more_waiting and len(self.active_runs) < self.concurrency:
                 continue  # there may be more waiting
             self.wake.wait(self.settings.poll_interval)
             self.wake.clear()
@@ -332,6 +355,7 @@ class Worker:
             set_secret_resolver(store.get)
             self._resolver = store.get
             self._secret_values = store.all_values()
+            self._secret_store = store
         except Exception:  # noqa: BLE001 - secrets are optional for running
             self._secret_values = []
 
@@ -340,16 +364,25 @@ class Worker:
         or a block folder did (a block file added, removed or renamed changes which file a block uses).
 
         Reading both YAML files for every run cost a twentieth of a busy worker's time; the
-        pipeline spec is handed to the engine too (specs are frozen, so runs share them).
+        pipeline spec is handed to the engine too (specs are frozen, so runs share them). The
+        files to look at are worked out once per pipeline (the pipeline folder's name gate
+        resolves links): a run only ``stat``s them.
         """
-        from dagsmith.project.layout import BLOCK_TYPE_DIRS
-        from dagsmith.project.pipelines import METADATA_FILE, load_pipeline, load_project, metadata_path
+        from dagsmith.project.pipelines import load_pipeline, load_project
 
-        root = self.settings.project_root
+        paths = self._spec_paths.get(pipeline_uuid)
+        if paths is None:
+            from dagsmith.project.layout import BLOCK_TYPE_DIRS
+            from dagsmith.project.pipelines import METADATA_FILE, metadata_path
+
+            root = self.settings.project_root
+            paths = [str(p) for p in (root / METADATA_FILE, metadata_path(root, pipeline_uuid),
+                                      *(root / d for d in sorted(set(BLOCK_TYPE_DIRS.values()))))]
+            self._spec_paths[pipeline_uuid] = paths
         stamps = []
-        for path in (root / METADATA_FILE, metadata_path(root, pipeline_uuid), *(root / d for d in sorted(set(BLOCK_TYPE_DIRS.values())))):
+        for path in paths:
             try:
-                stat = path.stat()
+                stat = os.stat(path)
                 stamps.append((stat.st_mtime_ns, stat.st_size))
             except OSError:
                 stamps.append(None)
@@ -361,12 +394,12 @@ class Worker:
         self._spec_cache[pipeline_uuid] = (stamps, specs)
         return specs
 
-    def _notifier(self, pipeline_uuid: str, run_id: int, sla: Any, writer: Any) -> Any:
+    def _notifier(self, specs: tuple[Any, Any] | None, pipeline_uuid: str, run_id: int, sla: Any, writer: Any) -> Any:
         """The run's alert sender when the project or pipeline configures notifications."""
         try:
             from dagsmith.orchestration.notifications import NotificationObserver
 
-            project, spec = self._specs(pipeline_uuid)
+            project, spec = specs if specs is not None else self._specs(pipeline_uuid)
             notifier = NotificationObserver(project, spec, sla=sla, run_ref=lambda: run_id)
         except Exception as exc:  # noqa: BLE001 - a bad notification config must not stop the run
             writer.write(None, {"level": "WARNING", "message": f"notifications disabled for this run: {exc}"})
@@ -387,7 +420,7 @@ class Worker:
         status, error = "failed", None
         try:
             log_dir = Path(snap["log_dir"]) if snap["log_dir"] else run_log_dir(self.settings.logs_dir, snap["pipeline_uuid"], run_id)
-            writer = RunLogWriter(log_dir, run_id, secrets=self._secret_values or ())
+            writer = RunLogWriter(log_dir, run_id, secrets=self._secret_values or (), refresh=not snap.get("masking_fresh"))
             completed: dict[str, str] = {}
             if snap["claims"] > 1:  # resumed or retried: its finished blocks are not run again
                 with self.db.read() as session:
@@ -406,15 +439,16 @@ class Worker:
             if snap["interval_start"] and snap["interval_end"]:
                 interval = (snap["interval_start"].astimezone(zone), snap["interval_end"].astimezone(zone))
             observer = RunHistory(self.db, run_id, snap["pipeline_uuid"], log_writer=writer, partition=snap["partition"], recorder=self.recorder)
-            notifier = self._notifier(snap["pipeline_uuid"], run_id, snap["sla"], writer)
+            try:
+                specs = self._specs(snap["pipeline_uuid"])
+            except Exception:  # noqa: BLE001 - the engine loads it again and reports the problem as it always did
+                specs = None
+            notifier = self._notifier(specs, snap["pipeline_uuid"], run_id, snap["sla"], writer)
             if notifier is not None:
                 from dagsmith.engine.observer import Fanout
 
                 observer = Fanout([observer, notifier])
-            try:
-                spec = self._specs(snap["pipeline_uuid"])[1]
-            except Exception:  # noqa: BLE001 - the engine loads it again and reports the problem as it always did
-                spec = None
+            spec = specs[1] if specs is not None else None
             log.info("run %s of %s started (%s, execution date %s)", run_id, snap["pipeline_uuid"],
                      f"trigger {snap['trigger_name']}" if snap["trigger_name"] else "no trigger", snap["execution_date"].isoformat())
             result = self.run_fn(
@@ -468,7 +502,8 @@ class Worker:
             with self._lock:
                 self._active.pop(run_id, None)
             self._futures.pop(run_id, None)
-            self.wake.set()
+            if self._more_waiting:  # runs waited while this worker was full: claim the next one now
+                self.wake.set()
 
 
 def _snapshot(run, triggers: dict[int, tuple[str, Any]] | None = None) -> dict:

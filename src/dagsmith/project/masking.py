@@ -129,6 +129,16 @@ class Masker:
             self._sources[key] = source
             self._checked = 0.0  # look at it on the next mask()
 
+    def provide(self, key: str, values: Iterable[str]) -> None:
+        """Values source ``key`` holds now, read by its owner (a worker reads them in its claim's
+        transaction): the same as a ``refresh()`` of that source, without asking it."""
+        found = {v for v in map(_usable, values) if v}
+        with self._lock:
+            if key not in self._sources or self._from_sources.get(key) == found:
+                return
+            self._from_sources[key] = found
+            self._rebuild()
+
     def remove_source(self, key: str) -> None:
         with self._lock:
             self._sources.pop(key, None)

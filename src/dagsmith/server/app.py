@@ -6,8 +6,8 @@ JSON errors a person can act on (``{"error": {"code", "message", "hint", "type"}
 a request-size limit (413) and, when ``dagsmith.server.ui`` provides ``mount_ui``, the
 browser UI. Routes live in ``server/api/<resource>.py`` and stay thin.
 
-The API routes are added on the first request under ``/api`` (or the first ``app.openapi()``
-call), not at start: importing them and letting FastAPI build each route's parameter and
+The API routes (and the ``/api/docs`` page) are added on the first request under ``/api`` (or
+the first ``app.openapi()`` call), not at start: importing them and letting FastAPI build each route's parameter and
 body models costs a few hundred milliseconds that the first page of the UI does not need.
 """
 
@@ -198,7 +198,6 @@ def create_app(
         )
         return error_response(500, f"internal error {error_id}", hint="the server log has the details under this error id", kind="internal_error")
 
-    _api_docs(app)
     _lazy_api(app)
     app.add_middleware(BodyLimit, limit=int(settings.max_body_bytes))
 
@@ -256,6 +255,7 @@ def include_api(app: FastAPI) -> None:
             return
         from dagsmith.server.api import router
 
+        _api_docs(app)
         app.include_router(router, prefix="/api")
         app.openapi_schema = None  # a schema built before the routes were added is stale
         app.state.api_ready = True

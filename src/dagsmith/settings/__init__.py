@@ -17,8 +17,10 @@ and every layer reads a setting with ``get("data_dir")``:
 ``DEFAULTS`` and ``CHECKS`` repeat what the model says so the hot path stays cheap; the unit
 tests hold them equal to the model and compare both parsers over a grid of values.
 
-``load()`` validates every variable at once (``dagsmith start`` calls it, so a bad value
-stops the server at start, not at the first request that reads it).
+``load()`` validates every variable at once; ``check()`` does the same for ``dagsmith start``
+(a bad value stops the server at start, not at the first request that reads it) and imports
+the model only when a variable is not plainly valid, so a correct setup starts without
+pydantic-settings and a bad one gets the model's error, word for word.
 Variables are read when asked, not cached at import: dagsmith itself sets
 ``DAGSMITH_REPO_PATH`` while a pipeline runs, and tests change them.
 """
@@ -167,6 +169,34 @@ def load() -> Any:
     from dagsmith.settings.model import load_settings
 
     return load_settings()
+
+
+def check() -> None:
+    """Validate every variable as ``load()`` does; the model is imported only when one needs it.
+
+    Every set variable plainly valid (see ``plain_value``): nothing more to do. Anything the
+    quick parser is unsure of — a bad value, whitespace only, a lower-case name (pydantic-settings
+    reads names case-insensitively) — goes to ``load()``, whose ``ConfigError`` lists each bad one.
+    """
+    if not _plainly_valid(os.environ):
+        load()
+
+
+def _plainly_valid(environ: Any) -> bool:
+    known = {name for field in DEFAULTS for name in env_names(field)}
+    for name in environ:
+        upper = name.upper()
+        if name != upper and (upper.startswith(PREFIX) or upper in known):
+            return False
+    for field in CHECKS:
+        for name in env_names(field):
+            text = environ.get(name)
+            if not text:  # unset or empty: the next name, else the default (env_ignore_empty)
+                continue
+            if not text.strip() or plain_value(field, text) is _UNSURE:
+                return False
+            break
+    return True
 
 
 def plain_value(field: str, text: str) -> Any:

@@ -96,3 +96,13 @@ def test_profile_of_dates_over_a_month_counts_every_distinct_second_exactly():
     assert cols["when"]["max"] == when.max().strftime("%Y-%m-%d %H:%M")
     assert cols["odd"]["distinct_approx"] and abs(cols["odd"]["distinct"] - len(set(odd))) < n * 0.05
     assert sum(b["count"] for b in cols["odd"]["histogram"]) == n
+
+
+def test_histogram_of_nanosecond_timestamps_bins_them():
+    """pandas' parse_dates gives timestamp[ns]: epoch nanoseconds are past float64's exact integers."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"pickup": pd.to_datetime(["2021-01-01 00:30:10", "2021-01-01 00:51:20", "2021-01-02 10:00:00"])})
+    hist = chart_data(frame, {"type": "histogram", "x": "pickup", "bins": 4})
+    assert hist["y"] == [2, 0, 0, 1]
+    assert hist["x"][0] == "2021-01-01 00:30" and hist["x_end"][-1] == "2021-01-02 10:00"

@@ -194,3 +194,43 @@ def test_the_quick_parser_agrees_with_the_model(text):
             continue
         if quick is not settings._UNSURE:
             assert quick == expected and type(quick) is type(expected), (field, text, quick, expected)
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {},
+        {"DAGSMITH_WORKER_CONCURRENCY": "4", "DAGSMITH_EXECUTOR": "Dask", "DAGSMITH_EDITOR_KERNEL": "off", "ENV": "prod"},
+        {"DAGSMITH_POLL_INTERVAL": "0.5", "DAGSMITH_DATABASE_URL": "postgresql://u:pw@h/db", "DAGSMITH_CATCHUP": ""},
+        {"DAGSMITH_SESSION_SECONDS": "soon"},
+        {"DAGSMITH_HEARTBEAT_TIMEOUT": "forever", "DAGSMITH_GLOBAL_RUN_LIMIT": "many"},
+        {"CONCURRENCY_CONFIG_BLOCK_RUN_LIMIT": "-2"},
+        {"DAGSMITH_MAX_BODY_BYTES": "   "},
+        {"DAGSMITH_WORKER_CONCURRENCY": "1e1"},  # the quick parser is unsure, the model accepts it
+        {"dagsmith_poll_interval": "soon"},  # pydantic-settings reads names case-insensitively
+    ],
+)
+def test_the_start_check_fails_exactly_when_the_model_does_with_its_message(monkeypatch, variables):
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    try:
+        model.load_settings()
+    except ConfigError as exc:
+        with pytest.raises(ConfigError) as err:
+            settings.check()
+        assert (err.value.message, err.value.hint) == (exc.message, exc.hint)
+    else:
+        settings.check()
+
+
+def test_the_start_check_of_plainly_valid_variables_does_not_import_pydantic():
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSMITH_")}
+    env.update(DAGSMITH_WORKER_CONCURRENCY="4", DAGSMITH_EXECUTOR="local", DAGSMITH_SECRET_KEY="k" * 44)
+    code = "import sys; from dagsmith.settings import check; check(); print('pydantic' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    env["DAGSMITH_WORKER_CONCURRENCY"] = "four"
+    bad = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and "DAGSMITH_WORKER_CONCURRENCY='four'" in bad.stderr

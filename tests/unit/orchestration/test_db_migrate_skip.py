@@ -1,4 +1,4 @@
-"""``Database.migrate()`` skips Alembic when ``alembic_version`` already holds the head, and migrates otherwise."""
+"""``Database.migrate()`` skips Alembic for a new database (models + head stamp) and one already at the head; it migrates otherwise."""
 
 from __future__ import annotations
 
@@ -41,10 +41,10 @@ def _start(settings) -> str:
 def test_current_database_starts_without_alembic_and_a_stale_one_is_migrated(settings):
     from dagsmith.orchestration.db import Database, head_revision
 
-    assert _start(settings) == ["True", head_revision()]  # new database: Alembic creates the schema
+    assert _start(settings) == ["False", head_revision()]  # new database: the models' schema, stamped at head
     assert _start(settings) == ["False", head_revision()]  # already current: one query, no Alembic
 
-    db = Database(settings)  # a database emptied by hand (no revision recorded): Alembic builds it again
+    db = Database(settings)  # tables left but no revision recorded (emptied by hand): Alembic builds it again
     with db.session() as s:
         tables = [r[0] for r in s.execute(text("SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'alembic_version'"))]
         s.execute(text("PRAGMA foreign_keys=OFF"))

@@ -227,15 +227,64 @@ def test_logs_past_retention_are_deleted(db, settings):
         assert repo.get_run(s, old.id).logs_purged
 
 
-def test_models_and_migrations_agree(db):
+@pytest.fixture
+def two_new_databases(request, backend, tmp_path):
+    """Two empty metadata DBs of this backend (PostgreSQL: two fresh databases, dropped afterwards)."""
+    from dagsmith.orchestration.db import Database
+    from dagsmith.orchestration.settings import OrchestrationSettings
+
+    made, drops = [], []
+    for name in ("a", "b"):
+        url = None
+        if backend == "postgresql":
+            url, drop = create_pg_database(request.getfixturevalue("pg_dsn"))
+            drops.append(drop)
+        (tmp_path / name).mkdir()
+        made.append(Database(OrchestrationSettings.from_env(tmp_path / name, database_url=url)))
+    yield made
+    for database in made:
+        database.dispose()
+    for drop in drops:
+        drop()
+
+
+def _schema(database) -> dict:
+    """Tables with their columns (type, nullable), primary key, foreign keys, indexes and unique constraints."""
+    found = inspect(database.engine)
+    out = {}
+    for table in sorted(found.get_table_names()):
+        out[table] = {
+            "columns": sorted((c["name"], str(c["type"]), c["nullable"]) for c in found.get_columns(table)),  # Alembic appends added columns
+            "pk": found.get_pk_constraint(table)["constrained_columns"],
+            "fks": sorted((f["name"], tuple(f["constrained_columns"]), f["referred_table"], tuple(f["referred_columns"]))
+                          for f in found.get_foreign_keys(table)),
+            "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in found.get_indexes(table)),
+            "uniques": sorted((u["name"], tuple(u["column_names"])) for u in found.get_unique_constraints(table)),
+        }
+    return out
+
+
+def test_models_migrations_and_a_new_database_agree(two_new_databases):
+    """Alembic's upgrade from nothing, the models, and the schema a new database gets without Alembic are one schema."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
+    from dagsmith.orchestration.db import head_revision
     from dagsmith.orchestration.store.models import Base
 
-    with db.engine.connect() as conn:
+    by_alembic, created = two_new_databases
+    by_alembic.upgrade()
+    with by_alembic.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == [], "models changed without a migration: add one in store/migrations/versions and MIGRATIONS.md"
+    assert created._create_if_empty() is True  # the path a new project's first start takes
+    assert created.is_current() and by_alembic.is_current()
+    assert _schema(created) == _schema(by_alembic)
+    with created.engine.connect() as conn:
+        assert [r[0] for r in conn.execute(text("SELECT version_num FROM alembic_version"))] == [head_revision()]
+    assert created._create_if_empty() is False  # a database with tables is Alembic's to migrate
+    created.migrate()
+    assert created.is_current()
 
 
 def test_concurrent_claims_take_every_run_exactly_once(db):

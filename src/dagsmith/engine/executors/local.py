@@ -4,7 +4,9 @@ Blocks share the process, so an upstream block's return value reaches its
 downstream blocks in memory (``RunSession.read``): nothing is serialised on the
 critical path. A timed-out or cancelled attempt gets the exception raised
 inside its thread (CPython's async exceptions); a block stuck in C code keeps
-its thread until that call returns, and the run does not wait for it.
+its thread until that call returns, and the run does not wait for it. The threads are
+the process's (``_shared_pool``), kept between runs: a worker running many short runs does
+not start a thread per block.
 """
 
 from __future__ import annotations
@@ -20,6 +22,22 @@ from dagsmith.engine.executors.base import Executor, RunSession
 from dagsmith.engine.task import BlockOutcome, BlockTask, ExecContext, Ref, execute_block
 
 DEFAULT_MAX_WORKERS = 8
+#: block threads kept for the whole process, shared by every run (each run still runs at most
+#: its own ``max_workers`` blocks at once: the run loop submits no more than ``capacity``)
+SHARED_THREADS = 256
+_shared: cf.ThreadPoolExecutor | None = None
+_shared_lock = threading.Lock()
+
+
+def _shared_pool() -> cf.ThreadPoolExecutor:
+    """The process's block threads: an idle one takes the next attempt, a new one starts only when
+    none is idle. A pool per run started a thread for every block of every run, which cost a busy
+    worker more than running a trivial block."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = cf.ThreadPoolExecutor(max_workers=SHARED_THREADS, thread_name_prefix="dagsmith-block")
+        return _shared
 
 
 class LocalContext(ExecContext):
@@ -73,11 +91,18 @@ class LocalExecutor(Executor):
         # run: installing and removing it around every block load scans sys.modules each time)
         self._aliasing = aliasing()
         self._aliasing.__enter__()
-        self.pool = cf.ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="dagsmith-block")
+        self.pool = _shared_pool()
+        self.futures: set[cf.Future] = set()
 
     def close(self) -> None:
         if self.pool is not None:
-            self.pool.shutdown(wait=not self.abandoned, cancel_futures=True)
+            # this run's attempts only: not started ones are cancelled, running ones waited for
+            # (unless one was abandoned: a block stuck in C code keeps its thread, the run goes on)
+            for fut in list(self.futures):
+                fut.cancel()
+            if not self.abandoned:
+                cf.wait(list(self.futures))
+            self.futures.clear()
             self.pool = None
         if self._entered:
             self._entered = False
@@ -97,8 +122,15 @@ class LocalExecutor(Executor):
         slot = _Slot()
         fut = self.pool.submit(self._run, task, slot)
         self.slots[fut] = slot
+        self.futures.add(fut)
         post = self.session.post
-        fut.add_done_callback(lambda f: post(("done", f)))
+        futures = self.futures
+
+        def done(f: cf.Future) -> None:
+            futures.discard(f)
+            post(("done", f))
+
+        fut.add_done_callback(done)
         return fut
 
     def _run(self, task: BlockTask, slot: _Slot) -> BlockOutcome:

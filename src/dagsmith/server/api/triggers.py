@@ -4,8 +4,9 @@
 ``Authorization: Bearer <token>``) takes ``{"pipeline_run": {"variables": {…}}}``; other
 top-level keys become the run's ``event``, and the answer is only the run's id and status.
 A wrong token is 401 — the same answer for an id that does not exist —, a disabled
-trigger 403, malformed JSON, JSON nested too deep or holding NaN 422 and an oversized body
-413; none of them creates or changes anything. An ``Idempotency-Key`` header (or body
+trigger 403, malformed JSON, JSON nested too deep or holding NaN 422 (only once the token
+is right) and an oversized body 413; none of them creates or changes anything. The gate
+and the run's creation are one transaction. An ``Idempotency-Key`` header (or body
 ``idempotency_key``) makes a repeated call answer with the run the first call made.
 Changes to an in-code
 trigger are written back to ``pipelines/<p>/triggers.yaml``.
@@ -123,21 +124,27 @@ def trigger_runs(trigger_id: int, db: DbDep, limit: int = 50, offset: int = 0) -
 
 
 async def _trigger(request: Request, trigger_id: int, token: str | None) -> dict:
+    from dagsmith.errors import DagsmithError
     from dagsmith.orchestration.payloads import parse_json_body
-    from dagsmith.orchestration.service import api_trigger_run, check_trigger_call
+    from dagsmith.orchestration.service import api_trigger_run
 
     db = request.app.state.db
-
-    def _check() -> None:
-        check_trigger_call(db, trigger_id, token)  # unknown id and wrong token answer alike; disabled → 403
-
-    await run_in_threadpool(_check)
-    raw = await request.body()
-    payload: Any = {}
-    if raw.strip():
-        payload = parse_json_body(raw, hint='send {"pipeline_run": {"variables": {"name": "value"}}} with Content-Type: application/json')
+    raw = await request.body()  # bounded by the body limit (413 before anything is read past it)
     key = request.headers.get("idempotency-key")
-    run = await run_in_threadpool(lambda: api_trigger_run(db, trigger_id, token, payload, idempotency_key=key))
+
+    def _create() -> Any:
+        # one thread hop and one transaction: the gate (unknown id and wrong token answer alike,
+        # disabled → 403) is checked before a bad body is reported
+        payload: Any = {}
+        problem: Exception | None = None
+        if raw.strip():
+            try:
+                payload = parse_json_body(raw, hint='send {"pipeline_run": {"variables": {"name": "value"}}} with Content-Type: application/json')
+            except DagsmithError as exc:
+                problem = exc
+        return api_trigger_run(db, trigger_id, token, payload, idempotency_key=key, body_error=problem)
+
+    run = await run_in_threadpool(_create)
     notify(getattr(request.app.state, "runtime", None))
     # only what the caller needs: the run's variables may hold the trigger's stored secrets
     return {"pipeline_run": {"id": run.id, "status": run.status}}

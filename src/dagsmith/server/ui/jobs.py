@@ -55,6 +55,8 @@ class BlockJob:
     #: when the engine reported the block itself finished (before outputs are stored and previewed)
     block_ended: float | None = None
     blocks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: how many block status changes were applied (a poll also ends when this moves: the graph shows a start at once)
+    block_events: int = 0
     lines: list[str] = field(default_factory=list)
     #: wall-clock time each line of ``lines`` was printed (for the live-output lag benchmark)
     line_times: list[float] = field(default_factory=list)
@@ -341,6 +343,7 @@ class BlockJobs:
             info = job.blocks.setdefault(u, {})
             info.update(msg.get("result") or {})
             info["status"] = msg.get("status")
+            job.block_events += 1
             if u == job.block_uuid and msg.get("status") in ("completed", "failed", "cancelled"):
                 job.block_ended = float(msg.get("t") or time.time())
         elif event == "done" and not job.done.is_set():
@@ -449,6 +452,7 @@ def state(job: BlockJob, since: int = 0) -> dict[str, Any]:
         "lines": job.lines[since:count],
         "next": count,
         "blocks": {u: info.get("status") for u, info in job.blocks.items()},
+        "block_events": job.block_events,
     }
 
 

@@ -45,7 +45,11 @@ def _job_html(request: Request, job, pipeline_uuid: str) -> str | None:
 
 
 @get("/pipelines/{pipeline_uuid}/edit/jobs/{job_id}/poll")
-async def job_poll(request: Request, pipeline_uuid: str, job_id: str, since: int = 0, wait: float = 0) -> Response:
+async def job_poll(request: Request, pipeline_uuid: str, job_id: str, since: int = 0, wait: float = 0,
+                   events: int = -1) -> Response:
+    """The job's lines since line ``since``; with ``wait``, held until a line is printed, a block's
+    status changes past ``events`` (``block_events`` of the last answer; -1: statuses do not end the
+    wait), the job ends, or ``wait`` s."""
     from dagsmith.server.ui.jobs import state
 
     job = request.app.state.ui_jobs.get(job_id)
@@ -53,10 +57,13 @@ async def job_poll(request: Request, pipeline_uuid: str, job_id: str, since: int
         html = render(request, "_job_lost.html", block_uuid=request.query_params.get("block", ""), job_id=job_id).body.decode("utf-8")
         return JSONResponse({"id": job_id, "status": "lost", "done": True, "lines": [], "next": since, "seconds": 0, "blocks": {}, "html": html},
                             headers={"Cache-Control": "no-store"})
-    if wait > 0 and not job.done.is_set() and len(job.lines) <= since:
+    def quiet() -> bool:
+        return not job.done.is_set() and len(job.lines) <= since and (events < 0 or job.block_events <= events)
+
+    if wait > 0 and quiet():
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(wait, POLL_MAX_WAIT)
-        while not job.done.is_set() and len(job.lines) <= since and loop.time() < deadline:
+        while quiet() and loop.time() < deadline:
             await asyncio.sleep(POLL_STEP)
     out: dict[str, Any] = state(job, since)
     if out["done"]:

@@ -30,7 +30,9 @@ from dagsmith.orchestration.store.repo.backfills import (
 from dagsmith.orchestration.store.repo.block_runs import (
     completed_blocks,
     ensure_block_runs,
+    ensure_rows,
     get_block_run,
+    insert_missing_block_runs,
     list_block_runs,
     update_block_run,
     upsert_block_runs,
@@ -66,7 +68,7 @@ from dagsmith.orchestration.store.repo.runs import (
     set_execution_date,
     unfinished_counts,
 )
-from dagsmith.orchestration.store.repo.secrets import delete_secret, get_secret_row, list_secrets, put_secret
+from dagsmith.orchestration.store.repo.secrets import delete_secret, get_secret_row, list_secrets, put_secret, secret_ciphertexts
 from dagsmith.orchestration.store.repo.triggers import (
     TRIGGER_FIELDS,
     active_schedule_triggers,
@@ -78,6 +80,7 @@ from dagsmith.orchestration.store.repo.triggers import (
     get_trigger,
     list_triggers,
     trigger_names,
+    trigger_row,
     update_trigger,
 )
 from dagsmith.orchestration.store.repo.workers import (
@@ -93,12 +96,12 @@ __all__ = [
     "active_schedule_triggers", "announce_queued", "advance_cursor", "advance_cursors", "audit", "backfill_progress",
     "cancel_backfill_runs", "claim_runs", "completed_blocks", "count_runs", "create_backfill",
     "create_keyed_run", "create_run", "create_trigger", "delete_runs", "delete_secret", "delete_trigger",
-    "ensure_block_runs", "expired_runs", "find_keyed_run", "find_trigger", "finish_run", "get_backfill",
+    "ensure_block_runs", "ensure_rows", "expired_runs", "find_keyed_run", "find_trigger", "finish_run", "get_backfill",
     "get_block_run", "get_run", "get_secret_row", "get_trigger", "has_unfinished_run", "heartbeat_runs",
-    "insert_keyed_runs", "list_audit", "list_backfills", "list_block_runs", "list_runs", "list_secrets",
+    "insert_keyed_runs", "insert_missing_block_runs", "list_audit", "list_backfills", "list_block_runs", "list_runs", "list_secrets",
     "list_triggers", "live_workers", "mark_logs_purged", "mark_passed_sla", "new_token", "prune_workers",
     "put_secret", "recover_dead_local_runs", "recover_stale_runs", "register_worker", "release_run",
-    "remove_worker", "request_cancel", "retry_run", "runs_with_expired_logs", "set_execution_date",
-    "trigger_names", "unfinished_counts", "unfinished_partitions", "update_block_run", "update_trigger",
+    "remove_worker", "request_cancel", "retry_run", "runs_with_expired_logs", "secret_ciphertexts", "set_execution_date",
+    "trigger_names", "trigger_row", "unfinished_counts", "unfinished_partitions", "update_block_run", "update_trigger",
     "upsert_block_runs", "worker_heartbeat",
 ]

@@ -34,7 +34,12 @@ def dialect(session: Session) -> str:
 
 def insert_for(session: Session):
     """The dialect's ``insert`` construct (it has ``on_conflict_do_nothing/update``)."""
-    if dialect(session) == "postgresql":
+    return insert_for_dialect(dialect(session))
+
+
+def insert_for_dialect(name: str):
+    """``insert_for`` by dialect name (for statements built once and cached per dialect)."""
+    if name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
@@ -52,4 +57,7 @@ def announce_queued(session: Session) -> None:
     notifications: its workers are in the process that queued the run, or poll.
     """
     if dialect(session) == "postgresql":
-        session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": QUEUE_CHANNEL})
+        session.connection().execute(_NOTIFY, {"channel": QUEUE_CHANNEL})
+
+
+_NOTIFY = text("SELECT pg_notify(:channel, '')")

@@ -1,31 +1,61 @@
-"""Block runs: created with their run (or as dynamic children appear), updated from engine events."""
+"""Block runs: created with their run (or as dynamic children appear), updated from engine events.
+
+The writes a worker makes for every block (``ensure_block_runs``, ``upsert_block_runs``)
+are built once per dialect and column set and executed with a list of parameter sets:
+building and compiling a statement costs more than the round trip it makes, and one
+statement serves the blocks of many runs (the run recorder batches them).
+"""
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from dagsmith.orchestration.store.models import BlockRun, PipelineRun, utcnow
-from dagsmith.orchestration.store.repo._common import NotFound, insert_for
+from dagsmith.orchestration.store.repo._common import NotFound, dialect, insert_for_dialect
+
+_KEY = ["pipeline_run_id", "block_uuid"]
 
 
-def ensure_block_runs(session: Session, run_id: int, block_uuids: Sequence[str], *, partition: str | None, log_dir: str | None) -> None:
-    """Create the missing block-run rows of a run (existing rows keep their state)."""
-    if not block_uuids:
-        return
-    now = utcnow()
-    rows = [
+@functools.cache
+def _ensure_stmt(dialect_name: str):
+    """``INSERT … ON CONFLICT DO NOTHING`` of block-run rows (rows that exist keep their state: no read first)."""
+    return insert_for_dialect(dialect_name)(BlockRun.__table__).on_conflict_do_nothing(index_elements=_KEY)
+
+
+@functools.lru_cache(maxsize=256)
+def _upsert_stmt(dialect_name: str, keys: tuple[str, ...]):
+    """``INSERT … ON CONFLICT DO UPDATE`` setting ``keys`` (a row that exists keeps its other columns)."""
+    stmt = insert_for_dialect(dialect_name)(BlockRun.__table__)
+    return stmt.on_conflict_do_update(index_elements=_KEY, set_={k: stmt.excluded[k] for k in keys})
+
+
+def ensure_rows(run_id: int, block_uuids: Sequence[str], *, partition: str | None, log_dir: str | None, now: Any = None) -> list[dict[str, Any]]:
+    """The parameter sets ``ensure_block_runs`` inserts for one run (the recorder joins several runs' into one call)."""
+    now = now or utcnow()
+    return [
         {
             "pipeline_run_id": run_id, "block_uuid": b, "status": "initial", "attempts": 0, "partition": partition,
             "log_path": f"{log_dir}/{b}.jsonl" if log_dir else None, "created_at": now, "updated_at": now,
         }
         for b in dict.fromkeys(block_uuids)
     ]
-    if rows:  # rows that exist keep their state (ON CONFLICT DO NOTHING): no read first
-        insert = insert_for(session)
-        session.connection().execute(insert(BlockRun.__table__).values(rows).on_conflict_do_nothing(index_elements=["pipeline_run_id", "block_uuid"]))
+
+
+def insert_missing_block_runs(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert block-run rows (``ensure_rows``' parameter sets, of any runs) unless they exist."""
+    unique = list({(r["pipeline_run_id"], r["block_uuid"]): r for r in reversed(rows)}.values())  # the first of each wins
+    if unique:
+        session.connection().execute(_ensure_stmt(dialect(session)), unique)
+
+
+def ensure_block_runs(session: Session, run_id: int, block_uuids: Sequence[str], *, partition: str | None, log_dir: str | None) -> None:
+    """Create the missing block-run rows of a run (existing rows keep their state)."""
+    if block_uuids:
+        insert_missing_block_runs(session, ensure_rows(run_id, block_uuids, partition=partition, log_dir=log_dir))
 
 
 
@@ -50,17 +80,14 @@ def upsert_block_runs(session: Session, rows: Sequence[tuple[int, str, dict[str,
     """
     if not rows:
         return
-    insert = insert_for(session)
-    table = BlockRun.__table__
+    name = dialect(session)
     now = utcnow()
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for run_id, block_uuid, values in rows:
         params = {"updated_at": now, **values}
         groups.setdefault(tuple(sorted(params)), []).append({"pipeline_run_id": run_id, "block_uuid": block_uuid, **params})
     for keys, params in groups.items():
-        stmt = insert(table)
-        stmt = stmt.on_conflict_do_update(index_elements=["pipeline_run_id", "block_uuid"], set_={k: stmt.excluded[k] for k in keys})
-        session.connection().execute(stmt, params)
+        session.connection().execute(_upsert_stmt(name, keys), params)
 
 
 

@@ -8,11 +8,12 @@ otherwise; which waiting runs fit under the limits is decided by the pure
 
 from __future__ import annotations
 
+import functools
 import os
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable
 
-from sqlalchemy import String, cast, func, literal, or_, select, text, update
+from sqlalchemy import String, bindparam, cast, func, literal, or_, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -35,6 +36,34 @@ from dagsmith.orchestration.store.repo.audits import audit
 CLAIM_LOCK_KEY = 7_351_218_045
 
 
+# The statements every run makes are built once (``functools.cache``) with bound parameters:
+# building a statement and its cache key cost more CPU than the round trip it makes.
+def _param(name: str, column) -> Any:
+    return bindparam(name, type_=column.type)
+
+
+@functools.cache
+def _heartbeat_stmt():
+    t = PipelineRun.__table__
+    return (
+        update(t)
+        .where(t.c.id.in_(bindparam("ids", expanding=True)), t.c.worker_id == bindparam("worker"), t.c.status == RUN_RUNNING)
+        .values(heartbeat_at=_param("now", t.c.heartbeat_at))
+        .returning(t.c.id, t.c.cancel_requested)
+    )
+
+
+@functools.cache
+def _finish_stmt():
+    t = PipelineRun.__table__
+    now = _param("now", t.c.completed_at)
+    return (
+        update(t)
+        .where(t.c.id == bindparam("run_id"), t.c.worker_id == bindparam("worker"), t.c.status == RUN_RUNNING)
+        .values(status=bindparam("new_status"), completed_at=now, error=_param("new_error", t.c.error), updated_at=now, heartbeat_at=None)
+    )
+
+
 def claim_runs(
     session: Session,
     worker_id: str,
@@ -48,6 +77,7 @@ def claim_runs(
     exclude_ids: Iterable[int] = (),
     logs_root: str | None = None,
     trigger_info: dict[int, tuple[str, int | None]] | None = None,
+    report: dict[str, Any] | None = None,
 ) -> list[PipelineRun]:
     """Atomically take up to ``limit`` waiting runs for ``worker_id``, honouring concurrency limits.
 
@@ -65,11 +95,41 @@ def claim_runs(
     is set to ``<logs_root>/<pipeline>/<id>`` unless it has one. The returned rows carry
     their new state (status, worker, claims, heartbeat, start, log dir) without a reload;
     ``trigger_info`` is filled with ``{trigger id: (name, sla)}`` of the triggers read.
+
+    Runs no limit applies to are claimed without counting running runs (no claim lock);
+    ``report["limited"]`` is then False, and True when limits were counted — runs may
+    then wait for a running one to end, though fewer than ``limit`` were claimed.
     """
     if limit <= 0:
         return []
     info = trigger_info if trigger_info is not None else {}
     pg = dialect(session) == "postgresql"
+    pipe_cache: dict[str, tuple[int | None, int | None]] = {}
+
+    def pipe_limits(uuid: str) -> tuple[int | None, int | None]:
+        """(per-trigger, all-triggers) limits of a pipeline's concurrency_config."""
+        if pipeline_limits is None:
+            return None, None
+        if uuid not in pipe_cache:
+            found = pipeline_limits(uuid)
+            pipe_cache[uuid] = (getattr(found, "per_trigger", None), getattr(found, "all_triggers", None))
+        return pipe_cache[uuid]
+
+    if global_limit is None:
+        # Runs no limit applies to need no count of running runs, hence no claim lock: the oldest
+        # waiting runs are locked (SKIP LOCKED) and read with their trigger's settings and
+        # name in one statement, then taken in a second. When a limit applies to any of
+        # them, the counted claim below runs in this transaction (the rows stay ours).
+        fast = _claim_unlimited(session, limit, pg, exclude_ids, backfill_id, pipe_limits, info)
+        if report is not None:
+            report["limited"] = fast is None
+        if fast is not None:
+            if not fast:
+                return []
+            stamp = now if now is not None else (clock or utcnow)()  # after the selection, which may wait for a table lock
+            return _take(session, worker_id, fast, stamp, logs_root)
+    if report is not None:
+        report["limited"] = True
     if pg:
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLAIM_LOCK_KEY})
     running = _limits.Running.from_rows(
@@ -82,16 +142,6 @@ def claim_runs(
     limit = _limits.room(limit, global_limit, running.total)
     if limit <= 0:
         return []
-    pipe_cache: dict[str, tuple[int | None, int | None]] = {}
-
-    def pipe_limits(uuid: str) -> tuple[int | None, int | None]:
-        """(per-trigger, all-triggers) limits of a pipeline's concurrency_config."""
-        if pipeline_limits is None:
-            return None, None
-        if uuid not in pipe_cache:
-            found = pipeline_limits(uuid)
-            pipe_cache[uuid] = (getattr(found, "per_trigger", None), getattr(found, "all_triggers", None))
-        return pipe_cache[uuid]
 
     limits = _limits.Limits(all_triggers=lambda uuid: pipe_limits(uuid)[1])
 
@@ -137,20 +187,77 @@ def claim_runs(
     if not chosen:
         return []
     stamp = now if now is not None else (clock or utcnow)()  # after the locks, see above
-    stamp_value = literal(stamp, PipelineRun.__table__.c.heartbeat_at.type)
+    return _take(session, worker_id, chosen, stamp, logs_root)
+
+
+@functools.cache
+def _unlimited_stmt(pg: bool, by_backfill: bool):
+    """The oldest waiting runs with their trigger's settings, name and SLA and their backfill's concurrency."""
+    stmt = (
+        select(PipelineRun, Trigger.settings, Trigger.name, Trigger.sla, Backfill.concurrency)
+        .outerjoin(Trigger, Trigger.id == PipelineRun.trigger_id)
+        .outerjoin(Backfill, Backfill.id == PipelineRun.backfill_id)
+        .where(
+            PipelineRun.status == RUN_INITIAL,
+            PipelineRun.cancel_requested.is_(False),
+            PipelineRun.id.not_in(bindparam("held", expanding=True)),
+        )
+    )
+    if by_backfill:
+        stmt = stmt.where(PipelineRun.backfill_id == bindparam("backfill_id"))
+    stmt = stmt.order_by(PipelineRun.id).limit(bindparam("n"))
+    if pg:
+        stmt = stmt.with_for_update(skip_locked=True, of=PipelineRun)
+    return stmt
+
+
+def _claim_unlimited(session: Session, limit: int, pg: bool, exclude_ids: Iterable[int], backfill_id: int | None,
+                     pipe_limits: Callable[[str], tuple[int | None, int | None]],
+                     info: dict[int, tuple[str, int | None]]) -> list[PipelineRun] | None:
+    """Up to ``limit`` waiting runs (locked on PostgreSQL) when no concurrency limit applies to any; else None."""
+    params: dict[str, Any] = {"held": list(exclude_ids), "n": limit}
+    if backfill_id is not None:
+        params["backfill_id"] = backfill_id
+    rows = session.execute(_unlimited_stmt(pg, backfill_id is not None), params).all()
+    names: dict[int, tuple[str, int | None]] = {}
+    for run, settings, name, sla, concurrency in rows:
+        per_trigger, all_triggers = pipe_limits(run.pipeline_uuid)
+        if all_triggers is not None:
+            return None
+        if run.trigger_id is not None:
+            if _limits.trigger_limit(settings, per_trigger) is not None:
+                return None
+            names[run.trigger_id] = (name, sla)
+        if run.backfill_id is not None and _limits.backfill_limit(concurrency, per_trigger) is not None:
+            return None
+    info.update(names)
+    return [row[0] for row in rows]
+
+
+@functools.cache
+def _take_stmt(with_log_dir: bool):
+    t = PipelineRun.__table__
+    stamp = _param("stamp", t.c.heartbeat_at)
     values: dict[str, Any] = {
-        "status": RUN_RUNNING, "worker_id": worker_id, "heartbeat_at": stamp, "claims": PipelineRun.claims + 1,
-        "updated_at": stamp, "started_at": func.coalesce(PipelineRun.started_at, stamp_value),
+        "status": RUN_RUNNING, "worker_id": bindparam("worker"), "heartbeat_at": stamp, "claims": t.c.claims + 1,
+        "updated_at": stamp, "started_at": func.coalesce(t.c.started_at, stamp),
     }
-    if logs_root is not None:
-        prefix = str(logs_root).rstrip("/") + "/"
-        values["log_dir"] = func.coalesce(PipelineRun.log_dir, literal(prefix) + PipelineRun.pipeline_uuid + "/" + cast(PipelineRun.id, String))
-    rows = session.connection().execute(  # Core, not the ORM's bulk-update path: this runs for every claim
-        update(PipelineRun.__table__)
-        .where(PipelineRun.id.in_([r.id for r in chosen]), PipelineRun.status == RUN_INITIAL)
+    if with_log_dir:
+        values["log_dir"] = func.coalesce(t.c.log_dir, bindparam("prefix", type_=String()) + t.c.pipeline_uuid + "/" + cast(t.c.id, String))
+    return (
+        update(t)
+        .where(t.c.id.in_(bindparam("ids", expanding=True)), t.c.status == RUN_INITIAL)
         .values(**values)
-        .returning(PipelineRun.id, PipelineRun.claims, PipelineRun.started_at, PipelineRun.log_dir)
-    ).all()
+        .returning(t.c.id, t.c.claims, t.c.started_at, t.c.log_dir)
+    )
+
+
+def _take(session: Session, worker_id: str, chosen: list[PipelineRun], stamp: datetime, logs_root: str | None) -> list[PipelineRun]:
+    """Mark ``chosen`` running for ``worker_id`` at ``stamp``; the rows come back with their new state, no reload."""
+    params: dict[str, Any] = {"ids": [r.id for r in chosen], "worker": worker_id, "stamp": stamp}
+    if logs_root is not None:
+        params["prefix"] = str(logs_root).rstrip("/") + "/"
+    rows = session.connection().execute(_take_stmt(logs_root is not None), params).all()  # Core: runs for every claim
     fresh = {rid: (claims, started, log_dir) for rid, claims, started, log_dir in rows}
     out = []
     for run in chosen:
@@ -180,14 +287,7 @@ def heartbeat_runs(
     ids = list(run_ids)
     if not ids:
         return {}
-    touched = dict(
-        session.connection().execute(
-            update(PipelineRun.__table__)
-            .where(PipelineRun.id.in_(ids), PipelineRun.worker_id == worker_id, PipelineRun.status == RUN_RUNNING)
-            .values(heartbeat_at=now)
-            .returning(PipelineRun.id, PipelineRun.cancel_requested)
-        ).all()
-    )
+    touched = dict(session.connection().execute(_heartbeat_stmt(), {"ids": ids, "worker": worker_id, "now": now}).all())
     if isinstance(run_ids, dict):
         for rid in ids:
             if rid in touched:
@@ -302,9 +402,7 @@ def finish_run(
     """Record the end of a run this worker holds; False if the run was taken away meanwhile."""
     now = now or utcnow()
     result = session.connection().execute(
-        update(PipelineRun.__table__)
-        .where(PipelineRun.id == run_id, PipelineRun.worker_id == worker_id, PipelineRun.status == RUN_RUNNING)
-        .values(status=status, completed_at=now, error=error, updated_at=now, heartbeat_at=None)
+        _finish_stmt(), {"run_id": run_id, "worker": worker_id, "new_status": status, "now": now, "new_error": error}
     )
     if result.rowcount != 1:
         return False

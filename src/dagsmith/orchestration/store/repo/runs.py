@@ -3,12 +3,13 @@ date), read, count, retry, cancel, the SLA flag."""
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from dagsmith.orchestration.store.models import (
     RUN_CANCELLED,
@@ -45,38 +46,42 @@ def create_run(
     now: datetime | None = None,
 ) -> PipelineRun:
     now = now or utcnow()
-    run = PipelineRun(
-        idempotency_key=idempotency_key,
-        pipeline_uuid=pipeline_uuid,
-        source=source,
-        trigger_id=trigger_id,
-        backfill_id=backfill_id,
-        execution_date=execution_date or now,
-        schedule_date=schedule_date,
-        variables=dict(variables or {}),
-        event=dict(event or {}),
-        timezone=timezone_name,
-        interval_start=interval[0] if interval else None,
-        interval_end=interval[1] if interval else None,
-        status=status,
-        allow_blocks_to_fail=allow_blocks_to_fail,
-        timeout=timeout,
-        created_at=now,
-        updated_at=now,
-    )
+    values: dict[str, Any] = {
+        "idempotency_key": idempotency_key, "pipeline_uuid": pipeline_uuid, "source": source, "trigger_id": trigger_id,
+        "backfill_id": backfill_id, "execution_date": execution_date or now, "schedule_date": schedule_date,
+        "variables": dict(variables or {}), "event": dict(event or {}), "timezone": timezone_name,
+        "interval_start": interval[0] if interval else None, "interval_end": interval[1] if interval else None,
+        "status": status, "allow_blocks_to_fail": allow_blocks_to_fail, "timeout": timeout, "created_at": now, "updated_at": now,
+        "partition": None, "worker_id": None, "started_at": None, "heartbeat_at": None, "claims": 0, "cancel_requested": False,
+        "error": None, "passed_sla": False, "log_dir": None, "logs_purged": False, "completed_at": None,
+    }
     if status == RUN_RUNNING:
-        run.worker_id = worker_id
-        run.started_at = now
-        run.heartbeat_at = now
-        run.claims = 1
+        values.update(worker_id=worker_id, started_at=now, heartbeat_at=now, claims=1)
+    # Core INSERT and UPDATE, then the row joins the session as if loaded: the ORM's flush of a
+    # new object cost an API call more than all its other database work together
+    if session.new or session.dirty or session.deleted:
+        session.flush()  # the caller's pending changes first (Core statements do not autoflush)
+    conn = session.connection()
+    run_id = conn.execute(_insert_run_stmt(), values).inserted_primary_key[0]
+    values["id"], values["partition"] = run_id, str(run_id)
+    conn.execute(_partition_stmt(), {"run_id": run_id, "part": values["partition"]})
+    run = PipelineRun(**values)
+    make_transient_to_detached(run)
     session.add(run)
-    session.flush()
-    run.partition = str(run.id)
-    session.flush()
     if status == RUN_INITIAL:
         announce_queued(session)
     return run
 
+
+@functools.cache
+def _insert_run_stmt():
+    return insert(PipelineRun.__table__)
+
+
+@functools.cache
+def _partition_stmt():
+    t = PipelineRun.__table__
+    return update(t).where(t.c.id == bindparam("run_id")).values(partition=bindparam("part"))
 
 
 def find_keyed_run(session: Session, trigger_id: int, key: str) -> PipelineRun | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -32,6 +34,17 @@ def list_secrets(session: Session, scope: str | None = None) -> list[Secret]:
         stmt = stmt.where(Secret.scope == scope)
     return list(session.scalars(stmt))
 
+
+
+def secret_ciphertexts(session: Session) -> list[bytes]:
+    """Every stored value (ciphertext), oldest first: a worker reads them in its claim's transaction
+    to know, without a transaction of its own, whether the masking source must be read again."""
+    return list(session.scalars(_ciphertexts_stmt()))
+
+
+@functools.cache
+def _ciphertexts_stmt():
+    return select(Secret.__table__.c.value).order_by(Secret.__table__.c.id)
 
 
 def delete_secret(session: Session, name: str, *, scope: str = "project") -> bool:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from dagsmith.orchestration.store.models import Trigger, utcnow
@@ -44,6 +45,20 @@ def get_trigger(session: Session, trigger_id: int) -> Trigger:
         raise NotFound(f"trigger {trigger_id} does not exist", hint="list triggers with GET /api/pipeline_schedules")
     return trigger
 
+
+
+def trigger_row(session: Session, trigger_id: int) -> Any:
+    """The trigger's columns as a read-only row (attribute access like a ``Trigger``), or None.
+
+    What an API call reads on every run it makes: a plain row, without the ORM's identity map.
+    """
+    return session.connection().execute(_trigger_row_stmt(), {"trigger_id": trigger_id}).first()
+
+
+@functools.cache
+def _trigger_row_stmt():
+    t = Trigger.__table__
+    return select(t).where(t.c.id == bindparam("trigger_id"))
 
 
 def find_trigger(session: Session, pipeline_uuid: str, name: str) -> Trigger | None:

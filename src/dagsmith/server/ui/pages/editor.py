@@ -160,6 +160,13 @@ def editor_dev(request: Request, pipeline_uuid: str, seq: int = 0) -> Response:
 
 @get("/pipelines/{pipeline_uuid}/edit")
 def editor_page(request: Request, pipeline_uuid: str, ok: str | None = None, error: str | None = None, open: str | None = None) -> HTMLResponse:
+    return editor_view(request, pipeline_uuid, ok=ok, error=error, open_file=open)
+
+
+def editor_view(request: Request, pipeline_uuid: str, *, ok: str | None = None, error: str | None = None,
+                open_file: str | None = None, run_once: tuple[str, str] | None = None) -> HTMLResponse:
+    """The editor page; ``run_once`` = (the variables typed for a one-off run, why it did not start):
+    the "Run with variables…" box opens again with that text and the reason inside it."""
     from dagsmith.blocks.templates import list_templates
     from dagsmith.project.yamlio import dump_yaml
 
@@ -192,7 +199,9 @@ def editor_page(request: Request, pipeline_uuid: str, ok: str | None = None, err
         shared=shared_blocks(project_root(request), spec),
         heights=cell_heights(spec),
         node_status=_editor_statuses(request, spec),
-        open_file=open,
+        open_file=open_file,
+        run_once_text=run_once[0] if run_once else None,
+        run_once_error=run_once[1] if run_once else None,
         disabled_blocks=[b.uuid for b in spec.blocks if (b.configuration or {}).get("disabled")],
         **dag_svg_context(spec),
     )

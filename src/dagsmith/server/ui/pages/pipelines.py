@@ -166,6 +166,10 @@ async def pipeline_run_now(request: Request, pipeline_uuid: str) -> Response:
         extra = {"variables": once} if once else {}
         run = create_run_now(database(request), project_root(request), pipeline_uuid, source="ui", actor=actor(request), **extra)
     except DagsmithError as exc:
+        if "variables" in form:  # the editor's one-off run: keep what was typed, say why beside it
+            from dagsmith.server.ui.pages.editor import editor_view
+
+            return editor_view(request, pipeline_uuid, run_once=(str(form.get("variables") or ""), error_text(exc)))
         return redirect(request, flash_url(f"/pipelines/{quote(pipeline_uuid)}/edit", error_text(exc), "error"))
     notify(request)
     return redirect(request, f"/pipeline-runs/{run.id}")

@@ -239,10 +239,10 @@
       if (!el.isConnected) { clearInterval(tick); return; }
       if (elapsed) elapsed.textContent = fmtSecs((performance.now() - t0) / 1000);
     }, 100);
-    var failures = 0;
+    var failures = 0, events = 0;
     function step() {
       if (!el.isConnected) { clearInterval(tick); delete following[id]; return; }
-      fetch(url + "?since=" + since + "&wait=10&block=" + encodeURIComponent(block), { headers: { Accept: "application/json" }, credentials: "same-origin", cache: "no-store" })
+      fetch(url + "?since=" + since + "&events=" + events + "&wait=10&block=" + encodeURIComponent(block), { headers: { Accept: "application/json" }, credentials: "same-origin", cache: "no-store" })
         .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
         .then(function (s) {
           failures = 0;
@@ -253,6 +253,7 @@
             if (follow) pre.scrollTop = pre.scrollHeight;
           }
           since = s.next;
+          if (s.block_events != null) events = s.block_events;
           t0 = performance.now() - s.seconds * 1000;
           setDagStatus(s.blocks);
           if (s.done) {
