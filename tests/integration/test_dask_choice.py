@@ -45,9 +45,8 @@ def _project(tmp_path: Path, *, pipeline_extra: dict | None = None, project_meta
     return root
 
 
-def test_pipeline_executor_type_dask_uses_the_project_scheduler(tmp_path, dask_client):
-    root = _project(tmp_path, pipeline_extra={"executor_type": "dask"},
-                    project_meta=f"\ndask:\n  scheduler: {_address(dask_client)}\n")
+def _runs_on_a_dask_worker(root: Path) -> None:
+    """Run pipeline 'p'; its block ran in another process (a Dask worker) with the project's .env."""
     try:
         result = run_pipeline(root, "p")
     finally:
@@ -57,6 +56,12 @@ def test_pipeline_executor_type_dask_uses_the_project_scheduler(tmp_path, dask_c
     assert result.ok, result.blocks["where"].error
     out = VariableStore(data_dir(root)).read_block_value("p", result.partition, "where")
     assert out["pid"] != os.getpid() and out["color"] == "green"
+
+
+def test_pipeline_executor_type_dask_uses_the_project_scheduler(tmp_path, dask_client):
+    root = _project(tmp_path, pipeline_extra={"executor_type": "dask"},
+                    project_meta=f"\ndask:\n  scheduler: {_address(dask_client)}\n")
+    _runs_on_a_dask_worker(root)
 
 
 def test_without_a_scheduler_a_local_cluster_of_quiet_worker_processes_runs_the_blocks(tmp_path, monkeypatch):
@@ -225,12 +230,4 @@ def test_mages_default_executor_type_dask_runs_local_python_blocks_on_dask(tmp_p
                     project_meta=f"\ndask:\n  scheduler: {_address(dask_client)}\n")
     monkeypatch.delenv("DAGSMITH_EXECUTOR", raising=False)
     monkeypatch.setenv("DEFAULT_EXECUTOR_TYPE", "dask")
-    try:
-        result = run_pipeline(root, "p")
-    finally:
-        from dagsmith.engine.executors.dask import close_shared_clients
-
-        close_shared_clients()
-    assert result.ok, result.blocks["where"].error
-    out = VariableStore(data_dir(root)).read_block_value("p", result.partition, "where")
-    assert out["pid"] != os.getpid() and out["color"] == "green"
+    _runs_on_a_dask_worker(root)
