@@ -23,6 +23,17 @@ import httpx
 RESULTS: list[tuple[str, str, bool]] = []
 
 
+def wait_healthy(client: httpx.Client, seconds: float = 180) -> None:
+    """Poll /api/health until the server answers 200 (a loaded machine starts the server slowly)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if client.get("/api/health").status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+
+
 def report(name: str, answer: str, held: bool) -> None:
     RESULTS.append((name, answer, held))
     print(f"{'HELD ' if held else 'BROKEN'}  {name}: {answer}", flush=True)
@@ -94,13 +105,7 @@ def main() -> int:
     server = subprocess.Popen([dagsmith, "start", str(project), "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         client = httpx.Client(base_url=base, timeout=30)
-        deadline = time.monotonic() + 180  # a loaded machine starts the server slowly
-        while time.monotonic() < deadline:
-            try:
-                if client.get("/api/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_healthy(client)
         before = tree(project)
         outside_before = tree(outside)
         try:
@@ -267,13 +272,7 @@ def probe_sessions(client, base, port, project: Path, outside: Path, work: Path,
                               stdout=open(work / "server2.log", "w"), stderr=subprocess.STDOUT)
     try:
         a = httpx.Client(base_url=f"http://127.0.0.1:{port2}", timeout=60)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if a.get("/api/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_healthy(a)
         r = a.get("/pipelines")
         report("signed-out page", f"{r.status_code} {r.headers.get('location', '')}", r.status_code in (302, 303, 401))
         token = csrf_of(a, "/login")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,3 +89,14 @@ def route_table(app):
                     yield method, prefix + route.path_format, route
 
     yield from walk(app.router.routes, "")
+
+
+def set_secret_in_other_process(project: Path, name: str, value: str) -> None:
+    """Store a secret from a separate Python process (the CLI, a second server) with the project's store."""
+    code = (
+        "from dagsmith.orchestration.settings import OrchestrationSettings as S;"
+        "from dagsmith.orchestration.db import get_database;"
+        "from dagsmith.orchestration.secrets import SecretStore;"
+        f"s=S.from_env({str(project)!r}); SecretStore(get_database(s), s.data_dir).set({name!r}, {value!r})"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

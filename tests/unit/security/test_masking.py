@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from .conftest import make_app
+from .conftest import make_app, set_secret_in_other_process
 
 SECRET = "late-secret-7c1d9e"
 
@@ -26,13 +26,7 @@ def test_a_secret_set_in_another_process_after_start_is_masked_everywhere(projec
         with client:
             assert client.get("/api/secrets").status_code == 200  # the server's store and masker exist
             # another process (the CLI, a second server) sets the secret after this one started
-            code = (
-                "from dagsmith.orchestration.settings import OrchestrationSettings as S;"
-                "from dagsmith.orchestration.db import get_database;"
-                "from dagsmith.orchestration.secrets import SecretStore;"
-                f"s=S.from_env({str(project)!r}); SecretStore(get_database(s), s.data_dir).set('late_pw', {SECRET!r})"
-            )
-            subprocess.run([sys.executable, "-c", code], check=True)
+            set_secret_in_other_process(project, "late_pw", SECRET)
             run = client.post("/api/pipelines/p/pipeline_runs", json={}).json()["pipeline_run"]
             done = _wait(client, run["id"])
             assert done["status"] == "completed", done

@@ -5,11 +5,9 @@ block through ``.env`` and ``io_config.yaml``, never show in the cell, its error
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 
-from .conftest import make_app
+from .conftest import make_app, set_secret_in_other_process
 
 SECRET = "late-editor-secret-5b2e"
 ENV_PASSWORD = "envpass-editor-41c7"
@@ -28,16 +26,6 @@ LEAKY = (
     "    import logging; logging.getLogger('block').warning('logged %s', get_secret_value('late_pw'))\n"
     "    raise ValueError('could not connect with ' + config['POSTGRES_PASSWORD'] + ' or ' + get_secret_value('late_pw'))\n"
 )
-
-
-def _set_in_other_process(project, name: str, value: str) -> None:
-    code = (
-        "from dagsmith.orchestration.settings import OrchestrationSettings as S;"
-        "from dagsmith.orchestration.db import get_database;"
-        "from dagsmith.orchestration.secrets import SecretStore;"
-        f"s=S.from_env({str(project)!r}); SecretStore(get_database(s), s.data_dir).set({name!r}, {value!r})"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def _run_in_editor(client, pipeline: str, block: str) -> tuple[list[str], str]:
@@ -81,7 +69,7 @@ def test_editor_kernel_masks_a_secret_set_after_start_and_io_config_passwords(pr
     app, client, _rt = make_app(project)
     with client:
         assert client.get("/pipelines/p/edit").status_code == 200  # the server (and its masker) is up
-        _set_in_other_process(project, "late_pw", SECRET)  # after start, by another process
+        set_secret_in_other_process(project, "late_pw", SECRET)  # after start, by another process
         lines, html = _run_in_editor(client, "p", "load")
         assert app.state.ui_jobs.kernel is not None and app.state.ui_jobs.kernel.pid  # it ran in the kernel
     _check(project, lines, html)
@@ -93,6 +81,6 @@ def test_editor_in_server_threads_masks_too(project, monkeypatch):
     app, client, _rt = make_app(project)
     with client:
         assert client.get("/pipelines/p/edit").status_code == 200
-        _set_in_other_process(project, "late_pw", SECRET)
+        set_secret_in_other_process(project, "late_pw", SECRET)
         lines, html = _run_in_editor(client, "p", "load")
     _check(project, lines, html)

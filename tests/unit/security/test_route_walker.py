@@ -7,7 +7,6 @@ parameter, each name-like query parameter and each name field of a form or JSON 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
