@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import marshal
+import os
 import sys
 import threading
 from pathlib import Path
@@ -47,15 +48,21 @@ _memo: dict[str, Analysis] = {}
 _memo_lock = threading.Lock()
 
 
-def _cache_file(path: Path) -> Path:
-    return path.parent / "__pycache__" / f"{path.name}.{_CACHE_TAG}.bin"
+def _cache_file(path: Path | str) -> str:
+    # plain strings: this runs for every block of every run, and pathlib's joins cost more than the read
+    folder, name = os.path.split(os.fspath(path))
+    return os.path.join(folder, "__pycache__", f"{name}.{_CACHE_TAG}.bin")
 
 
-def analyze(path: Path) -> Analysis:
-    """Parse and compile ``path`` once per version on disk (memory, then __pycache__, then source)."""
-    st = path.stat()
-    stamp = (st.st_mtime_ns, st.st_size)
-    key = str(path)
+def analyze(path: Path, stamp: tuple[int, int] | None = None) -> Analysis:
+    """Parse and compile ``path`` once per version on disk (memory, then __pycache__, then source).
+
+    ``stamp`` is the file's (mtime_ns, size) when the caller has just read it (saves a stat).
+    """
+    key = os.fspath(path)
+    if stamp is None:
+        st = os.stat(key)
+        stamp = (st.st_mtime_ns, st.st_size)
     with _memo_lock:
         hit = _memo.get(key)
     if hit is not None and hit.stamp == stamp:
@@ -68,7 +75,8 @@ def analyze(path: Path) -> Analysis:
 
 def _read_cache(path: Path, stamp: tuple[int, int]) -> Analysis | None:
     try:
-        data = marshal.loads(_cache_file(path).read_bytes())
+        with open(_cache_file(path), "rb") as fh:
+            data = marshal.loads(fh.read())
         # the code object names its file: a moved project must compile again
         if tuple(data[0]) != stamp or data[3] != str(path):
             return None
@@ -113,7 +121,7 @@ def _write_cache(path: Path, stamp: tuple[int, int], functions: tuple[FunctionFa
         return
     target = _cache_file(path)
     try:
-        write_bytes_atomic(target, marshal.dumps((stamp, tuple(tuple(f) for f in functions), code, str(path))))
+        write_bytes_atomic(Path(target), marshal.dumps((stamp, tuple(tuple(f) for f in functions), code, str(path))))
     except OSError:  # a read-only project still runs; it just parses again next time
         pass
 

@@ -59,9 +59,9 @@ def load_python_block(path: Path, block_type: str, *, block_uuid: str, fresh: bo
     """
     from dagsmith.blocks.mage_imports import aliasing
 
-    key = (str(path), block_type)
+    key = (os.fspath(path), block_type)
     try:
-        st = path.stat()
+        st = os.stat(key[0])
     except OSError as exc:
         raise ProjectError(f"block '{block_uuid}': cannot read {path}: {exc.strerror or exc}") from None
     stamp = (st.st_mtime_ns, st.st_size)
@@ -72,7 +72,7 @@ def load_python_block(path: Path, block_type: str, *, block_uuid: str, fresh: bo
             return hit[1]
     from dagsmith.blocks.checks import analyze
 
-    facts = analyze(path)
+    facts = analyze(path, stamp)
     if facts.read_error:
         raise ProjectError(f"block '{block_uuid}': {path} {facts.read_error}")
     if facts.syntax_error or facts.code is None:

@@ -6,6 +6,7 @@ or an ``s3://bucket/prefix`` / ``gs://bucket/prefix`` URL)::
     <root>/pipelines/<pipeline>/.variables/<partition>/<block_uuid>/
         _meta.json            {"count": n, "multi": bool, "version": "…"} (small values inline)
         output_0/ output_1/   one folder per output (see dagsmith.data.serde); under v-<version>/ remotely
+    <root>/pipelines/<pipeline>/.variables/<partition>/_inline.jsonl  small plain outputs (local disk)
     <root>/pipelines/<pipeline>/.variables/<partition>/_run.json   run manifest
     <root>/pipelines/<pipeline>/.variables/latest.json             block -> newest partition
 
@@ -19,6 +20,15 @@ reached through ``pyarrow.fs`` (S3: the usual ``AWS_*`` variables, plus
 ``AWS_ENDPOINT_URL`` for S3-compatible servers; GCS: application default
 credentials, ``STORAGE_EMULATOR_HOST`` for the emulator; options may also be
 given in the URL's query, e.g. ``s3://b/p?endpoint_override=host:9000&scheme=http``).
+
+On a local disk a block whose outputs are small plain values (the usual case in long chains
+and fan-outs) gets no folder: its ``_meta.json`` record is appended as one line to the
+partition's ``_inline.jsonl`` — one ``write`` instead of a folder and a file, which cost more
+than running a trivial block. A block folder, when there is one, wins over the log: a write
+goes to the log only while the block has no folder, so the folder is always the newer.
+Within the log the last line of a block wins; a line torn by a crash is not valid JSON and
+reads as "not stored", and every line starts with a newline so a torn one never swallows
+the next.
 
 Every path the store reads or writes is built by ``VariableStore._path``.
 Values, not files, cross the API: ``write_outputs`` takes the list of outputs;
@@ -42,6 +52,7 @@ _latest_lock = threading.Lock()
 INLINE_MAX_ITEMS = 10_000
 INLINE_MAX_BYTES = 256 * 1024
 META = "_meta.json"
+INLINE_LOG = "_inline.jsonl"
 
 
 class OutputsMissing(LookupError):
@@ -73,6 +84,9 @@ class VariableStore:
 
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
         self._partitions: dict[tuple[str, str], Any] = {}
+        self._logs: dict[str, tuple[int, int, dict[str, dict[str, Any]]]] = {}
+        """log path → (inode, bytes parsed, block → newest record), so a reader parses only what was appended"""
+        self._logs_lock = threading.Lock()
         self._real_root: str | None = None
         self.url = str(data_dir)
         self.remote = "://" in self.url and not self.url.startswith("file://")
@@ -146,9 +160,19 @@ class VariableStore:
         Returns the version written (a token that changes with every write). A run
         passes ``update_latest=False`` and calls ``set_latest`` once at its end.
         """
-        final = self.block_dir(pipeline, partition, block_uuid)
+        if not _segments_ok(str(block_uuid), nested=True):
+            raise UnsafeStorePath(f"block {str(block_uuid)[:80]!r} is not a safe folder name for block outputs")
         version = os.urandom(6).hex()  # 48 random bits, as uuid4().hex[:12] had (uuid costs an import)
-        inline = self._inline_text(outputs, multi, version)
+        inline = self._inline_text(outputs, multi, version, block_uuid)
+        if inline is not None and not self.remote and "/" not in block_uuid:
+            base = self._partition_dir(pipeline, partition)
+            # no folder (nor link) in the block's place: the partition's log takes it (see the module doc)
+            if not os.path.lexists(os.path.join(base, block_uuid)):
+                self._append_inline(base, inline)
+                if update_latest:
+                    self.set_latest(pipeline, {block_uuid: partition})
+                return version
+        final = self.block_dir(pipeline, partition, block_uuid)
         if inline is not None:
             if self.remote:
                 self._put_text(final / META, inline)
@@ -162,6 +186,54 @@ class VariableStore:
         if update_latest:
             self.set_latest(pipeline, {block_uuid: partition})
         return version
+
+    def _append_inline(self, partition_dir: Path, text: str) -> None:
+        """One line of the partition's inline log, in one ``write`` (O_APPEND: writers never interleave)."""
+        data = ("\n" + text + "\n").encode("utf-8")
+        path = os.path.join(partition_dir, INLINE_LOG)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(path, flags, 0o666)
+        except FileNotFoundError:
+            Path(partition_dir).mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, flags, 0o666)
+        try:
+            written = os.write(fd, data)
+        finally:
+            os.close(fd)
+        if written != len(data):  # a full disk: the line is torn, so it reads as not stored
+            raise OSError(f"could not append to {path}: disk full? ({written} of {len(data)} bytes written)")
+
+    def _inline_records(self, pipeline: str, partition: str) -> dict[str, dict[str, Any]]:
+        """block → its newest record in the partition's inline log (local disk; empty when there is none)."""
+        if self.remote:
+            return {}
+        path = os.path.join(self._partition_dir(pipeline, partition), INLINE_LOG)
+        try:
+            fh = open(path, "rb")
+        except OSError:
+            return {}
+        with fh, self._logs_lock:
+            st = os.fstat(fh.fileno())
+            inode, done, records = self._logs.get(path, (st.st_ino, 0, {}))
+            if inode != st.st_ino or st.st_size < done:  # replaced or cut: parse it again
+                done, records = 0, {}
+            if st.st_size > done:
+                fh.seek(done)
+                chunk = fh.read(st.st_size - done)
+                end = chunk.rfind(b"\n") + 1  # a line still being written is read next time
+                for line in chunk[:end].split(b"\n"):
+                    if not line:
+                        continue
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:  # torn by a crash: that write did not happen
+                        continue
+                    if isinstance(rec, dict) and isinstance(rec.get("block"), str):
+                        records[rec["block"]] = rec
+                done += end
+            self._logs[path] = (st.st_ino, done, records)
+            return dict(records)
 
     def _write_inline_local(self, final: Path, text: str) -> None:
         try:
@@ -222,7 +294,7 @@ class VariableStore:
             if name.startswith("v-") and name != keep:
                 self._delete_tree(folder / name)
 
-    def _inline_text(self, outputs: list[Any], multi: bool, version: str) -> str | None:
+    def _inline_text(self, outputs: list[Any], multi: bool, version: str, block_uuid: str) -> str | None:
         """Small plain values live inside ``_meta.json``: one file per block instead of a folder tree.
 
         Most blocks of long chains return small values; this keeps persisting them from
@@ -234,7 +306,7 @@ class VariableStore:
 
         if not is_plain_json(list(outputs)):
             return None
-        text = json.dumps({"count": len(outputs), "multi": multi, "version": version, "inline": list(outputs)})
+        text = json.dumps({"block": block_uuid, "count": len(outputs), "multi": multi, "version": version, "inline": list(outputs)})
         return text if len(text) <= INLINE_MAX_BYTES else None
 
     def set_latest(self, pipeline: str, entries: dict[str, str]) -> None:
@@ -285,18 +357,27 @@ class VariableStore:
         latest = self._read_json(self.variables_dir(pipeline) / "latest.json") or {}
         return latest.get(block_uuid)
 
+    def read_meta(self, pipeline: str, partition: str, block_uuid: str) -> dict[str, Any] | None:
+        """The record describing a block's stored outputs (its folder's ``_meta.json``, else its inline-log line)."""
+        meta = self._read_json(self.block_dir(pipeline, partition, block_uuid) / META)
+        if meta is None:
+            meta = self._inline_records(pipeline, partition).get(block_uuid)
+        return meta if isinstance(meta, dict) else None
+
     def has_outputs(self, pipeline: str, partition: str, block_uuid: str) -> bool:
-        return self._read_json(self.block_dir(pipeline, partition, block_uuid) / META) is not None
+        return self.read_meta(pipeline, partition, block_uuid) is not None
 
     def stored_blocks(self, pipeline: str, partition: str) -> list[str]:
         """Blocks (and dynamic children) whose outputs are stored in ``partition``."""
         base = self._partition_dir(pipeline, partition)
         names = [n for n in self._list_dirs(base) if not n.startswith(".")]
-        return sorted(n for n in names if self._exists(base / n / META))
+        stored = {n for n in names if self._exists(base / n / META)}
+        stored.update(self._inline_records(pipeline, partition))
+        return sorted(stored)
 
     def read_outputs(self, pipeline: str, partition: str, block_uuid: str) -> tuple[list[Any], bool]:
         folder = self.block_dir(pipeline, partition, block_uuid)
-        meta = self._read_json(folder / META)
+        meta = self.read_meta(pipeline, partition, block_uuid)
         if meta is None:
             raise OutputsMissing(f"no stored output of block '{block_uuid}' in {folder}")
         if "inline" in meta:
@@ -348,14 +429,18 @@ class VariableStore:
     def partition_mtime(self, pipeline: str, partition: str) -> float | None:
         """When ``partition`` was last written (epoch seconds); None when it is gone.
 
-        On disk: the folder's own mtime. Object stores have no folders: the newest object under it.
+        On disk: the folder's own mtime, or its inline log's if newer. Object stores have no folders: the newest object under it.
         """
         folder = self._partition_dir(pipeline, partition)
         if not self.remote:
             try:
-                return Path(folder).stat().st_mtime
+                folder_mtime = Path(folder).stat().st_mtime
             except OSError:
                 return None
+            try:  # appending to the inline log does not touch the folder
+                return max(folder_mtime, (Path(folder) / INLINE_LOG).stat().st_mtime)
+            except OSError:
+                return folder_mtime
         import pyarrow.fs as pafs
 
         newest = None

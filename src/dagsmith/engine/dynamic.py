@@ -158,6 +158,10 @@ class DynamicLayout:
         self.blocks = blocks
         self.depth: dict[str, int] = {}
         self.driver: dict[str, str | None] = {}
+        if not any(spec.is_dynamic for spec in blocks.values()):  # the usual pipeline: every depth is 0
+            self.depth = dict.fromkeys(blocks, 0)
+            self.driver = dict.fromkeys(blocks)
+            return
         order = _topological(blocks, order)
         for uid in order:
             spec = blocks[uid]

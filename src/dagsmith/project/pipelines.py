@@ -220,7 +220,7 @@ def resolve_block_file(
 ) -> tuple[str, str | None]:
     """Which file a block entry means: (relative path, note when a fallback was used)."""
     derived = block_relpath(block_type, uuid, language)
-    if (root / derived).is_file():
+    if os.path.isfile(os.path.join(root, derived)):
         return derived, None
     source = (configuration.get("file_source") or {}) if isinstance(configuration, dict) else {}
     declared = source.get("path") if isinstance(source, dict) else None

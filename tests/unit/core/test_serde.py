@@ -53,8 +53,9 @@ def test_other_values_round_trip(tmp_path):
 def test_long_lists_are_stored_packed(tmp_path):
     store = VariableStore(tmp_path)
     store.write_outputs("p", "r", "b", [{"i": i} for i in range(1000)], multi=True)
-    folder = store.block_dir("p", "r", "b")
-    assert [p.name for p in folder.iterdir()] == ["_meta.json"]  # small plain values: one file
+    # small plain values: no folder, one line of the partition's inline log
+    assert not store.block_dir("p", "r", "b").exists()
+    assert [p.name for p in store.block_dir("p", "r", "b").parent.iterdir()] == ["_inline.jsonl"]
     store.write_outputs("p", "r", "big", [{"i": i, "pad": "x" * 100} for i in range(9000)], multi=True)
     big = store.block_dir("p", "r", "big")
     assert len([p for p in big.iterdir() if p.name.startswith("output_")]) == 1  # too big to inline: one packed file

@@ -246,6 +246,7 @@ def test_variables_retention_period_deletes_old_outputs_but_keeps_runs_latest_an
     aged = (now - timedelta(days=100)).timestamp()
     for part in (old_part, pinned_part, running_part, "cli-run"):
         os.utime(store.variables_dir("one") / part, (aged, aged))
+        os.utime(store.variables_dir("one") / part / "_inline.jsonl", (aged, aged))  # small outputs live here
 
     report = Scheduler(settings, db, clock=lambda: now).tick()
     assert not report.errors and report.partitions_deleted == 2 and report.runs_deleted == 0

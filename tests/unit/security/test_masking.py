@@ -61,7 +61,10 @@ def test_log_db_and_key_files_are_private(project):
         rt.stop(1.0)
     data = project / ".dagsmith"
     assert data.stat().st_mode & 0o777 == 0o700
-    files = [p for p in data.rglob("*") if p.is_file() and (p.suffix in (".jsonl", ".db") or p.name == "key")]
+    # block outputs (the store's _inline.jsonl among them) follow the umask like every output file: the
+    # 0700 data folder guards them here, and a shared variables_dir must stay readable by its group
+    files = [p for p in data.rglob("*") if p.is_file() and (p.suffix in (".jsonl", ".db") or p.name == "key")
+             and ".variables" not in p.parts]
     assert {p.suffix for p in files} >= {".jsonl", ".db"} and any(p.name == "key" for p in files)
     assert {str(p.relative_to(data)): oct(p.stat().st_mode & 0o777) for p in files if p.stat().st_mode & 0o077} == {}
     folders = [p for p in (data / "logs").rglob("*") if p.is_dir()]

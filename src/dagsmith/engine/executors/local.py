@@ -5,17 +5,17 @@ downstream blocks in memory (``RunSession.read``): nothing is serialised on the
 critical path. A timed-out or cancelled attempt gets the exception raised
 inside its thread (CPython's async exceptions); a block stuck in C code keeps
 its thread until that call returns, and the run does not wait for it. The threads are
-the process's (``_shared_pool``), kept between runs: a worker running many short runs does
+the process's (``BlockThreads``), kept between runs: a worker running many short runs does
 not start a thread per block.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import os
+import queue
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from dagsmith.engine import plan as P
 from dagsmith.engine.executors.base import Executor, RunSession
@@ -25,18 +25,64 @@ DEFAULT_MAX_WORKERS = 8
 #: block threads kept for the whole process, shared by every run (each run still runs at most
 #: its own ``max_workers`` blocks at once: the run loop submits no more than ``capacity``)
 SHARED_THREADS = 256
-_shared: cf.ThreadPoolExecutor | None = None
+
+
+class BlockThreads:
+    """The process's block threads: an idle one takes the next job, a new one starts only when none is idle.
+
+    A pool per run started a thread for every block of every run, which cost a busy worker more
+    than running a trivial block; and ``concurrent.futures`` (a Future with its condition, a work
+    item, an idle semaphore, done callbacks) cost about as much again as the block: a job here is
+    one queue put, and its end is one post to the run loop. Threads are daemons: a block stuck in C
+    code must not keep the process alive once its run has given up on it.
+    """
+
+    def __init__(self, limit: int = SHARED_THREADS) -> None:
+        self.limit = limit
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.threads = 0
+        self.idle = 0
+        self.backlog = 0
+        """jobs queued while every thread was busy and no new one could start"""
+
+    def start(self, job: Callable[[], None]) -> None:
+        with self.lock:
+            if self.idle:
+                self.idle -= 1
+                new = False
+            else:
+                new = self.threads < self.limit
+                self.threads += new
+                self.backlog += not new
+        self.jobs.put(job)
+        if new:
+            threading.Thread(target=self._serve, name=f"dagsmith-block-{self.threads}", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            job = self.jobs.get()
+            try:
+                job()
+            except BaseException:  # noqa: BLE001 - a late interrupt of a finished job; the job reported already
+                pass
+            job = None
+            with self.lock:
+                if self.backlog:  # the next get takes a queued job: this thread is not idle
+                    self.backlog -= 1
+                else:
+                    self.idle += 1
+
+
+_shared: BlockThreads | None = None
 _shared_lock = threading.Lock()
 
 
-def _shared_pool() -> cf.ThreadPoolExecutor:
-    """The process's block threads: an idle one takes the next attempt, a new one starts only when
-    none is idle. A pool per run started a thread for every block of every run, which cost a busy
-    worker more than running a trivial block."""
+def _shared_threads() -> BlockThreads:
     global _shared
     with _shared_lock:
         if _shared is None:
-            _shared = cf.ThreadPoolExecutor(max_workers=SHARED_THREADS, thread_name_prefix="dagsmith-block")
+            _shared = BlockThreads()
         return _shared
 
 
@@ -54,14 +100,25 @@ class LocalContext(ExecContext):
         self.session.emit_log(task.node, record)
 
 
-class _Slot:
-    """The thread running one attempt, while it runs."""
+class Attempt:
+    """The handle of one attempt: the thread running it (while it runs) and, once done, its outcome."""
 
-    __slots__ = ("thread_id", "lock")
+    __slots__ = ("task", "thread_id", "lock", "outcome", "error", "started", "skip")
 
-    def __init__(self) -> None:
+    def __init__(self, task: BlockTask) -> None:
+        self.task = task
         self.thread_id: int | None = None
         self.lock = threading.Lock()
+        self.outcome: BlockOutcome | None = None
+        self.error: BaseException | None = None
+        self.started = False
+        self.skip = False
+        """set by ``close`` for an attempt still queued: it never starts"""
+
+
+def _settle() -> None:
+    """A Python call: an interrupt sent just before the attempt let go of its thread is raised here, at the
+    latest (CPython checks for pending async exceptions when a function starts), inside the attempt's try."""
 
 
 class LocalExecutor(Executor):
@@ -69,11 +126,14 @@ class LocalExecutor(Executor):
 
     def __init__(self, max_workers: int | None = None) -> None:
         self.max_workers = max(1, int(max_workers or DEFAULT_MAX_WORKERS))
-        self.pool: cf.ThreadPoolExecutor | None = None
+        self.threads: BlockThreads | None = None
         self.ctx: LocalContext | None = None
-        self.slots: dict[cf.Future, _Slot] = {}
+        self.attempts: set[Attempt] = set()
+        """this run's attempts not yet done"""
         self.abandoned = False
         self._entered = False
+        self._ended = threading.Condition()
+        self._closing = False
 
     def open(self, session: RunSession) -> None:
         from dagsmith.blocks.loader import ensure_importable
@@ -91,19 +151,20 @@ class LocalExecutor(Executor):
         # run: installing and removing it around every block load scans sys.modules each time)
         self._aliasing = aliasing()
         self._aliasing.__enter__()
-        self.pool = _shared_pool()
-        self.futures: set[cf.Future] = set()
+        self.threads = _shared_threads()
 
     def close(self) -> None:
-        if self.pool is not None:
-            # this run's attempts only: not started ones are cancelled, running ones waited for
+        if self.threads is not None:
+            # this run's attempts only: queued ones never start, running ones are waited for
             # (unless one was abandoned: a block stuck in C code keeps its thread, the run goes on)
-            for fut in list(self.futures):
-                fut.cancel()
-            if not self.abandoned:
-                cf.wait(list(self.futures))
-            self.futures.clear()
-            self.pool = None
+            with self._ended:
+                self._closing = True
+                for att in self.attempts:
+                    att.skip = True
+                if not self.abandoned:
+                    self._ended.wait_for(lambda: not any(a.started for a in self.attempts))
+                self.attempts.clear()
+            self.threads = None
         if self._entered:
             self._entered = False
             Workdir.leave()
@@ -117,45 +178,48 @@ class LocalExecutor(Executor):
     def abandons_threads(self) -> bool:
         return self.abandoned
 
-    def submit(self, task: BlockTask) -> cf.Future:
-        assert self.pool is not None and self.ctx is not None, "open() the executor first"
-        slot = _Slot()
-        fut = self.pool.submit(self._run, task, slot)
-        self.slots[fut] = slot
-        self.futures.add(fut)
-        post = self.session.post
-        futures = self.futures
+    def submit(self, task: BlockTask) -> Attempt:
+        assert self.threads is not None and self.ctx is not None, "open() the executor first"
+        att = Attempt(task)
+        self.attempts.add(att)
+        ctx, post, ended = self.ctx, self.session.post, self._ended
 
-        def done(f: cf.Future) -> None:
-            futures.discard(f)
-            post(("done", f))
+        def job() -> None:
+            try:
+                with att.lock:
+                    if att.skip:
+                        return
+                    att.thread_id = threading.get_ident()
+                    att.started = True
+                try:
+                    att.outcome = execute_block(att.task, ctx)
+                finally:
+                    with att.lock:
+                        att.thread_id = None
+                    _settle()
+            except BaseException as exc:  # noqa: BLE001 - a bug of ours, or an interrupt that came late
+                att.error = exc
+            finally:
+                with ended:
+                    self.attempts.discard(att)
+                    att.started = False
+                    if self._closing:
+                        ended.notify_all()
+            if not att.skip:
+                post(("done", att))
 
-        fut.add_done_callback(done)
-        return fut
+        self.threads.start(job)
+        return att
 
-    def _run(self, task: BlockTask, slot: _Slot) -> BlockOutcome:
-        with slot.lock:
-            slot.thread_id = threading.get_ident()
-        try:
-            return execute_block(task, self.ctx)  # type: ignore[arg-type]
-        finally:
-            with slot.lock:
-                slot.thread_id = None
+    def outcome(self, handle: Attempt) -> BlockOutcome:
+        if handle.outcome is not None:
+            return handle.outcome
+        return BlockOutcome(node="", attempt=0, status=P.FAILED, error=handle.error or RuntimeError("the attempt never ran"))
 
-    def outcome(self, handle: cf.Future) -> BlockOutcome:
-        self.slots.pop(handle, None)
-        try:
-            return handle.result()
-        except BaseException as exc:  # noqa: BLE001 - a bug of ours must not kill the run loop
-            return BlockOutcome(node="", attempt=0, status=P.FAILED, error=exc)
-
-    def interrupt(self, handle: cf.Future, exc_type: type[BaseException]) -> None:
-        slot = self.slots.pop(handle, None)
-        if slot is None:
-            return
-        with slot.lock:
-            if slot.thread_id is not None:
-                _raise_in_thread(slot.thread_id, exc_type)
+    def interrupt(self, handle: Attempt, exc_type: type[BaseException]) -> None:
+        with handle.lock:
+            if handle.thread_id is not None:
+                _raise_in_thread(handle.thread_id, exc_type)
                 self.abandoned = True
 
 

@@ -512,18 +512,18 @@ def output_preview(root: Path, pipeline_uuid: str, block_uuid: str, partition: s
     Frames are read memory-mapped from their Arrow file; with ``profile`` the preview also
     carries a profile of every column of the whole output (``data.preview.profile``).
     """
-    import json
-
     from dagsmith.data.preview import preview
+    from dagsmith.data.store import OutputsMissing
     from dagsmith.engine.storage import project_store
 
     store = project_store(root)  # the project's variables_dir (a shared folder or s3://, gs://) when it sets one
     part = partition if partition and store.has_outputs(pipeline_uuid, partition, block_uuid) else store.latest_partition(pipeline_uuid, block_uuid)
     if part is None:
         return None
-    folder = store.block_dir(pipeline_uuid, part, block_uuid)
     try:
-        meta = json.loads((folder / "_meta.json").read_text(encoding="utf-8"))
+        meta = store.read_meta(pipeline_uuid, part, block_uuid)
+        if meta is None:
+            raise OutputsMissing(f"no stored output of block '{block_uuid}' in partition {part}")
         count = len(meta["inline"]) if "inline" in meta else int(meta.get("count") or 0)
         if meta.get("packed"):
             count = 1
