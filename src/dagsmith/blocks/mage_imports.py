@@ -36,8 +36,6 @@ import os
 import sys
 import threading
 import types
-from contextlib import contextmanager
-from typing import Iterator
 
 _PREFIX = "mage_ai"
 _TARGET = "dagsmith.compat.mage_ai"
@@ -175,29 +173,30 @@ def _uninstall_forced() -> None:
     _saved.clear()
 
 
-@contextmanager
-def aliasing() -> Iterator[None]:
+class aliasing:
     """``mage_ai`` resolves to dagsmith inside the ``with`` body (re-entrant, thread-safe).
 
     Without a real mage-ai installed this only makes sure the finder is in place (it then
-    stays for the process, and costs nothing more).
+    stays for the process, and costs nothing more). A class, not a generator: it is entered
+    twice for every block of every run.
     """
-    with _lock:
-        finder = _ensure_finder()
-        if not finder.real_installed:
-            forced = False
-        else:
-            forced = True
-            if finder.forced == 0:
-                _install_forced(finder)
-            finder.forced += 1
-    if not forced:
-        yield
-        return
-    try:
-        yield
-    finally:
+
+    __slots__ = ("forced",)
+
+    def __enter__(self) -> None:
         with _lock:
+            finder = _ensure_finder()
+            self.forced = finder.real_installed
+            if self.forced:
+                if finder.forced == 0:
+                    _install_forced(finder)
+                finder.forced += 1
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.forced:
+            return
+        with _lock:
+            finder = _ensure_finder()
             finder.forced -= 1
             if finder.forced == 0:
                 _uninstall_forced()

@@ -7,6 +7,7 @@ fails before anything runs instead of skipping it; so is a pipeline with no bloc
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterable
 
@@ -70,7 +71,7 @@ def pipeline_problems(root: Path, spec: PipelineSpec, blocks: Iterable[BlockSpec
     for block in spec.blocks if blocks is None else blocks:
         if block.type in EXECUTABLE_TYPES and block.language == "sql":
             problems.extend(_sql_problems(spec, block))
-        if block.type not in EXECUTABLE_TYPES or block.language != "python" or not block.path.is_file():
+        if block.type not in EXECUTABLE_TYPES or block.language != "python" or not os.path.isfile(block.path):
             continue
         n_inputs = sum(
             1 for u in block.upstream_blocks if u in by_uuid and by_uuid[u].type in EXECUTABLE_TYPES

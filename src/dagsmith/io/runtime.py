@@ -10,21 +10,25 @@ user code do not see them: pass ``partition_value=`` there).
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 _VARIABLES: ContextVar[Mapping[str, Any] | None] = ContextVar("dagsmith_block_variables", default=None)
 
 
-@contextmanager
-def block_variables(variables: Mapping[str, Any]) -> Iterator[None]:
-    """Make ``variables`` (a block's runtime keyword arguments) current while the block runs."""
-    token = _VARIABLES.set(variables)
-    try:
-        yield
-    finally:
-        _VARIABLES.reset(token)
+class block_variables:
+    """Make ``variables`` (a block's runtime keyword arguments) current while the block runs (``with``)."""
+
+    __slots__ = ("variables", "token")
+
+    def __init__(self, variables: Mapping[str, Any]) -> None:
+        self.variables = variables
+
+    def __enter__(self) -> None:
+        self.token = _VARIABLES.set(self.variables)
+
+    def __exit__(self, *exc: object) -> None:
+        _VARIABLES.reset(self.token)
 
 
 def current_variables() -> Mapping[str, Any]:

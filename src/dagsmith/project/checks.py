@@ -8,6 +8,8 @@ block files that do not exist. The graph itself (the cycle's loop) is
 
 from __future__ import annotations
 
+import os
+
 from dagsmith.dag.graph import find_cycle
 from dagsmith.project.specs import PipelineSpec
 
@@ -24,7 +26,7 @@ def graph_problems(spec: PipelineSpec) -> list[str]:
                 problems.append(
                     f"{where}: block '{block.uuid}' lists unknown upstream block '{up}'{hint}"
                 )
-        if not block.path.is_file() and block.type not in ("markdown", "dbt"):
+        if block.type not in ("markdown", "dbt") and not os.path.isfile(block.path):
             problems.append(
                 f"pipeline '{spec.uuid}', block '{block.uuid}': block file {block.relpath} does not exist"
             )

@@ -23,6 +23,7 @@ shows the message, the CLI exits 2 — and nothing has been read or written.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -93,6 +94,7 @@ def _has_control(text: str) -> bool:
     return _CONTROL.search(text) is not None
 
 
+@functools.lru_cache(maxsize=4096)  # pure; every block name is checked several times per run
 def _problem(value: str, *, allow_slash: bool) -> str | None:
     if not value:
         return "is empty"

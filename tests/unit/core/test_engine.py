@@ -502,3 +502,53 @@ def test_block_code_is_cached_and_edits_are_picked_up(root, monkeypatch):
     store = VariableStore(data_dir(root))
     assert store.read_block_value("p", first.partition, "a") == 1
     assert store.read_block_value("p", second.partition, "a") == "edited, longer"
+
+
+def test_a_cancelled_block_stuck_in_c_code_does_not_hold_the_run(root):
+    """A block alone in its run runs on the loop's own thread; one that ignores its cancel (here a
+    long sleep in C) is abandoned like a stuck block thread: the run ends as cancelled at once."""
+    import threading
+    import time
+
+    add_pipeline(
+        root,
+        "p",
+        [
+            {"uuid": "fast", "type": "data_loader", "code": "@data_loader\ndef f(**kw):\n    return 1\n"},
+            {"uuid": "stuck", "upstream": ["fast"], "code": "import time\n@transformer\ndef f(x, **kw):\n    time.sleep(30)\n"},
+            {"uuid": "after", "upstream": ["stuck"], "code": "@transformer\ndef f(x, **kw):\n    return x\n"},
+        ],
+    )
+    cancel = threading.Event()
+
+    class Cancel(RecordingObserver):
+        def on_block_start(self, *, block_uuid, **kw):
+            if block_uuid == "stuck":
+                threading.Timer(0.3, cancel.set).start()
+
+    started = time.monotonic()
+    result = run_pipeline(root, "p", cancel_event=cancel, observer=Cancel())
+    assert time.monotonic() - started < 10
+    assert result.status == "cancelled" and result.abandoned_threads
+    assert [result.blocks[u].status for u in ("fast", "stuck", "after")] == ["completed", "cancelled", "cancelled"]
+
+
+def test_blocks_of_a_chain_see_their_own_output_capture_and_thread_state(root):
+    """Blocks that run one after another (on the loop's thread) keep their prints apart and their inputs whole."""
+    add_pipeline(
+        root,
+        "p",
+        [
+            {"uuid": "a", "type": "data_loader", "code": "@data_loader\ndef f(**kw):\n    print('from a')\n    return [1, 2]\n"},
+            {"uuid": "b", "upstream": ["a"], "code": "@transformer\ndef f(x, **kw):\n    print('from b', x)\n    kw['logger'].info('logged by b')\n    return sum(x)\n"},
+            {"uuid": "c", "upstream": ["b"], "code": "@transformer\ndef f(x, **kw):\n    print('from c', x)\n    return x * 10\n"},
+        ],
+    )
+    result = run_pipeline(root, "p")
+    assert result.status == "completed"
+    assert result.blocks["a"].stdout == "from a"
+    assert result.blocks["b"].stdout == "from b [1, 2]\nlogged by b"
+    assert result.blocks["c"].stdout == "from c 3"
+    from dagsmith.engine.storage import project_store
+
+    assert project_store(root).read_block_value("p", result.partition, "c") == 30

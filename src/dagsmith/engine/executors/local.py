@@ -182,34 +182,57 @@ class LocalExecutor(Executor):
         assert self.threads is not None and self.ctx is not None, "open() the executor first"
         att = Attempt(task)
         self.attempts.add(att)
-        ctx, post, ended = self.ctx, self.session.post, self._ended
+        post = self.session.post
 
         def job() -> None:
             try:
-                with att.lock:
-                    if att.skip:
-                        return
-                    att.thread_id = threading.get_ident()
-                    att.started = True
-                try:
-                    att.outcome = execute_block(att.task, ctx)
-                finally:
-                    with att.lock:
-                        att.thread_id = None
-                    _settle()
-            except BaseException as exc:  # noqa: BLE001 - a bug of ours, or an interrupt that came late
-                att.error = exc
+                self._attempt(att)
             finally:
-                with ended:
+                with self._ended:
                     self.attempts.discard(att)
                     att.started = False
                     if self._closing:
-                        ended.notify_all()
+                        self._ended.notify_all()
             if not att.skip:
                 post(("done", att))
 
         self.threads.start(job)
         return att
+
+    def handle(self, task: BlockTask) -> Attempt:
+        """A handle for ``task`` to run with ``run_here``."""
+        return Attempt(task)
+
+    def run_here(self, att: Attempt) -> None:
+        """Run an attempt on the calling thread (the run loop's, when its block is the only thing to do).
+
+        It is interrupted like any attempt (``interrupt``); its end is not posted: the outcome
+        is on the handle when this returns.
+        """
+        assert self.ctx is not None, "open() the executor first"
+        self._attempt(att)
+
+    def start_loop(self, body: Callable[[], None]) -> None:
+        """Run a run's loop on one of the block threads (its caller stays free to watch it)."""
+        assert self.threads is not None, "open() the executor first"
+        self.threads.start(body)
+
+    def _attempt(self, att: Attempt) -> None:
+        """One attempt on this thread; the outcome (or our own failure) lands on ``att``, nothing raises."""
+        try:
+            with att.lock:
+                if att.skip:
+                    return
+                att.thread_id = threading.get_ident()
+                att.started = True
+            try:
+                att.outcome = execute_block(att.task, self.ctx)  # type: ignore[arg-type]
+            finally:
+                with att.lock:
+                    att.thread_id = None
+                _settle()
+        except BaseException as exc:  # noqa: BLE001 - a bug of ours, or an interrupt that came late
+            att.error = exc
 
     def outcome(self, handle: Attempt) -> BlockOutcome:
         if handle.outcome is not None:
