@@ -552,3 +552,26 @@ def test_blocks_of_a_chain_see_their_own_output_capture_and_thread_state(root):
     from dagsmith.engine.storage import project_store
 
     assert project_store(root).read_block_value("p", result.partition, "c") == 30
+
+
+def test_more_concurrent_runs_than_block_threads_all_finish(root, monkeypatch):
+    """Run loops have threads of their own: with every block thread taken, runs still make progress."""
+    import threading
+
+    from dagsmith.engine.executors import local
+
+    monkeypatch.setattr(local, "_shared", local.BlockThreads(limit=2))
+    code = "import time\n@transformer\ndef f(x, **kw):\n    time.sleep(0.05)\n    return x + 1\n"
+    add_pipeline(root, "p", [
+        {"uuid": "src", "type": "data_loader", "code": "@data_loader\ndef f(**kw):\n    return 1\n"},
+        {"uuid": "left", "upstream": ["src"], "code": code},
+        {"uuid": "right", "upstream": ["src"], "code": code},
+        {"uuid": "join", "upstream": ["left", "right"], "code": "@transformer\ndef f(a, b, **kw):\n    return a + b\n"},
+    ])
+    results: list = []
+    runs = [threading.Thread(target=lambda: results.append(run_pipeline(root, "p"))) for _ in range(6)]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join(60)
+    assert len(results) == 6 and all(r.status == "completed" for r in results)

@@ -47,6 +47,7 @@ class BlockThreads:
         """jobs queued while every thread was busy and no new one could start"""
 
     def start(self, job: Callable[[], None]) -> None:
+        """Hand ``job`` to an idle thread, else a new one; past ``limit`` it waits for a thread."""
         with self.lock:
             if self.idle:
                 self.idle -= 1
@@ -75,6 +76,7 @@ class BlockThreads:
 
 
 _shared: BlockThreads | None = None
+_loops: BlockThreads | None = None
 _shared_lock = threading.Lock()
 
 
@@ -84,6 +86,16 @@ def _shared_threads() -> BlockThreads:
         if _shared is None:
             _shared = BlockThreads()
         return _shared
+
+
+def _loop_threads() -> BlockThreads:
+    """Threads for run loops (``start_loop``): apart from the block threads and without a limit, so
+    loops never wait behind blocks that wait for their loops (runs are bounded by their callers)."""
+    global _loops
+    with _shared_lock:
+        if _loops is None:
+            _loops = BlockThreads(limit=1 << 30)
+        return _loops
 
 
 class LocalContext(ExecContext):
@@ -215,7 +227,7 @@ class LocalExecutor(Executor):
     def start_loop(self, body: Callable[[], None]) -> None:
         """Run a run's loop on one of the block threads (its caller stays free to watch it)."""
         assert self.threads is not None, "open() the executor first"
-        self.threads.start(body)
+        _loop_threads().start(body)
 
     def _attempt(self, att: Attempt) -> None:
         """One attempt on this thread; the outcome (or our own failure) lands on ``att``, nothing raises."""
