@@ -87,6 +87,8 @@ class VariableStore:
         self._logs: dict[str, tuple[int, int, dict[str, dict[str, Any]]]] = {}
         """log path → (inode, bytes parsed, block → newest record), so a reader parses only what was appended"""
         self._logs_lock = threading.Lock()
+        self._open_logs: dict[str, int] | None = None
+        """partition log → its open descriptor, while a run keeps them open (``keep_logs_open``)"""
         self._real_root: str | None = None
         self.url = str(data_dir)
         self.remote = "://" in self.url and not self.url.startswith("file://")
@@ -187,20 +189,49 @@ class VariableStore:
             self.set_latest(pipeline, {block_uuid: partition})
         return version
 
+    def keep_logs_open(self) -> None:
+        """Keep partition logs open between appends until ``close`` (a run's own store: one open per
+        partition instead of one per block)."""
+        if self._open_logs is None:
+            self._open_logs = {}
+
+    def close(self) -> None:
+        """Close the logs ``keep_logs_open`` kept open (the store stays usable)."""
+        with self._logs_lock:
+            held, self._open_logs = self._open_logs or {}, None
+        for fd in held.values():
+            os.close(fd)
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
     def _append_inline(self, partition_dir: Path, text: str) -> None:
         """One line of the partition's inline log, in one ``write`` (O_APPEND: writers never interleave)."""
         data = ("\n" + text + "\n").encode("utf-8")
         path = os.path.join(partition_dir, INLINE_LOG)
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-        try:
-            fd = os.open(path, flags, 0o666)
-        except FileNotFoundError:
-            Path(partition_dir).mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, flags, 0o666)
+        held = self._open_logs
+        fd = held.get(path) if held is not None else None
+        if fd is None:
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+            try:
+                fd = os.open(path, flags, 0o666)
+            except FileNotFoundError:
+                Path(partition_dir).mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, flags, 0o666)
+            if held is not None:
+                with self._logs_lock:
+                    kept = held.setdefault(path, fd)
+                if kept != fd:  # another thread opened it first
+                    os.close(fd)
+                    fd = kept
         try:
             written = os.write(fd, data)
         finally:
-            os.close(fd)
+            if held is None:
+                os.close(fd)
         if written != len(data):  # a full disk: the line is torn, so it reads as not stored
             raise OSError(f"could not append to {path}: disk full? ({written} of {len(data)} bytes written)")
 

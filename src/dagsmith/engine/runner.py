@@ -178,6 +178,8 @@ class Run:
         }
         needs_store = self.persist or self.completed or config.block_uuids is not None or self.remote
         self.store = project_store(root, self.project.metadata) if needs_store else None
+        if self.store is not None:
+            self.store.keep_logs_open()  # closed when the run ends (execute)
         self.shared_vars = run_variables(
             pipeline_uuid=self.spec.uuid,
             pipeline_variables=self.spec.variables,
@@ -301,6 +303,8 @@ class Run:
                     f"the run's outputs could not be stored in {self.store.url}: {type(exc).__name__}: {exc} "
                     "(hint: check the project's variables_dir / remote_variables_dir and its credentials)"
                 )
+        if self.store is not None:
+            self.store.close()
         self.observer.on_run_end(run_id=self.run_id, status=res.status, result=res)
         return res
 

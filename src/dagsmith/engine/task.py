@@ -23,6 +23,7 @@ final status is known (the run loop submits it after the last attempt).
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -258,7 +259,7 @@ def execute_block(task: BlockTask, ctx: ExecContext) -> BlockOutcome:
             out.status = P.CONDITION_FAILED
             return _done(out, sink)
     call = BlockCall(
-        project_root=Path(task.project_root),
+        project_root=_root_path(task.project_root),
         pipeline=task.pipeline,
         block=block,
         inputs=inputs,
@@ -312,6 +313,11 @@ def execute_block(task: BlockTask, ctx: ExecContext) -> BlockOutcome:
         out.outputs = outputs
     out.status = P.COMPLETED
     return _done(out, sink)
+
+
+@functools.lru_cache(maxsize=64)
+def _root_path(root: str) -> Path:
+    return Path(root)  # one Path per project, not one per block attempt
 
 
 def resolve_inputs(task: BlockTask, ctx: ExecContext) -> list[Any]:
