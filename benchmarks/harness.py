@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -27,6 +27,8 @@ class Measure:
     rss_mb: list[float] = field(default_factory=list)
     cpus: list[float] = field(default_factory=list)
     """CPU seconds (user + system) of the process: steadier than wall time on a busy machine."""
+    switches: list[int] = field(default_factory=list)
+    """voluntary context switches of the process (thread hand-offs, waits): the same on a busy machine"""
 
     @property
     def cpu(self) -> float:
@@ -51,6 +53,13 @@ def run_process(cmd: Sequence[str], *, cwd: str | os.PathLike[str] | None = None
 def run_process_usage(cmd: Sequence[str], *, cwd: str | os.PathLike[str] | None = None, env: dict | None = None,
                       check: bool = True) -> tuple[float, float, float, str]:
     """Run ``cmd`` once; returns (wall seconds, peak RSS in MB, CPU seconds, output)."""
+    wall, usage, text = run_process_rusage(cmd, cwd=cwd, env=env, check=check)
+    return wall, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime, text
+
+
+def run_process_rusage(cmd: Sequence[str], *, cwd: str | os.PathLike[str] | None = None, env: dict | None = None,
+                       check: bool = True) -> tuple[float, Any, str]:
+    """Run ``cmd`` once; returns (wall seconds, its ``resource.struct_rusage``, output)."""
     # measure what users get: bytecode caches on (some shells set PYTHONDONTWRITEBYTECODE)
     full_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     full_env.update(env or {})
@@ -66,7 +75,7 @@ def run_process_usage(cmd: Sequence[str], *, cwd: str | os.PathLike[str] | None 
     text = out.decode(errors="replace")
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{text[-3000:]}")
-    return wall, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime, text
+    return wall, usage, text
 
 
 def measure(label: str, cmd: Sequence[str], *, repeat: int = 5, warmup: int = 1, **kw) -> Measure:
@@ -74,10 +83,11 @@ def measure(label: str, cmd: Sequence[str], *, repeat: int = 5, warmup: int = 1,
     for _ in range(warmup):
         run_process(cmd, **kw)
     for _ in range(repeat):
-        wall, rss, cpu, _ = run_process_usage(cmd, **kw)
+        wall, usage, _ = run_process_rusage(cmd, **kw)
         m.walls.append(wall)
-        m.rss_mb.append(rss)
-        m.cpus.append(cpu)
+        m.rss_mb.append(usage.ru_maxrss / 1024.0)
+        m.cpus.append(usage.ru_utime + usage.ru_stime)
+        m.switches.append(usage.ru_nvcsw)
     return m
 
 
