@@ -621,6 +621,31 @@
 
   // ------------------------------------------------------------ dagsmith dev's runs (engine.devfeed)
 
+  // The feed is re-rendered whenever the dev run moves on: its boxes (a block's printed output, a
+  // preview table) keep the reader's scroll position, or stay at the bottom of output they followed.
+  function boxKey(el, seen) {
+    var block = el.closest("[data-block]");
+    var key = (block ? block.dataset.block : "") + "|" + el.tagName + "." + el.className;
+    seen[key] = (seen[key] || 0) + 1;
+    return key + "|" + seen[key];
+  }
+  function feedScrolls(feed) {
+    var saved = {}, seen = {};
+    feed.querySelectorAll("pre, .table-scroll").forEach(function (el) {
+      saved[boxKey(el, seen)] = { top: el.scrollTop, left: el.scrollLeft, bottom: atBottom(el) };
+    });
+    return saved;
+  }
+  function restoreFeedScrolls(feed, saved) {
+    var seen = {};
+    feed.querySelectorAll("pre, .table-scroll").forEach(function (el) {
+      var st = saved[boxKey(el, seen)], output = el.matches("pre.stdout");
+      if (!st) { if (output) el.scrollTop = el.scrollHeight; return; }  // new output opens at its end, as on page load
+      el.scrollTop = st.bottom && output ? el.scrollHeight : st.top;
+      el.scrollLeft = st.left;
+    });
+  }
+
   function followDevFeed() {
     if (!document.getElementById("dev-feed")) return;
     var busy = false;
@@ -631,7 +656,14 @@
       // a failed poll (server restarting) is quiet: the connection banner already says so
       fetch(el.dataset.url + "?seq=" + encodeURIComponent(el.dataset.seq || "0"), { credentials: "same-origin", cache: "no-store" })
         .then(function (r) { return r.status === 200 ? r.text() : null; })
-        .then(function (html) { var cur = document.getElementById("dev-feed"); if (html && cur) cur.outerHTML = html; })
+        .then(function (html) {
+          var cur = document.getElementById("dev-feed");
+          if (!html || !cur) return;
+          var saved = feedScrolls(cur);
+          cur.outerHTML = html;
+          var fresh = document.getElementById("dev-feed");
+          if (fresh) restoreFeedScrolls(fresh, saved);
+        })
         .catch(function () {})
         .then(function () { busy = false; });
     }, 1000);
