@@ -42,3 +42,36 @@ def test_editor_follows_dev_loop_runs(page, start_server, tmp_path):
     finally:
         dev.terminate()
         dev.wait(timeout=20)
+
+
+def test_dev_feed_keeps_a_scrolled_output_box_in_place(page, start_server, tmp_path):
+    """The feed is re-rendered as the dev run moves on: a block's printed output the reader scrolled
+    stays where they left it while later blocks start and end."""
+    project = new_project(tmp_path)
+    hold = tmp_path / "hold"
+    hold.write_text("")
+    write_pipeline(project, "dev", [
+        {"uuid": "chatty", "type": "data_loader", "code": block_code("data_loader", "for i in range(80):\n    print(f'chatty line {i}')\nreturn 1")},
+        {"uuid": "slow", "type": "transformer", "upstream": ["chatty"],
+         "code": block_code("transformer", f"import os, time\nwhile os.path.exists({str(hold)!r}):\n    time.sleep(0.05)\nreturn data", args="data")},
+    ])
+    server = start_server(project)
+    env = {**os.environ, "DAGSMITH_NO_HISTORY": "1"}
+    dev = subprocess.Popen([sys.executable, "-m", "dagsmith", "dev", str(project), "dev"], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        page.goto(server.url + "/pipelines/dev/edit")
+        feed = page.locator("#dev-feed")
+        feed.locator('.dev-block[data-block="slow"][data-status="running"]').wait_for(timeout=60_000)
+        out = feed.locator('.dev-block[data-block="chatty"] pre.stdout')
+        out.evaluate("p => { p.scrollTop = 40; }")
+        hold.unlink()  # slow ends: the feed is re-rendered (slow's end, then the run's)
+        feed.locator('.dev-block[data-block="slow"][data-status="completed"]').wait_for(timeout=30_000)
+        page.wait_for_function("document.querySelector('#dev-feed .dev-head') && !document.querySelector('#dev-feed .dev-head').textContent.includes('running')",
+                               timeout=30_000)
+        assert out.evaluate("p => p.scrollTop") == 40
+        assert page.errors.items == [], page.errors.items
+    finally:
+        hold.unlink(missing_ok=True)
+        dev.terminate()
+        dev.wait(timeout=20)

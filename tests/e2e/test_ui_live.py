@@ -1,5 +1,6 @@
 """Live editor output in Chromium: output and timer stream while a block runs, output boxes follow
-their tail only when the reader is at the bottom, and a run cut off by a server restart says so,
+their tail only when the reader is at the bottom (scrolled up, they stay put, also when the block
+ends, and offer "new lines below"), and a run cut off by a server restart says so,
 offers to run again, with a "connection lost" banner while the server is away."""
 
 from __future__ import annotations
@@ -71,13 +72,22 @@ def test_output_box_follows_its_tail_only_at_the_bottom(page, start_server, live
     page.wait_for_timeout(300)
     at_bottom = pre.evaluate("p => p.scrollHeight - p.scrollTop - p.clientHeight")
     assert at_bottom < 10
-    # scrolled up: it stays where the reader is while lines keep coming
-    pre.evaluate("p => { p.scrollTop = 40; }")
+    # scrolled up: it stays where the reader is while lines keep coming, and says new lines came below
+    pre.evaluate("p => { p.scrollTop = 40; p.dataset.mine = '1'; }")
     lines_before = pre.evaluate("p => p.textContent.split('\\n').length")
-    page.wait_for_timeout(800)
-    assert pre.evaluate("p => p.textContent.split('\\n').length") > lines_before
+    page.wait_for_function(f"document.querySelector('#out-chatty pre.stdout').textContent.split('\\n').length >= {lines_before + 20}", timeout=15_000)
     assert pre.evaluate("p => p.scrollTop") == 40
+    latest = page.locator("#out-chatty .log-latest")
+    assert latest.is_visible() and "new lines below" in latest.inner_text(), latest.inner_text()
+    # the block ends: the finished output keeps the reader's box where it was
     page.locator("#out-chatty.done").wait_for(timeout=30_000)
+    done = page.locator("#out-chatty.done pre.stdout")
+    assert done.evaluate("p => [p.dataset.mine, p.scrollTop]") == ["1", 40]
+    assert "tick 299" in done.inner_text()
+    # "jump to latest" goes to the last line
+    page.locator("#out-chatty .log-latest").click()
+    assert done.evaluate("p => p.scrollHeight - p.scrollTop - p.clientHeight") < 8
+    assert not page.locator("#out-chatty .log-latest").is_visible()
     assert page.errors.items == [], page.errors.items
 
 

@@ -1,5 +1,6 @@
-"""Run pages in Chromium: logs that stay on the chosen block or the whole run during a run and follow
-their tail only at the bottom; the timeline's time axis and retried attempts; the graph's block
+"""Run pages in Chromium: logs that stay on the chosen block or the whole run during a run, follow
+their tail at the bottom and keep a reader's lines in place above it (with "new lines below"), also
+when the run finishes; the timeline's time axis and retried attempts; the graph's block
 statuses; a new @daily trigger that waits for its first tick; "Last run" = when it ran; backfill
 runs named after their backfill and listed on their own; the runs pages' pictures."""
 
@@ -15,11 +16,14 @@ from tests.e2e.uiproject import block_code, new_project, write_pipeline
 
 pytestmark = pytest.mark.e2e
 
+# 40 lines, or more while the test holds it talking (the file HOLD exists)
 TALKER = block_code("data_loader", """
-import time
-for i in range(40):
+import os, time
+i = 0
+while i < 40 or (os.path.exists(HOLD) and i < 1200):
     print(f"loader line {i}", flush=True)
     time.sleep(0.1)
+    i += 1
 return [1, 2, 3]
 """)
 SECOND = block_code("transformer", """
@@ -42,7 +46,7 @@ return data
 def served(tmp_path, start_server):
     project = new_project(tmp_path)
     write_pipeline(project, "etl", [
-        {"uuid": "talker", "type": "data_loader", "code": TALKER},
+        {"uuid": "talker", "type": "data_loader", "code": TALKER.replace("HOLD", repr(str(tmp_path / "hold")))},
         {"uuid": "second", "type": "transformer", "code": SECOND, "upstream": ["talker"]},
         {"uuid": "flaky", "type": "transformer", "code": FLAKY, "upstream": ["talker"]},
     ])
@@ -55,34 +59,66 @@ def served(tmp_path, start_server):
     return project, start_server(project)
 
 
-def test_run_page_logs_timeline_attempts_and_graph(page, served):
+# the first log line a reader sees in the box, and how far below the box's top edge it is
+TOP_LINE = """l => { const top = l.getBoundingClientRect().top;
+  for (const s of l.children) { const r = s.getBoundingClientRect(); if (r.bottom > top + 1) return [s.textContent, Math.round(r.top - top)]; }
+  return null; }"""
+RECORDS = "document.querySelectorAll('#logs > span:not(.log-empty)').length"
+
+
+def test_run_page_logs_timeline_attempts_and_graph(page, served, tmp_path):
     project, server = served
+    hold = tmp_path / "hold"
+    hold.write_text("")  # talker talks until the test is done reading
     page.goto(server.url + "/pipelines/etl/edit")
     page.click("#run-pipeline")
     page.wait_for_url(re.compile(r"/pipeline-runs/\d+"))
     run_url = page.url.split("?")[0]
     page.locator('.g-row[data-block="talker"][data-status="running"]').wait_for(timeout=30_000)
     # the whole run by default while it runs
-    assert "(whole run)" in page.locator("#run-live h2", has_text="Logs").inner_text()
+    assert "(whole run)" in page.locator("#run-logs h2").inner_text()
     # pick one block, then "show all": the page stays on the whole run through the live refreshes
     page.locator('.g-row[data-block="talker"] .g-label').click()
     page.wait_for_url(re.compile(r"block=talker"))
-    assert "of talker" in page.locator("#run-live h2", has_text="Logs").inner_text()
+    assert "of talker" in page.locator("#run-logs h2").inner_text()
     page.click("#logs-all")
     page.wait_for_url(re.compile(r"block=$"))
-    page.wait_for_timeout(2500)  # two live refreshes
-    heading = page.locator("#run-live h2", has_text="Logs").inner_text()
-    assert "(whole run)" in heading, heading
+    page.wait_for_function(f"{RECORDS} > 0 && document.querySelector('#logs').textContent.includes('[talker]')")
+    page.evaluate("window.samePage = true")
     logs = page.locator("#logs")
-    # the reader scrolls up: the refreshes leave the box where it is
-    page.wait_for_function("document.getElementById('logs') && document.getElementById('logs').scrollHeight > document.getElementById('logs').clientHeight + 100", timeout=20_000)
+    logs.evaluate("l => { l.dataset.mine = '1'; }")
+    # the reader scrolls up: live refreshes append lines below, the lines they read stay where they are
+    page.wait_for_function("(() => { const l = document.getElementById('logs'); return l.scrollHeight > l.clientHeight + 100; })()", timeout=20_000)
     logs.evaluate("l => { l.scrollTop = 30; }")
-    page.wait_for_timeout(2200)
-    if page.locator('.run-status[data-status="running"]').count():
-        assert logs.evaluate("l => l.scrollTop") == 30
+    seen = logs.evaluate(TOP_LINE)
+    before = page.evaluate(RECORDS)
+    page.wait_for_function(f"{RECORDS} >= {before + 25}", timeout=30_000)  # at least three refreshes with new lines
+    assert logs.evaluate("l => [l.dataset.mine, l.scrollTop]") == ["1", 30]  # the same box, not scrolled
+    assert logs.evaluate(TOP_LINE) == seen, (logs.evaluate(TOP_LINE), seen)
+    latest = page.locator("#run-logs .log-latest")
+    assert latest.is_visible() and "new lines below" in latest.inner_text(), latest.inner_text()
+    assert "(whole run)" in page.locator("#run-logs h2").inner_text()
+    # "jump to latest": at the bottom, the box follows new lines
+    latest.click()
+    assert logs.evaluate("l => l.scrollHeight - l.scrollTop - l.clientHeight") < 8
+    assert not latest.is_visible()
+    before = page.evaluate(RECORDS)
+    page.wait_for_function(f"{RECORDS} >= {before + 15}", timeout=30_000)
+    page.wait_for_timeout(50)
+    assert logs.evaluate("l => l.scrollHeight - l.scrollTop - l.clientHeight") < 8
+    assert not latest.is_visible()
+    # scrolled up when the run finishes: the page updates in place (no reload) and the lines stay
+    logs.evaluate("l => { l.scrollTop = 30; }")
+    seen = logs.evaluate(TOP_LINE)
+    hold.unlink()
     page.locator('.run-status[data-status="completed"]').wait_for(timeout=60_000)
+    assert page.evaluate("window.samePage === true")
+    assert logs.evaluate("l => [l.dataset.mine, l.scrollTop]") == ["1", 30]
+    assert logs.evaluate(TOP_LINE) == seen
+    assert page.locator("#cancel-run").count() == 0 and page.locator("#run-actions select[name=from_block]").count() == 1
+    assert page.locator("#run-facts dt", has_text="Completed").locator("xpath=../dd").inner_text() not in ("", "—")
     text = page.locator("#logs").inner_text()
-    assert "[talker] loader line 3" in text and "[second] second line 3" in text
+    assert "[talker] loader line 3" in text and "[second] second line 3" in text and "[second] second line 29" in text
     # the timeline: a time axis, and the retried block shows both attempts
     assert page.locator(".g-axis .g-tick").count() >= 2
     flaky = page.locator('.g-row[data-block="flaky"]')

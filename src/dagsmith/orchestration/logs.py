@@ -16,7 +16,7 @@ import shutil
 import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from dagsmith.project.masking import MASK  # noqa: F401 - the one mask, re-exported for callers
 
@@ -144,6 +144,54 @@ def read_logs(
                     break
             index += 1
     return out
+
+
+class LogTail(NamedTuple):
+    """What ``tail_logs`` read: the records, the byte offset to read from next time, whether the
+    file was shorter than the offset asked for (rewritten: the records start from its beginning),
+    and how many earlier records ``keep`` left out."""
+
+    records: list[dict[str, Any]]
+    next: int
+    reset: bool = False
+    dropped: int = 0
+
+
+def tail_logs(directory: Path | str | None, *, block_uuid: str | None = None, after: int = 0, keep: int | None = None) -> LogTail:
+    """The records written to a run's log (or one block's) after byte offset ``after``, oldest first,
+    the last ``keep`` of them when given. Only whole lines are read: a line still being written
+    is left for the next call, which starts from ``next``. A live page polls with it, so each poll
+    reads only what is new."""
+    if not directory:
+        return LogTail([], 0)
+    path = Path(directory) / (f"{_safe_name(block_uuid)}.jsonl" if block_uuid else "pipeline.jsonl")
+    try:
+        handle = open(path, "rb")
+    except OSError:  # not written yet
+        return LogTail([], 0, reset=after > 0)
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        reset = after > size
+        start = 0 if reset else max(after, 0)
+        handle.seek(start)
+        data = handle.read(size - start)
+    whole = data.rfind(b"\n") + 1
+    lines = [line for line in data[:whole].splitlines() if line.strip()]
+    dropped = 0
+    if keep is not None and len(lines) > keep:
+        dropped = len(lines) - keep
+        lines = lines[dropped:]
+    records: list[dict[str, Any]] = []
+    for raw in lines:
+        line = raw.decode("utf-8", errors="replace").strip()
+        if not line:
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            rec = {"message": line, "level": "INFO"}
+        records.append(rec if isinstance(rec, dict) else {"message": line, "level": "INFO"})
+    return LogTail(records, start + whole, reset, dropped)
 
 
 def purge_expired_logs(db, logs_root: Path, *, now: datetime, retention_days: float | None) -> int:

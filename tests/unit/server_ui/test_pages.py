@@ -306,3 +306,39 @@ def test_secrets_are_write_only(ui, project):
 def test_mage_style_run_links_lead_to_the_run_page(ui, project):
     r = ui.get("/pipelines/anything/runs/42", follow_redirects=False)
     assert r.status_code == 307 and r.headers["location"] == "/pipeline-runs/42"
+
+
+def test_run_page_refresh_appends_log_records_and_ends_in_place(ui_worker, project):
+    """The live part of a run page hands only the log records after the page's offset, for the
+    page to append to its box; a finished run's last answer stops the polling (286) and brings the
+    buttons and facts out of band instead of making the browser reload the page."""
+    ui = ui_worker
+    ui.post("/pipelines", {"name": "p"})
+    _add_block(ui, "p", "first", "data_loader")
+    (project / "data_loaders" / "first.py").write_text(
+        "if 'data_loader' not in globals():\n    from mage_ai.data_preparation.decorators import data_loader\n"
+        "@data_loader\ndef load(*args, **kwargs):\n    print('first says hi')\n    return 1\n"
+    )
+    run_url = ui.post("/pipelines/p/run").headers["location"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and 'class="run-status" data-status="completed"' not in ui.get(run_url).text:
+        time.sleep(0.2)
+    page = ui.get(run_url + "?block=").text
+    next_offset = int(re.search(r'id="logs"[^>]* data-next="(\d+)"', page).group(1))
+    assert next_offset > 0 and "first says hi" in page and 'id="cancel-run"' not in page
+    live = ui.get(run_url + f"/live?block=&after={next_offset}", headers={"HX-Request": "true"})
+    assert live.status_code == 286 and "HX-Refresh" not in live.headers
+    assert live.headers["X-Log-Next"] == str(next_offset)
+    assert "#logs" not in live.text  # nothing new to append
+    assert 'id="run-actions" hx-swap-oob="true"' in live.text and "Retry from block" in live.text
+    assert 'id="run-facts" hx-swap-oob="true"' in live.text
+    # from the start (the box had none yet): every record, replacing the "no log records yet" line
+    everything = ui.get(run_url + "/live?block=&after=0", headers={"HX-Request": "true"}).text
+    assert 'hx-swap-oob="innerHTML:#logs"' in everything and "first says hi" in everything
+    # an offset in the middle: only what came after it, appended
+    (log_file,) = list(project.rglob("pipeline.jsonl"))
+    lines = log_file.read_bytes().splitlines(keepends=True)
+    middle = sum(len(line) for line in lines[:-1])
+    tail = ui.get(run_url + f"/live?block=&after={middle}", headers={"HX-Request": "true"}).text
+    appended = re.search(r'<div hx-swap-oob="beforeend:#logs">(.*?)</div>', tail, re.S).group(1)
+    assert appended.count("<span") == 1

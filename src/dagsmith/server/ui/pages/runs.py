@@ -106,13 +106,20 @@ def pipeline_run_link(request: Request, pipeline_uuid: str, run_id: int) -> Resp
     return RedirectResponse(f"/pipeline-runs/{run_id}", status_code=307)
 
 
-def _run_context(request: Request, run_id: int, selected: str | None) -> dict[str, Any]:
+#: log records the run page shows at most (the last ones); the live page trims to it while it follows the tail
+LOG_KEEP = 2000
+
+
+def _run_context(request: Request, run_id: int, selected: str | None, log_after: int | None = None) -> dict[str, Any]:
     """The run page: timeline with attempts and a time axis, DAG with block statuses, logs.
 
     ``selected`` None (no ``block`` in the URL): a finished run with a failed block opens on
     that block's logs, anything else on the whole run; ``""`` is the whole run ("show all").
+    ``log_after``: the byte offset in the log the page has shown up to (a live refresh): only the
+    records written since are read, and the page appends them to its log box (``logs_reset``:
+    it replaces the box, as the log was rewritten or more than ``LOG_KEEP`` records came at once).
     """
-    from dagsmith.orchestration.logs import read_logs, run_log_dir
+    from dagsmith.orchestration.logs import read_logs, run_log_dir, tail_logs
     from dagsmith.orchestration.store import repo
     from dagsmith.server.ui.insights import attempts_from_logs, gantt
 
@@ -131,7 +138,7 @@ def _run_context(request: Request, run_id: int, selected: str | None) -> dict[st
     if selected is None:
         failed = [b.block_uuid for b in blocks if b.status == "failed"]
         selected = failed[0] if failed and not live else ""
-    logs = read_logs(log_dir, block_uuid=selected or None, limit=100_000)[-2000:]
+    tail = tail_logs(log_dir, block_uuid=selected or None, after=log_after or 0, keep=LOG_KEEP)
     dag: dict[str, Any] = {}
     try:
         spec = load_spec(request, run.pipeline_uuid)
@@ -150,7 +157,10 @@ def _run_context(request: Request, run_id: int, selected: str | None) -> dict[st
         "span": chart["span"],
         "trigger_name": trigger_name,
         "backfill_name": backfill_name,
-        "logs": logs,
+        "logs": tail.records,
+        "log_next": tail.next,
+        "logs_reset": log_after is not None and (tail.reset or tail.dropped > 0),
+        "log_keep": LOG_KEEP,
         "selected": selected,
         "live": live,
         "run_dag": dag,
@@ -184,14 +194,19 @@ def run_page(request: Request, run_id: int, block: str | None = None, ok: str | 
 
 
 @get("/pipeline-runs/{run_id}/live")
-def run_live(request: Request, run_id: int, block: str | None = None) -> HTMLResponse:
+def run_live(request: Request, run_id: int, block: str | None = None, after: str | None = None) -> HTMLResponse:
+    """The refreshed part of a running run's page (status, timeline, graph) and, out of band, the log
+    records written since byte ``after``, which the page appends to its log box: the box is never
+    replaced, so a reader scrolled up keeps the lines they read (app.js). Once the run has finished:
+    the last records, the run's buttons and facts, and 286 (htmx stops polling) instead of a reload."""
+    log_after = int(after) if after is not None and after.isdigit() else None
     try:
-        ctx = _run_context(request, run_id, block)
+        ctx = _run_context(request, run_id, block, log_after=log_after)
     except DagsmithError as exc:
         return error_fragment(request, exc, 404)
-    if not ctx["live"]:  # finished: reload once so the buttons match the new state (and polling stops)
-        return Response(status_code=286, headers={"HX-Refresh": "true"})
-    return render(request, "_run_live.html", **ctx)
+    headers = {"X-Log-Next": str(ctx["log_next"])} if log_after is not None else None
+    return render(request, "_run_live.html", status_code=200 if ctx["live"] else 286, headers=headers,
+                  refresh=True, log_after=log_after, **ctx)
 
 
 @post("/pipeline-runs/{run_id}/retry")

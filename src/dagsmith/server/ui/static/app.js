@@ -216,13 +216,23 @@
     var fresh = tpl.content.firstElementChild;
     if (!fresh) return;
     var rest = Array.prototype.slice.call(tpl.content.children, 1);
+    // a reader who scrolled the running output up keeps it: the box they read (the same lines) moves
+    // into the finished output in place of the printed-output box, at the same scroll position
+    var live = el.querySelector("pre.stdout.live"), kept = null;
+    var printed = fresh.querySelector(":scope > pre.stdout[data-printed]");
+    if (live && printed && live.parentElement.classList.contains("logbox") && !atBottom(live)) {
+      kept = { pre: live, top: live.scrollTop };
+      live.classList.remove("live");
+      printed.replaceWith(live.parentElement);
+    }
     el.replaceWith(fresh);
     rest.forEach(function (extra) {  // out-of-band pieces (the file hash)
       if (extra.id && document.getElementById(extra.id)) document.getElementById(extra.id).replaceWith(extra);
     });
     if (window.htmx) htmx.process(fresh);
     if (window.dagsmithCharts) window.dagsmithCharts.init(fresh);
-    fresh.querySelectorAll("pre.stdout").forEach(function (pre) { pre.scrollTop = pre.scrollHeight; });
+    fresh.querySelectorAll("pre.stdout").forEach(function (pre) { if (!kept || pre !== kept.pre) pre.scrollTop = pre.scrollHeight; });
+    if (kept) kept.pre.scrollTop = kept.top;
   }
 
   function follow(el) {
@@ -249,8 +259,9 @@
           connection(true);
           if (s.lines && s.lines.length && pre) {
             var follow = atBottom(pre);
-            pre.textContent += (pre.textContent ? "\n" : "") + s.lines.join("\n");
-            if (follow) pre.scrollTop = pre.scrollHeight;
+            // appended below what is shown: the lines (and any text selection) above stay as they are
+            pre.appendChild(document.createTextNode((pre.textContent ? "\n" : "") + s.lines.join("\n")));
+            if (follow) pre.scrollTop = pre.scrollHeight; else noteNewLines(pre, s.lines.length);
           }
           since = s.next;
           if (s.block_events != null) events = s.block_events;
@@ -298,23 +309,76 @@
   // a page left open notices a stopped server within a few seconds, even with nothing running
   setInterval(function () { if (!lost && document.visibilityState === "visible") ping(); }, 5000);
 
-  // ------------------------------------------------------------ log boxes: follow the tail only at the bottom
+  // ------------------------------------------------------------ log boxes: follow the tail at the bottom, stay put above it
 
-  var logState = {};
+  // A log box (pre[data-follow]: the run page's logs, a running block's output) only ever gets lines
+  // appended below the ones it shows. At its bottom it follows them; scrolled up, the lines the reader
+  // looks at stay where they are, and a "N new lines below" button (.log-latest, in the box's .logbox)
+  // counts what came since, until the reader is back at the bottom or clicks it.
+
+  function latestButton(pre) {
+    var box = pre.parentElement;
+    return box && box.classList.contains("logbox") ? box.querySelector(".log-latest") : null;
+  }
+  function noteNewLines(pre, n) {
+    var btn = latestButton(pre);
+    if (!btn || n <= 0) return;
+    var total = (+btn.dataset.count || 0) + n;
+    btn.dataset.count = total;
+    btn.textContent = total + " new line" + (total === 1 ? "" : "s") + " below · jump to latest ↓";
+    btn.hidden = false;
+  }
+  function caughtUp(pre) {
+    var btn = latestButton(pre);
+    if (btn && !btn.hidden) { btn.hidden = true; btn.dataset.count = 0; }
+  }
+  function logRecords(pre) { return pre.querySelectorAll(":scope > span:not(.log-empty)").length; }
+  // a box that follows its tail keeps its last data-keep records (the reader is at the bottom: nothing they see moves)
+  function trimLog(pre) {
+    var keep = +pre.dataset.keep || 0;
+    if (!keep) return;
+    for (var extra = pre.children.length - keep; extra > 0; extra--) pre.firstElementChild.remove();
+  }
+  document.addEventListener("scroll", function (evt) {
+    var pre = evt.target;
+    if (pre && pre.matches && pre.matches("pre[data-follow]") && atBottom(pre)) caughtUp(pre);
+  }, true);
+  document.addEventListener("click", function (evt) {
+    var btn = evt.target.closest && evt.target.closest(".log-latest");
+    var pre = btn && btn.parentElement.querySelector("pre[data-follow]");
+    if (!pre) return;
+    pre.scrollTop = pre.scrollHeight;
+    caughtUp(pre);
+  });
+
+  // The run page's refresh (#run-live, htmx every 1 s) asks for the records after the box's last one
+  // (data-next, a byte offset in the log) and appends them to the box out of band (runs.py).
+  document.addEventListener("htmx:configRequest", function (evt) {
+    var logs = evt.detail.elt && evt.detail.elt.id === "run-live" && document.getElementById("logs");
+    if (logs && logs.dataset.next != null) evt.detail.parameters.after = logs.dataset.next;
+  });
+  // Around every htmx swap: a log box keeps the reader's place or follows its tail; other panels that
+  // a swap re-creates (data-keep-scroll with an id: the run page's graph) keep their scroll position.
+  var scrolls = null;
   document.addEventListener("htmx:beforeSwap", function (evt) {
-    var target = evt.detail.target;
-    if (!target || !target.querySelectorAll) return;
-    target.querySelectorAll("pre[id]").forEach(function (pre) {
-      logState[pre.id] = { bottom: atBottom(pre), top: pre.scrollTop };
+    var xhr = evt.detail.xhr, logs = document.getElementById("logs");
+    var next = xhr && evt.detail.elt && evt.detail.elt.id === "run-live" ? xhr.getResponseHeader("X-Log-Next") : null;
+    if (logs && next !== null && evt.detail.shouldSwap) logs.dataset.next = next;
+    scrolls = [];
+    document.querySelectorAll("pre[data-follow], [data-keep-scroll][id]").forEach(function (el) {
+      scrolls.push({ el: el, id: el.id, bottom: atBottom(el), top: el.scrollTop, left: el.scrollLeft, records: logRecords(el) });
     });
   });
-  document.addEventListener("htmx:afterSwap", function (evt) {
-    var target = evt.detail.target;
-    if (!target || !target.querySelectorAll) return;
-    target.querySelectorAll("pre[id]").forEach(function (pre) {
-      var st = logState[pre.id];
-      if (!st) return;
-      pre.scrollTop = st.bottom ? pre.scrollHeight : st.top;
+  document.addEventListener("htmx:afterSwap", function () {
+    var states = scrolls;
+    scrolls = null;
+    (states || []).forEach(function (st) {
+      var el = st.el.isConnected ? st.el : st.id && document.getElementById(st.id);
+      if (!el) return;
+      if (!el.matches("pre[data-follow]")) { el.scrollTop = st.top; el.scrollLeft = st.left; return; }
+      if (st.bottom) { trimLog(el); el.scrollTop = el.scrollHeight; caughtUp(el); return; }
+      el.scrollTop = st.top;
+      if (el === st.el) noteNewLines(el, logRecords(el) - st.records);
     });
   });
 
@@ -557,6 +621,31 @@
 
   // ------------------------------------------------------------ dagsmith dev's runs (engine.devfeed)
 
+  // The feed is re-rendered whenever the dev run moves on: its boxes (a block's printed output, a
+  // preview table) keep the reader's scroll position, or stay at the bottom of output they followed.
+  function boxKey(el, seen) {
+    var block = el.closest("[data-block]");
+    var key = (block ? block.dataset.block : "") + "|" + el.tagName + "." + el.className;
+    seen[key] = (seen[key] || 0) + 1;
+    return key + "|" + seen[key];
+  }
+  function feedScrolls(feed) {
+    var saved = {}, seen = {};
+    feed.querySelectorAll("pre, .table-scroll").forEach(function (el) {
+      saved[boxKey(el, seen)] = { top: el.scrollTop, left: el.scrollLeft, bottom: atBottom(el) };
+    });
+    return saved;
+  }
+  function restoreFeedScrolls(feed, saved) {
+    var seen = {};
+    feed.querySelectorAll("pre, .table-scroll").forEach(function (el) {
+      var st = saved[boxKey(el, seen)], output = el.matches("pre.stdout");
+      if (!st) { if (output) el.scrollTop = el.scrollHeight; return; }  // new output opens at its end, as on page load
+      el.scrollTop = st.bottom && output ? el.scrollHeight : st.top;
+      el.scrollLeft = st.left;
+    });
+  }
+
   function followDevFeed() {
     if (!document.getElementById("dev-feed")) return;
     var busy = false;
@@ -567,7 +656,14 @@
       // a failed poll (server restarting) is quiet: the connection banner already says so
       fetch(el.dataset.url + "?seq=" + encodeURIComponent(el.dataset.seq || "0"), { credentials: "same-origin", cache: "no-store" })
         .then(function (r) { return r.status === 200 ? r.text() : null; })
-        .then(function (html) { var cur = document.getElementById("dev-feed"); if (html && cur) cur.outerHTML = html; })
+        .then(function (html) {
+          var cur = document.getElementById("dev-feed");
+          if (!html || !cur) return;
+          var saved = feedScrolls(cur);
+          cur.outerHTML = html;
+          var fresh = document.getElementById("dev-feed");
+          if (fresh) restoreFeedScrolls(fresh, saved);
+        })
         .catch(function () {})
         .then(function () { busy = false; });
     }, 1000);
