@@ -23,9 +23,7 @@ def test_editor_follows_dev_loop_runs(page, start_server, tmp_path):
          "code": block_code("transformer", "print('total is', sum(data))\nreturn sum(data)", args="data")},
     ])
     server = start_server(project)
-    env = {**os.environ, "DAGSMITH_NO_HISTORY": "1"}
-    dev = subprocess.Popen([sys.executable, "-m", "dagsmith", "dev", str(project), "dev"], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dev = _start_dev(project)
     try:
         page.goto(server.url + "/pipelines/dev/edit")
         feed = page.locator("#dev-feed")
@@ -56,9 +54,7 @@ def test_dev_feed_keeps_a_scrolled_output_box_in_place(page, start_server, tmp_p
          "code": block_code("transformer", f"import os, time\nwhile os.path.exists({str(hold)!r}):\n    time.sleep(0.05)\nreturn data", args="data")},
     ])
     server = start_server(project)
-    env = {**os.environ, "DAGSMITH_NO_HISTORY": "1"}
-    dev = subprocess.Popen([sys.executable, "-m", "dagsmith", "dev", str(project), "dev"], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    dev = _start_dev(project)
     try:
         page.goto(server.url + "/pipelines/dev/edit")
         feed = page.locator("#dev-feed")
@@ -75,3 +71,10 @@ def test_dev_feed_keeps_a_scrolled_output_box_in_place(page, start_server, tmp_p
         hold.unlink(missing_ok=True)
         dev.terminate()
         dev.wait(timeout=20)
+
+
+def _start_dev(project) -> subprocess.Popen:
+    """``dagsmith dev`` on the project's pipeline ``dev``, as a user would start it beside the server."""
+    env = {**os.environ, "DAGSMITH_NO_HISTORY": "1"}
+    return subprocess.Popen([sys.executable, "-m", "dagsmith", "dev", str(project), "dev"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

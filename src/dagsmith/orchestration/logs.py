@@ -132,10 +132,7 @@ def read_logs(
             line = line.strip()
             if not line:
                 continue
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                rec = {"message": line, "level": "INFO"}
+            rec = _record_of(line)
             if wanted and str(rec.get("level", "")).upper() != wanted:
                 continue
             if index >= offset:
@@ -184,14 +181,18 @@ def tail_logs(directory: Path | str | None, *, block_uuid: str | None = None, af
     records: list[dict[str, Any]] = []
     for raw in lines:
         line = raw.decode("utf-8", errors="replace").strip()
-        if not line:
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            rec = {"message": line, "level": "INFO"}
-        records.append(rec if isinstance(rec, dict) else {"message": line, "level": "INFO"})
+        if line:
+            records.append(_record_of(line))
     return LogTail(records, start + whole, reset, dropped)
+
+
+def _record_of(line: str) -> dict[str, Any]:
+    """A log line's record; a line that is not a JSON object is shown as its text."""
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        rec = None
+    return rec if isinstance(rec, dict) else {"message": line, "level": "INFO"}
 
 
 def purge_expired_logs(db, logs_root: Path, *, now: datetime, retention_days: float | None) -> int:
