@@ -111,7 +111,7 @@ def main() -> None:
     fan = measure("dagsmith run: fan-out of 50 blocks", [*ds, "run", str(root), "fan50"], repeat=args.repeat, env=env)
     per_block_ms = (chain.wall - one.wall) / 99 * 1000
     per_block_cpu_ms = (chain.cpu - one.cpu) / 99 * 1000
-    per_block_switches = (statistics.median(chain.switches) - statistics.median(one.switches)) / 99 + 0.0  # no "-0.0"
+    per_block_switches = round((statistics.median(chain.switches) - statistics.median(one.switches)) / 99, 1) + 0.0  # no "-0.0"
     load = "load average %.2f %.2f %.2f" % os.getloadavg()
     met = lambda ok: "met" if ok else "NOT met"  # noqa: E731
     rows = [empty, typer_only, help_m, version_m, run_help, one, chain, fan]
