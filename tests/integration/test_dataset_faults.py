@@ -257,3 +257,159 @@ def test_concurrent_writers_of_one_dataset_take_turns(store):
             list(pool.map(write, days))
     assert store.read() == rows(frame(days, 1, rows_per_day=50))
     assert len(store.data_files()) == len(days) and store.leftovers() == []
+
+
+# --------------------------------------------------------------------------- exact claims on object stores
+
+MANY = 8  # writers at once: more than the machine's cores, so some are starved while others claim
+
+
+def gate_of(store):
+    """The manifest gate a write to the store's dataset uses (the emulator passed the precondition probe)."""
+    from dagsmith.io.datasets import _ConditionalManifest, _manifest_gate
+
+    gate = _manifest_gate(store.conn.filesystem(), store.conn, f"{store.bucket}/lake/trips")
+    assert isinstance(gate, _ConditionalManifest), f"{store.name}: the emulator failed the conditional-write probe"
+    return gate
+
+
+def dead_claim(store) -> None:
+    """A writer SIGKILLed after copying two of its three files: its claim stays in the manifest."""
+    write_in_process(store, OLD)
+    killed = write_in_subprocess(store, "dataset.copied:2")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+
+
+@pytest.mark.parametrize("existing", ["none", "committed", "dead claim"])
+@pytest.mark.parametrize("store", ["gcs", "s3"], indirect=True)
+def test_writers_replacing_one_manifest_version_at_once_have_exactly_one_winner(store, existing):
+    """The claim itself: MANY writers that read the same manifest version (none yet, a committed one, a
+    dead writer's claim) replace it at the same instant; exactly one succeeds and the manifest is its."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    gate = gate_of(store)
+    path = f"{store.bucket}/lake/.trips.manifest.json"
+    if existing == "committed":
+        write_in_process(store, OLD)
+    elif existing == "dead claim":
+        dead_claim(store)
+    with ThreadPoolExecutor(MANY) as pool:
+        for attempt in range(15):
+            _, version = gate.read(path)
+            assert (version is None) == (existing == "none")
+            barrier = threading.Barrier(MANY)
+
+            def claim(i: int):
+                barrier.wait()
+                return gate.write(path, {"pending": {"write_id": f"{attempt}-{i}"}}, version)
+
+            results = list(pool.map(claim, range(MANY)))
+            winners = [i for i, v in enumerate(results) if v is not None]
+            assert len(winners) == 1, f"attempt {attempt}: writers {winners} all replaced version {version}"
+            manifest, now = gate.read(path)
+            assert manifest["pending"]["write_id"] == f"{attempt}-{winners[0]}" and now == results[winners[0]]
+            if existing == "none":
+                store.conn._delete_object(store.bucket, "lake/.trips.manifest.json")
+            else:  # the next round replaces a version again
+                gate.write(path, {"files": []} if existing == "committed" else manifest, now)
+
+
+def claim_together(monkeypatch, parties: int) -> None:
+    """Every writer's first claim waits until all have read the manifest and listed the dataset: they
+    then replace the same version at once (the race the settle-and-read-back claim could lose)."""
+    import threading
+
+    import dagsmith.io.datasets as datasets
+
+    barrier = threading.Barrier(parties, timeout=60)
+    waited: set[int] = set()
+    listing = datasets._remote_files
+
+    def remote_files(fs, root):
+        files = listing(fs, root)
+        if threading.get_ident() not in waited:
+            waited.add(threading.get_ident())
+            barrier.wait()
+        return files
+
+    monkeypatch.setattr(datasets, "_remote_files", remote_files)
+
+
+def backfill_at_once(store, days: range) -> list[BaseException]:
+    """One writer per day, all at once, each replacing its day's partition; the errors they raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def write(day: int) -> None:
+        df = frame(range(day, day + 1), 1, rows_per_day=50)
+        store.conn.export_partitioned(df, store.bucket, "lake/trips", ["day"], if_exists="replace_partition",
+                                      partition_value=f"2021-01-{day:02d}")
+
+    with ThreadPoolExecutor(len(days)) as pool:
+        futures = [pool.submit(write, day) for day in days]
+    return [f.exception() for f in futures if f.exception() is not None]
+
+
+@pytest.mark.parametrize("store", ["gcs", "s3"], indirect=True)
+def test_many_writers_claiming_at_once_never_both_win(store, monkeypatch):
+    """MANY writers, SETTLE_S 0 (no grace for the slow): each claims the same manifest version at the same
+    instant, one wins, the others wait their turn; no run fails and every partition is there once."""
+    import dagsmith.io.datasets as datasets
+
+    gate_of(store)
+    monkeypatch.setattr(datasets, "SETTLE_S", 0.0)
+    days = range(1, MANY + 1)
+    claim_together(monkeypatch, MANY)
+    assert backfill_at_once(store, days) == []
+    monkeypatch.undo()
+    monkeypatch.setattr(datasets, "SETTLE_S", 0.0)
+    assert backfill_at_once(store, days) == []  # the re-run, claims not forced together
+    assert store.read() == rows(frame(days, 1, rows_per_day=50))
+    assert len(store.data_files()) == len(days) and store.leftovers() == []
+
+
+@pytest.mark.parametrize("store", ["gcs", "s3"], indirect=True)
+def test_writers_taking_over_a_dead_writers_claim_at_once(store, monkeypatch):
+    """A writer died holding the claim (two of its files copied into the dataset); MANY writers find it
+    abandoned at the same instant and take over with the same precondition: one does, the others wait
+    for it. No run fails, the dead writer's copies and staging are gone, every partition is there once."""
+    import dagsmith.io.datasets as datasets
+
+    dead_claim(store)
+    assert store.read() == EXPECTED_OLD
+    monkeypatch.setattr(datasets, "SETTLE_S", 0.0)
+    days = range(1, MANY + 1)
+    claim_together(monkeypatch, MANY)
+    assert backfill_at_once(store, days) == []
+    assert store.read() == rows(frame(days, 1, rows_per_day=50))
+    assert len(store.data_files()) == len(days) and store.leftovers() == []
+    manifest = datasets._read_json(store.conn.filesystem(), f"{store.bucket}/lake/.trips.manifest.json")
+    assert "pending" not in manifest
+
+
+def test_an_s3_endpoint_ignoring_preconditions_gets_settle_and_read_back(s3_emulator, monkeypatch, capsys):
+    """An S3-compatible server that drops If-None-Match / If-Match (as older ones do) fails the probe:
+    dagsmith says so once and takes turns the old way, settle and read back; writes still publish."""
+    from moto.s3.responses import S3Response
+    from werkzeug.datastructures import Headers
+
+    from dagsmith.io.s3 import S3
+
+    put_object = S3Response.put_object
+
+    def unconditional_put_object(self):
+        headers = Headers(self.headers)
+        headers.remove("If-Match")
+        headers.remove("If-None-Match")
+        self.headers = headers
+        return put_object(self)
+
+    monkeypatch.setattr(S3Response, "put_object", unconditional_put_object)
+    conn = S3.with_config(s3_emulator.profile())
+    store = RemoteStore("s3", "", conn, s3_emulator.create_bucket())
+    write_in_process(store, OLD)
+    assert "does not honour conditional writes" in capsys.readouterr().err
+    write_in_process(store, NEW)
+    assert store.read() == EXPECTED_NEW and store.leftovers() == []
+    assert not conn.conditional_writes(store.bucket, "lake/.trips.manifest.json")
+    assert capsys.readouterr().err == ""  # said once per bucket

@@ -25,8 +25,16 @@ publishes:
   replaced. dagsmith's loaders read what the manifest lists, so they see the old
   version or the new one; other readers may meanwhile see complete new files beside
   the old ones. Nothing but Parquet files is put inside the dataset's prefix (an
-  external table over it keeps working). A second writer while one is pending is
-  refused (retryable) unless the pending one is dead.
+  external table over it keeps working). A second writer while one is pending waits
+  for it (up to ``WAIT_FOR_WRITER_S``, then a retryable error) unless the pending one
+  is dead. Writers take turns through the manifest: every rewrite of it is a
+  compare-and-swap through the connector's client (S3 ``If-None-Match: *`` /
+  ``If-Match: <ETag>``, GCS ``ifGenerationMatch``), so of writers that claim at once —
+  or take over a dead writer's claim at once — exactly one wins and the others wait,
+  however slow they are. A store that cannot do that (another pyarrow filesystem, an
+  endpoint that failed :meth:`~dagsmith.io.objectstore.ObjectStore.conditional_writes`)
+  falls back to writing the claim, waiting ``SETTLE_S`` and reading it back: a writer
+  starved for longer than that can lose its claim mid-write and fail (retryably).
 
 Leftovers of a killed writer (``.<name>.tmp-<pid>``; copies it made before its
 commit; files its commit replaced) are removed by the next write to the dataset:
@@ -67,7 +75,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 STALE_AFTER_S = 24 * 3600  # a pending write of another host is abandoned after this long
 WAIT_FOR_WRITER_S = 600.0  # how long a write waits for another live writer of the same dataset
-SETTLE_S = 0.2  # object stores: wait before reading back a claim (two writers claiming at once)
+SETTLE_S = 0.2  # stores without conditional writes: wait before reading back a claim (two writers at once)
 _LIVE_WRITES: set[str] = set()  # write ids in progress in this process (threads share a pid)
 MODES = ("append", "delete_matching", "replace_partition", "replace", "error")
 
@@ -115,13 +123,16 @@ def write_dataset(
     partition: "Partition | None" = None,
     basename_template: str | None = None,
     where: str | None = None,
+    store: Any = None,
     **options: Any,
 ) -> DatasetWrite:
     """Write ``data`` as a hive-partitioned Parquet dataset at ``root`` and publish it atomically.
 
     ``filesystem`` None (or a local one): ``root`` is a folder; otherwise ``bucket/prefix`` on that
-    pyarrow filesystem. ``partition`` is required for ``mode='replace_partition'`` (rows outside
-    it are refused before anything is written). ``options`` go to ``pyarrow.parquet.write_to_dataset``.
+    pyarrow filesystem, and ``store`` the :class:`~dagsmith.io.objectstore.ObjectStore` of that bucket,
+    whose client rewrites the manifest with preconditions (without one: settle and read back).
+    ``partition`` is required for ``mode='replace_partition'`` (rows outside it are refused before
+    anything is written). ``options`` go to ``pyarrow.parquet.write_to_dataset``.
     """
     from dagsmith.io.base import to_arrow
 
@@ -146,7 +157,7 @@ def write_dataset(
     local = _local_root(filesystem, root)
     if local is not None:
         return _write_local(table, local, list(partition_cols), mode, partition, basename_template, where, options)
-    return _write_remote(table, filesystem, str(root).strip("/"), list(partition_cols), mode, partition,
+    return _write_remote(table, filesystem, store, str(root).strip("/"), list(partition_cols), mode, partition,
                          basename_template, where, options)
 
 
@@ -384,8 +395,78 @@ def _manifest_path(root: str) -> str:
     return f"{parent}/.{name}.manifest.json"
 
 
+class _ConditionalManifest:
+    """The manifest through the connector's client: every rewrite is a compare-and-swap on the version
+    read (S3 ETag, GCS generation), so two writers that read the same version cannot both replace it."""
+
+    exact = True
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def read(self, path: str) -> tuple[dict[str, Any] | None, Any]:
+        """The manifest (None when missing or unreadable) and its version (None when missing)."""
+        bucket, _, key = path.partition("/")
+        got = self.store._get_versioned(bucket, key)
+        if got is None:
+            return None, None
+        data, version = got
+        try:
+            return json.loads(data.decode("utf-8")), version
+        except ValueError:
+            return None, version
+
+    def write(self, path: str, value: dict[str, Any], expect: Any, settle: bool = False) -> Any:
+        """Replace the manifest if it is still at ``expect`` (None: create it); its new version, or None
+        when another writer got there first."""
+        bucket, _, key = path.partition("/")
+        version = self.store._put_if(bucket, key, _json_bytes(value), expect, "application/json")
+        if version is None:
+            # the client retries a request whose answer was lost: the retry of our own successful
+            # write fails its precondition, so a failure whose manifest is exactly ours is our success
+            current, now = self.read(path)
+            if current == value:
+                return now
+        return version
+
+
+class _SettledManifest:
+    """The manifest through a pyarrow filesystem, for stores without conditional writes: a write checks
+    the manifest is still what was read, writes, and (a claim) waits ``SETTLE_S`` and reads it back.
+    Two writers at once are told apart only if neither is paused for longer than that."""
+
+    exact = False
+
+    def __init__(self, fs: Any) -> None:
+        self.fs = fs
+
+    def read(self, path: str) -> tuple[dict[str, Any] | None, Any]:
+        manifest = _read_json(self.fs, path)
+        return manifest, manifest
+
+    def write(self, path: str, value: dict[str, Any], expect: Any, settle: bool = False) -> Any:
+        if _read_json(self.fs, path) != expect:
+            return None
+        _write_json(self.fs, path, value)
+        written = json.loads(_json_bytes(value))  # the version is what was written, not the caller's dict
+        if settle:
+            time.sleep(SETTLE_S)
+            if _read_json(self.fs, path) != written:
+                return None
+        return written
+
+
+def _manifest_gate(fs: Any, store: Any, root: str) -> "_ConditionalManifest | _SettledManifest":
+    """The one way a write reads and rewrites its dataset's manifest: the connector's conditional writes
+    when the store honours them, else the filesystem with settle-and-read-back."""
+    bucket, _, _ = root.partition("/")
+    if store is not None and store.conditional_writes(bucket, _manifest_path(root).partition("/")[2]):
+        return _ConditionalManifest(store)
+    return _SettledManifest(fs)
+
+
 def _write_remote(
-    table: "pa.Table", fs: Any, root: str, partition_cols: list[str], mode: str, partition: Any,
+    table: "pa.Table", fs: Any, store: Any, root: str, partition_cols: list[str], mode: str, partition: Any,
     basename: str | None, where: str, options: dict[str, Any],
 ) -> DatasetWrite:
     parent, _, name = root.rpartition("/")
@@ -397,38 +478,43 @@ def _write_remote(
     base = {"format": "dagsmith-dataset", "version": 1, "partition_cols": partition_cols}
     pending = {"write_id": write_id, "host": socket.gethostname(), "pid": os.getpid(), "started_at": time.time(),
                "staging": staging, "files": []}
+    gate = _manifest_gate(fs, store, root)
     _LIVE_WRITES.add(write_id)
     try:
-        return _publish_remote(table, fs, root, manifest_path, staging, base, pending, partition_cols, mode,
+        return _publish_remote(table, fs, gate, root, manifest_path, staging, base, pending, partition_cols, mode,
                                partition, basename, where, options)
     finally:
         _LIVE_WRITES.discard(write_id)
 
 
-def _claim(fs: Any, root: str, manifest_path: str, base: dict[str, Any], pending: dict[str, Any], where: str) -> list[str]:
+def _claim(
+    fs: Any, gate: Any, root: str, manifest_path: str, base: dict[str, Any], pending: dict[str, Any], where: str
+) -> tuple[list[str], Any]:
     """Record this write as the dataset's pending one, after any live writer finished (waiting up to
-    ``WAIT_FOR_WRITER_S``) and what dead ones left was cleaned up; returns the dataset's current files.
+    ``WAIT_FOR_WRITER_S``) and what dead ones left was cleaned up; returns the dataset's current files
+    and the manifest's version holding the claim.
 
-    Object stores have no lock: two writers that claim at the same moment both write, read back after
-    ``SETTLE_S``, and the one whose record stayed goes first; the commit checks the record again."""
+    The claim replaces the manifest version it was read from (a committed one, or a dead writer's
+    claim): of writers claiming — or taking over — at once, one replaces it and the others read the
+    winner's claim and wait."""
     from dagsmith.errors import TransientConnectorError
 
     deadline = time.monotonic() + WAIT_FOR_WRITER_S
     delay = 0.05
     while True:
-        manifest = _read_json(fs, manifest_path) or {}
+        manifest, version = gate.read(manifest_path)
+        manifest = manifest or {}
         busy = manifest.get("pending")
         if busy and _abandoned(busy):
             busy = None
         if busy is None:
             _recover_remote(fs, root, manifest)
             current = _remote_files(fs, root)  # committed files, and files other tools put there (adopted)
-            if (_read_json(fs, manifest_path) or {}) == manifest:  # nobody claimed meanwhile
-                _write_json(fs, manifest_path, {**base, "files": current, "pending": pending})
-                time.sleep(SETTLE_S)
-                if _pending_id(fs, manifest_path) == pending["write_id"]:
-                    return current
-        elif time.monotonic() > deadline:
+            claimed = gate.write(manifest_path, {**base, "files": current, "pending": pending}, version, settle=True)
+            if claimed is not None:
+                return current, claimed
+            continue  # another writer changed the manifest since we read it: read its claim
+        if time.monotonic() > deadline:
             since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(busy.get("started_at") or 0)))
             raise TransientConnectorError(
                 f"{where}: another write to this dataset is still in progress after {WAIT_FOR_WRITER_S:.0f} s"
@@ -440,19 +526,26 @@ def _claim(fs: Any, root: str, manifest_path: str, base: dict[str, Any], pending
         delay = min(delay * 2, 2.0)
 
 
-def _pending_id(fs: Any, manifest_path: str) -> str | None:
-    return ((_read_json(fs, manifest_path) or {}).get("pending") or {}).get("write_id")
-
-
 def _publish_remote(
-    table: "pa.Table", fs: Any, root: str, manifest_path: str, staging: str, base: dict[str, Any],
+    table: "pa.Table", fs: Any, gate: Any, root: str, manifest_path: str, staging: str, base: dict[str, Any],
     pending: dict[str, Any], partition_cols: list[str], mode: str, partition: Any, basename: str | None,
     where: str, options: dict[str, Any],
 ) -> DatasetWrite:
     from dagsmith.errors import TransientConnectorError
 
+    def rewrite(value: dict[str, Any], expect: Any) -> Any:
+        """Replace our own claim; someone else's manifest there means our claim was taken over."""
+        version = gate.write(manifest_path, value, expect)
+        if version is None:
+            raise TransientConnectorError(
+                f"{where}: another writer took over the dataset during this write (its manifest "
+                f"{manifest_path} no longer holds this write's claim); nothing was written",
+                hint="run one export of a dataset at a time, or retry",
+            )
+        return version
+
     write_id = pending["write_id"]
-    current = _claim(fs, root, manifest_path, base, pending, where)
+    current, version = _claim(fs, gate, root, manifest_path, base, pending, where)
     copied: list[str] = []
     committed = False
     try:
@@ -463,24 +556,19 @@ def _publish_remote(
         new = _write_files(table, staging, partition_cols, _basename(basename, write_id), fs, options)
         fault_point("dataset.written")
         dropped = _dropped(current, new, mode, partition, table.schema)
-        pending["files"] = new  # from here on, a dead writer's copies are known and removed
-        _write_json(fs, manifest_path, {**base, "files": current, "pending": pending})
+        pending = {**pending, "files": new}  # from here on, a dead writer's copies are known and removed
+        version = rewrite({**base, "files": current, "pending": pending}, version)
         fault_point("dataset.staged")
         for rel in new:
             fs.copy_file(f"{staging}/{rel}", f"{root}/{rel}")
             copied.append(rel)
             fault_point("dataset.copied")
         files = sorted((set(current) - dropped) | set(new))
-        if _pending_id(fs, manifest_path) != write_id:
-            raise TransientConnectorError(
-                f"{where}: another writer took over the dataset during this write; nothing was written",
-                hint="run one export of a dataset at a time, or retry",
-            )
-        _write_json(fs, manifest_path, {
+        version = rewrite({
             **base, "write_id": write_id, "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "schema": _schema_text(table.schema), "files": files,
             "cleanup": {"files": sorted(dropped), "staging": staging},
-        })
+        }, version)
         committed = True
         fault_point("dataset.committed")
         for rel in sorted(dropped):
@@ -490,8 +578,7 @@ def _publish_remote(
         if not committed:  # undo: the dataset stays as it was, and says no write is pending
             for rel in copied:
                 _delete_file(fs, f"{root}/{rel}")
-            if _pending_id(fs, manifest_path) == write_id:
-                _write_json(fs, manifest_path, {**base, "files": current})
+            gate.write(manifest_path, {**base, "files": current}, version)  # only while it holds our claim
         _delete_tree(fs, staging)
         raise  # after the commit, replaced files left behind are in "cleanup": the next write deletes them
     _delete_tree(fs, staging)
@@ -589,9 +676,13 @@ def _delete_tree(fs: Any, path: str) -> None:
             pass
 
 
+def _json_bytes(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, indent=1).encode("utf-8")
+
+
 def _write_json(fs: Any, path: str, value: dict[str, Any]) -> None:
     with fs.open_output_stream(path) as out:
-        out.write(json.dumps(value, indent=1).encode("utf-8"))
+        out.write(_json_bytes(value))
 
 
 def _read_json(fs: Any, path: str) -> dict[str, Any] | None:

@@ -8,11 +8,21 @@ them into Mage's interface (``load(bucket_name, object_key, format)``,
 dataset staged and published atomically by :mod:`dagsmith.io.datasets` (a manifest
 commits each write; ``load_partitioned`` and ``load`` of the folder read what it
 lists), with ``if_exists='replace_partition'`` for idempotent backfills.
+
+The manifest is the one object several writers race for, so it goes through the store's
+own client with a precondition (``_get_versioned`` / ``_put_if``: S3 ``If-None-Match`` /
+``If-Match``, GCS ``ifGenerationMatch``): of two writers that read the same version, one
+replaces it. :meth:`ObjectStore.conditional_writes` says whether a store can be trusted
+with that — the real services can; another endpoint (an emulator, an S3-compatible
+server) is probed once per process and bucket.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import threading
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +34,15 @@ if TYPE_CHECKING:  # pragma: no cover
 
 class ObjectNotFound(TerminalConnectorError):
     """The bucket exists but the object does not."""
+
+
+class PreconditionsUnsupported(TerminalConnectorError):
+    """The store refused a conditional write as a request it does not implement (HTTP 501)."""
+
+
+# (connector class, endpoint, bucket) -> whether the endpoint honours conditional writes (probed once)
+_CONDITIONAL: dict[tuple[str, str, str], bool] = {}
+_CONDITIONAL_LOCK = threading.Lock()
 
 
 _CONTENT_TYPES = {
@@ -64,6 +83,72 @@ class ObjectStore(Connector):
     def filesystem(self) -> Any:
         """A ``pyarrow.fs.FileSystem`` for this store (paths are ``bucket/key``)."""
         raise NotImplementedError
+
+    # -- conditional writes (subclasses that can) ----------------------------------
+    #: a version no object has (S3: an ETag, GCS: a generation); the probe replaces "at" it
+    _unused_version = "0"
+
+    def _get_versioned(self, bucket: str, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and its version (S3: ETag, GCS: generation) from one request; None when
+        it does not exist."""
+        raise NotImplementedError
+
+    def _put_if(self, bucket: str, key: str, data: bytes, version: str | None, content_type: str) -> str | None:
+        """Write the object only if it is still at ``version`` (None: only if it does not exist), in one
+        request the store checks atomically. Returns the new version, or None when the precondition
+        failed (another writer replaced or created it first)."""
+        raise NotImplementedError
+
+    def _delete_object(self, bucket: str, key: str) -> None:
+        raise NotImplementedError
+
+    def _endpoint(self) -> str | None:
+        """The endpoint this connector talks to when it is not the real service (None: the service)."""
+        return None
+
+    def conditional_writes(self, bucket: str, near: str) -> bool:
+        """True when ``_put_if`` is exact on this store: the real service (S3 and GCS document atomic
+        conditional writes), or another endpoint that passed a probe — an object ``<near>.probe-<id>``
+        created, refused a second create and a replace at a wrong version, replaced at its version,
+        deleted — once per process and bucket. False for stores without ``_put_if`` or that fail it."""
+        if type(self)._put_if is ObjectStore._put_if:
+            return False
+        endpoint = self._endpoint()
+        if endpoint is None:
+            return True
+        cache_key = (type(self).__name__, endpoint, bucket)
+        with _CONDITIONAL_LOCK:
+            if cache_key not in _CONDITIONAL:
+                _CONDITIONAL[cache_key] = self._probe_conditional(bucket, near, endpoint)
+            return _CONDITIONAL[cache_key]
+
+    def _probe_conditional(self, bucket: str, near: str, endpoint: str) -> bool:
+        key = f"{near}.probe-{uuid.uuid4().hex[:12]}"
+        mime = "application/octet-stream"
+        try:
+            first = self._put_if(bucket, key, b"1", None, mime)
+            honoured = (
+                first is not None
+                and self._put_if(bucket, key, b"2", None, mime) is None
+                and self._put_if(bucket, key, b"3", self._unused_version, mime) is None
+                and self._put_if(bucket, key, b"4", first, mime) is not None
+            )
+        except PreconditionsUnsupported:
+            honoured = False
+        finally:
+            try:
+                self._delete_object(bucket, key)
+            except (ObjectNotFound, FileNotFoundError):
+                pass
+        if not honoured:
+            print(
+                f"warning: {endpoint} does not honour conditional writes (S3 If-None-Match/If-Match, GCS "
+                f"ifGenerationMatch) in {self._url(bucket)}: concurrent writers of one partitioned dataset "
+                "there take turns by writing their claim, waiting and reading it back, which a starved writer "
+                "can lose (its export then fails, retryably)",
+                file=sys.stderr,
+            )
+        return honoured
 
     # -- errors ------------------------------------------------------------------
     def _url(self, bucket: str, key: str = "") -> str:
@@ -193,7 +278,7 @@ class ObjectStore(Connector):
         try:
             write_dataset(
                 table, root, list(partition_cols), filesystem=self.filesystem(), mode=mode, partition=partition,
-                basename_template=basename_template, where=self._url(root), **kwargs,
+                basename_template=basename_template, where=self._url(root), store=self, **kwargs,
             )
         except OSError as exc:
             raise TerminalConnectorError(f"writing the dataset {self._url(root)} failed: {exc}") from None

@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 from dagsmith.errors import ConfigError, TerminalConnectorError, TransientConnectorError
 from dagsmith.io.base import release
-from dagsmith.io.objectstore import ObjectNotFound, ObjectStore
+from dagsmith.io.objectstore import ObjectNotFound, ObjectStore, PreconditionsUnsupported
 
 __all__ = ["S3"]
 
@@ -172,6 +172,58 @@ class S3(ObjectStore):
             if self._not_found(exc):
                 raise self._missing(bucket) from None
             raise self._error(exc, f"writing {self._url(bucket, key)}") from None
+
+    _unused_version = '"00000000000000000000000000000000"'
+
+    def _get_versioned(self, bucket: str, key: str) -> tuple[bytes, str] | None:
+        try:
+            response = self.client.get_object(Bucket=bucket, Key=key)
+            return response["Body"].read(), response["ETag"]
+        except Exception as exc:
+            if self._not_found(exc):
+                return None
+            raise self._error(exc, f"reading {self._url(bucket, key)}") from None
+
+    def _put_if(self, bucket: str, key: str, data: bytes, version: str | None, content_type: str) -> str | None:
+        """PutObject with ``If-None-Match: *`` (create) or ``If-Match: <ETag>`` (replace)."""
+        from botocore.exceptions import ClientError
+
+        condition = {"IfNoneMatch": "*"} if version is None else {"IfMatch": version}
+        try:
+            return self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type, **condition)["ETag"]
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            # 412: the object is not at that version; 409: a concurrent conditional write won
+            # (S3 says: read again and retry); If-Match on an object deleted meanwhile: NoSuchKey
+            if status in (409, 412) or code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return None
+            if version is not None and code == "NoSuchKey":
+                return None
+            if status == 501 or code == "NotImplemented":
+                raise PreconditionsUnsupported(
+                    f"{self.endpoint_url or 'S3'} does not implement conditional PutObject ({code}; {self.source})"
+                ) from None
+            if self._not_found(exc):
+                raise self._missing(bucket) from None
+            raise self._error(exc, f"writing {self._url(bucket, key)}") from None
+        except Exception as exc:
+            raise self._error(exc, f"writing {self._url(bucket, key)}") from None
+
+    def _delete_object(self, bucket: str, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=bucket, Key=key)
+        except Exception as exc:
+            if not self._not_found(exc):
+                raise self._error(exc, f"deleting {self._url(bucket, key)}") from None
+
+    def _endpoint(self) -> str | None:
+        """``endpoint_url`` unless it is AWS's own (S3 conditional writes: If-None-Match since 2024-08,
+        If-Match since 2024-11)."""
+        if not self.endpoint_url:
+            return None
+        host = urlparse(self.endpoint_url if "://" in self.endpoint_url else f"https://{self.endpoint_url}").hostname
+        return None if (host or "").endswith(".amazonaws.com") else self.endpoint_url
 
     def _object_exists(self, bucket: str, key: str) -> bool:
         try:
