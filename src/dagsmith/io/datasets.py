@@ -399,8 +399,6 @@ class _ConditionalManifest:
     """The manifest through the connector's client: every rewrite is a compare-and-swap on the version
     read (S3 ETag, GCS generation), so two writers that read the same version cannot both replace it."""
 
-    exact = True
-
     def __init__(self, store: Any) -> None:
         self.store = store
 
@@ -434,8 +432,6 @@ class _SettledManifest:
     """The manifest through a pyarrow filesystem, for stores without conditional writes: a write checks
     the manifest is still what was read, writes, and (a claim) waits ``SETTLE_S`` and reads it back.
     Two writers at once are told apart only if neither is paused for longer than that."""
-
-    exact = False
 
     def __init__(self, fs: Any) -> None:
         self.fs = fs

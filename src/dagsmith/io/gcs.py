@@ -10,8 +10,9 @@ Owns ``GoogleCloudStorage`` (also ``mage_ai.io.google_cloud_storage``) and
    gcloud, metadata server); with an emulator (``STORAGE_EMULATOR_HOST``) and no
    key, anonymous credentials.
 
-Objects are read and written with google-cloud-storage; partitioned Parquet
-datasets go through ``pyarrow.fs.GcsFileSystem`` (built with the same credentials).
+Objects are read and written with google-cloud-storage (a dataset's manifest too, with
+``ifGenerationMatch``); partitioned Parquet datasets' files go through
+``pyarrow.fs.GcsFileSystem`` (built with the same credentials).
 """
 
 from __future__ import annotations

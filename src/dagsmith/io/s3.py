@@ -1,8 +1,9 @@
 """Amazon S3 (and S3-compatible stores: MinIO, moto, R2…) connector.
 
 Owns ``S3`` (also ``mage_ai.io.s3.S3``): the object-store contract of
-:mod:`dagsmith.io.objectstore` over boto3 for objects and
-``pyarrow.fs.S3FileSystem`` for partitioned Parquet datasets. Settings come from
+:mod:`dagsmith.io.objectstore` over boto3 for objects (and a dataset's manifest, rewritten
+with ``If-None-Match`` / ``If-Match``) and ``pyarrow.fs.S3FileSystem`` for partitioned
+Parquet datasets' files. Settings come from
 the profile's ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``,
 ``AWS_REGION`` and ``AWS_ENDPOINT`` (honoured by both clients); missing keys fall
 back to boto3's usual chain (environment, ``~/.aws``, instance role).
