@@ -216,9 +216,14 @@ def probe_secrets(client, base, port, project: Path, outside: Path, work: Path, 
     report(".env password via io_config in run logs", "clear" if "envpass-9f3a1" in logs else "masked", "envpass-9f3a1" not in logs)
     leaked = [p for p in (project / ".dagsmith").rglob("*") if p.is_file() and p.suffix in (".jsonl", ".log") and b"late-secret-77c1" in p.read_bytes()]
     report("files written by the run free of the secret", f"{len(leaked)} file(s) with it", not leaked)
-    modes = {str(p.relative_to(project)): oct(p.stat().st_mode & 0o777) for p in (project / ".dagsmith").rglob("*") if p.is_file() and (p.suffix in (".jsonl", ".db") or p.name == "key")}
+    # block outputs (the store's _inline.jsonl among them) follow the umask like every output file: the 0700
+    # data folder guards them here, and a shared variables_dir must stay readable by its group
+    modes = {str(p.relative_to(project)): oct(p.stat().st_mode & 0o777) for p in (project / ".dagsmith").rglob("*")
+             if p.is_file() and (p.suffix in (".jsonl", ".db") or p.name == "key") and ".variables" not in p.parts}
     loose = {k: v for k, v in modes.items() if v != "0o600"}
     report("log/DB/key files 0600", f"{len(loose)} loose {list(loose.items())[:3]}", not loose)
+    data_mode = oct((project / ".dagsmith").stat().st_mode & 0o777)
+    report("data folder (outputs inside) 0700", data_mode, data_mode == "0o700")
     proc = subprocess.run([dagsmith, "run", str(project), "leaky"], env=env, capture_output=True, text=True)
     shown = proc.stdout + proc.stderr
     report("dagsmith run output", f"exit {proc.returncode}, {'masked' if '******' in shown else 'no mask seen'}", proc.returncode == 0 and "late-secret-77c1" not in shown and "envpass-9f3a1" not in shown)
