@@ -203,10 +203,5 @@ class aliasing:
 
 
 def activate_for_process() -> None:
-    """Keep the alias for the rest of the process (worker processes that only run blocks)."""
-    with _lock:
-        finder = _ensure_finder()
-        if finder.real_installed:
-            if finder.forced == 0:
-                _install_forced(finder)
-            finder.forced += 1
+    """Keep the alias for the rest of the process (worker processes that only run blocks): entered, never left."""
+    aliasing().__enter__()

@@ -72,6 +72,11 @@ def _segments_ok(name: str, *, nested: bool) -> bool:
     return all(part not in ("", ".", "..") and not part.startswith(".") for part in parts)
 
 
+def _check_block_name(block_uuid: str) -> None:
+    if not _segments_ok(str(block_uuid), nested=True):
+        raise UnsafeStorePath(f"block {str(block_uuid)[:80]!r} is not a safe folder name for block outputs")
+
+
 class VariableStore:
     """Block outputs under ``<root>/pipelines``; safe for concurrent writers of different blocks.
 
@@ -131,8 +136,7 @@ class VariableStore:
         return base
 
     def block_dir(self, pipeline: str, partition: str, block_uuid: str) -> Any:
-        if not _segments_ok(str(block_uuid), nested=True):
-            raise UnsafeStorePath(f"block {str(block_uuid)[:80]!r} is not a safe folder name for block outputs")
+        _check_block_name(block_uuid)
         path = self._partition_dir(pipeline, partition) / block_uuid
         if self.remote or ("/" not in block_uuid and not os.path.islink(path)):
             # the partition folder is confined already and the name is one plain segment that is not
@@ -162,8 +166,7 @@ class VariableStore:
         Returns the version written (a token that changes with every write). A run
         passes ``update_latest=False`` and calls ``set_latest`` once at its end.
         """
-        if not _segments_ok(str(block_uuid), nested=True):
-            raise UnsafeStorePath(f"block {str(block_uuid)[:80]!r} is not a safe folder name for block outputs")
+        _check_block_name(block_uuid)  # before anything is written, whichever way the outputs go
         version = os.urandom(6).hex()  # 48 random bits, as uuid4().hex[:12] had (uuid costs an import)
         inline = self._inline_text(outputs, multi, version, block_uuid)
         if inline is not None and not self.remote and "/" not in block_uuid:
@@ -390,7 +393,10 @@ class VariableStore:
 
     def read_meta(self, pipeline: str, partition: str, block_uuid: str) -> dict[str, Any] | None:
         """The record describing a block's stored outputs (its folder's ``_meta.json``, else its inline-log line)."""
-        meta = self._read_json(self.block_dir(pipeline, partition, block_uuid) / META)
+        return self._meta_in(self.block_dir(pipeline, partition, block_uuid), pipeline, partition, block_uuid)
+
+    def _meta_in(self, folder: Any, pipeline: str, partition: str, block_uuid: str) -> dict[str, Any] | None:
+        meta = self._read_json(folder / META)
         if meta is None:
             meta = self._inline_records(pipeline, partition).get(block_uuid)
         return meta if isinstance(meta, dict) else None
@@ -408,7 +414,7 @@ class VariableStore:
 
     def read_outputs(self, pipeline: str, partition: str, block_uuid: str) -> tuple[list[Any], bool]:
         folder = self.block_dir(pipeline, partition, block_uuid)
-        meta = self.read_meta(pipeline, partition, block_uuid)
+        meta = self._meta_in(folder, pipeline, partition, block_uuid)
         if meta is None:
             raise OutputsMissing(f"no stored output of block '{block_uuid}' in {folder}")
         if "inline" in meta:

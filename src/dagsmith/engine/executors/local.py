@@ -225,7 +225,7 @@ class LocalExecutor(Executor):
         self._attempt(att)
 
     def start_loop(self, body: Callable[[], None]) -> None:
-        """Run a run's loop on one of the block threads (its caller stays free to watch it)."""
+        """Run a run's loop on a thread of the loop set (``_loop_threads``); its caller stays free to watch it."""
         assert self.threads is not None, "open() the executor first"
         _loop_threads().start(body)
 
